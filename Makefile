@@ -1,0 +1,95 @@
+# cleanmig: the front door. `make` lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO      ?= cargo
+BIN        := target/debug/cleanmig
+DEVDB      ?= .devdb
+SCALE      ?= 1
+SEED       ?= 42
+ARTIFACTS  ?= artifacts
+export CLEANMIG_ARTIFACTS := $(ARTIFACTS)
+
+.PHONY: help
+help: ## Show this list
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: postgres
+postgres: ## Make sure Postgres server binaries exist (installs Debian's postgresql package if not)
+	@if [ -n "$$CLEANMIG_PG_BINDIR" ] && [ -x "$$CLEANMIG_PG_BINDIR/initdb" ]; then exit 0; fi; \
+	if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	   || [ -x "$$(pg_config --bindir 2>/dev/null)/initdb" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: no Postgres server binaries found; installing Debian's postgresql package" >&2; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	else \
+	  echo "make: no Postgres server binaries (initdb, pg_ctl) found. Install the PostgreSQL server:" >&2; \
+	  echo "  Debian/Ubuntu: apt-get install postgresql   Fedora: dnf install postgresql-server" >&2; \
+	  echo "  macOS: brew install postgresql              or set CLEANMIG_PG_BINDIR to its bin directory" >&2; \
+	  exit 1; \
+	fi
+
+.PHONY: build
+build: ## Build the cleanmig binary (debug profile)
+	$(CARGO) build
+
+.PHONY: test
+test: postgres ## Run every test (unit, SQL rules, end to end against a throwaway Postgres)
+	$(CARGO) test --no-fail-fast
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+.PHONY: demo
+demo: postgres build ## The whole pipeline on a throwaway Postgres filled with synthetic data
+	@set -euo pipefail; \
+	$(BIN) dev-db stop --dir $(DEVDB) 2>/dev/null || true; \
+	trap '$(BIN) dev-db stop --dir $(DEVDB) >/dev/null 2>&1 || true' EXIT INT TERM; \
+	export DATABASE_URL=$$($(BIN) dev-db start --dir $(DEVDB)); \
+	rm -rf $(ARTIFACTS)/extract $(ARTIFACTS)/stage $(ARTIFACTS)/approved.json; \
+	echo "== demo-data (scale $(SCALE), seed $(SEED))" >&2; \
+	$(BIN) demo-data --scale $(SCALE) --seed $(SEED) --ground-truth $(ARTIFACTS)/demo/ground_truth.json; \
+	echo "== extract" >&2; $(BIN) extract; \
+	echo "== transform" >&2; $(BIN) transform; \
+	echo "== approve" >&2; $(BIN) approve --by demo; \
+	echo "== load (dry run)" >&2; $(BIN) load; \
+	echo "== load --apply" >&2; $(BIN) load --apply; \
+	echo "== load --apply again (must change nothing)" >&2; $(BIN) load --apply; \
+	echo "== status" >&2; $(BIN) status
+
+.PHONY: extract
+extract: build ## Extract sources and destination tables to artifacts/extract (needs DATABASE_URL or PG*)
+	$(BIN) extract
+
+.PHONY: transform
+transform: build ## Run pipeline/*.sql over the extract into artifacts/stage
+	$(BIN) transform
+
+.PHONY: query
+query: build ## Query the artifacts: make query SQL="SELECT ..."
+	$(BIN) query $(if $(SQL),"$(SQL)")
+
+.PHONY: approve
+approve: build ## Freeze the reviewed artifacts into artifacts/approved.json
+	$(BIN) approve
+
+.PHONY: dry-run
+dry-run: build ## Run the load in a transaction and roll it back
+	$(BIN) load
+
+.PHONY: load
+load: build ## Load the approved artifacts and commit
+	$(BIN) load --apply
+
+.PHONY: status
+status: build ## Artifacts, approval, source drift and the last runs
+	$(BIN) status
+
+.PHONY: clean
+clean: ## Remove artifacts (not the build)
+	rm -rf $(ARTIFACTS)/extract $(ARTIFACTS)/stage $(ARTIFACTS)/approved.json $(ARTIFACTS)/demo

@@ -1,0 +1,322 @@
+//! Artifact files: written under a temporary name and renamed, owner-only, listed in a manifest.
+
+use anyhow::{Context, Result};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::{WriterProperties, WriterVersion};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Sub-directory of the artifacts directory written by `extract`.
+pub const EXTRACT_DIR: &str = "extract";
+/// Sub-directory of the artifacts directory written by `transform`.
+pub const STAGE_DIR: &str = "stage";
+/// File name of a stage's manifest inside its directory.
+pub const MANIFEST: &str = "manifest.json";
+/// The approval manifest, directly inside the artifacts directory.
+pub const APPROVAL: &str = "approved.json";
+
+/// Create a directory (and its parents) readable by the owner only.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    Ok(())
+}
+
+/// A file being written under a temporary name; [`AtomicFile::commit`] renames it into place.
+/// Dropped without commit, the temporary file is removed.
+pub struct AtomicFile {
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    pub fn create(dest: &Path) -> Result<Self> {
+        if let Some(parent) = dest.parent() {
+            create_private_dir(parent)?;
+        }
+        let name = dest
+            .file_name()
+            .with_context(|| format!("{} has no file name", dest.display()))?
+            .to_string_lossy();
+        let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        // The mode above only applies to new files; make sure of it.
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+        Ok(Self {
+            tmp,
+            dest: dest.to_path_buf(),
+            file: Some(BufWriter::new(file)),
+        })
+    }
+
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
+        self.file.as_mut().expect("file is open until commit")
+    }
+
+    /// Flush, fsync and rename into place.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        let file = self.file.take().expect("file is open until commit");
+        let file = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write {}", self.tmp.display()))?;
+        file.sync_all()
+            .with_context(|| format!("cannot sync {}", self.tmp.display()))?;
+        fs::rename(&self.tmp, &self.dest).with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                self.tmp.display(),
+                self.dest.display()
+            )
+        })?;
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer().write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer().flush()
+    }
+}
+
+/// Write a small file (JSON, Markdown) atomically with owner-only permissions.
+pub fn write_atomic(dest: &Path, contents: &[u8]) -> Result<()> {
+    let mut file = AtomicFile::create(dest)?;
+    file.write_all(contents)
+        .with_context(|| format!("cannot write {}", dest.display()))?;
+    file.commit()?;
+    Ok(())
+}
+
+/// Write a value as pretty JSON (with a final newline) atomically.
+pub fn write_json<T: Serialize>(dest: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    write_atomic(dest, &text)
+}
+
+/// Read and parse a JSON file, naming the file on failure.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text =
+        fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("{} is not valid", path.display()))
+}
+
+/// Writer properties shared by every Parquet artifact: deterministic and readable by
+/// DuckDB, pyarrow and DataFusion alike.
+pub fn parquet_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_1_0)
+        .set_compression(Compression::SNAPPY)
+        .set_created_by(format!("cleanmig {}", env!("CARGO_PKG_VERSION")))
+        .set_max_row_group_size(128 * 1024)
+        .build()
+}
+
+/// A Parquet file being written batch by batch, atomically renamed on finish.
+pub struct ParquetArtifact {
+    writer: ArrowWriter<AtomicFile>,
+    rows: u64,
+}
+
+impl ParquetArtifact {
+    pub fn create(dest: &Path, schema: SchemaRef) -> Result<Self> {
+        let file = AtomicFile::create(dest)?;
+        let writer = ArrowWriter::try_new(file, schema, Some(parquet_properties()))
+            .with_context(|| format!("cannot start Parquet file {}", dest.display()))?;
+        Ok(Self { writer, rows: 0 })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(batch)?;
+        Ok(())
+    }
+
+    /// Bytes buffered in memory for the current row group.
+    pub fn in_progress_bytes(&self) -> usize {
+        self.writer.in_progress_size()
+    }
+
+    /// Finish the file and rename it into place; returns its entry for a manifest.
+    pub fn finish(self) -> Result<(PathBuf, u64)> {
+        let rows = self.rows;
+        let file = self.writer.into_inner()?;
+        let path = file.commit()?;
+        Ok((path, rows))
+    }
+}
+
+/// SHA-256 of a file, hex encoded.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file =
+        File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// One column of an artifact's schema, as recorded in a manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ColumnEntry {
+    pub name: String,
+    /// Arrow data type, as Arrow prints it.
+    pub arrow_type: String,
+    pub nullable: bool,
+    /// The Postgres type it came from or goes to, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_type: Option<String>,
+    /// The column's name in the source table, where it was renamed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_name: Option<String>,
+}
+
+/// One artifact file, as recorded in a manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ArtifactEntry {
+    /// Path relative to the manifest's directory.
+    pub file: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub schema: Vec<ColumnEntry>,
+    /// Anything a reader must know (lossy choices, renamed columns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl ArtifactEntry {
+    /// Describe a finished Parquet file.
+    pub fn describe(dir: &Path, path: &Path, rows: u64, schema: &SchemaRef) -> Result<Self> {
+        let bytes = fs::metadata(path)
+            .with_context(|| format!("cannot stat {}", path.display()))?
+            .len();
+        let file = path
+            .strip_prefix(dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned();
+        Ok(Self {
+            file,
+            rows,
+            bytes,
+            sha256: sha256_file(path)?,
+            schema: schema
+                .fields()
+                .iter()
+                .map(|f| ColumnEntry {
+                    name: f.name().clone(),
+                    arrow_type: f.data_type().to_string(),
+                    nullable: f.is_nullable(),
+                    pg_type: f.metadata().get(crate::pg_arrow::PG_TYPE_KEY).cloned(),
+                    source_name: f.metadata().get(crate::pg_arrow::SOURCE_NAME_KEY).cloned(),
+                })
+                .collect(),
+            notes: Vec::new(),
+        })
+    }
+}
+
+/// Human-readable byte count (1.2 MiB).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Thousands separators for counts (8,828).
+pub fn human_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_sizes_read_like_people_write_them() {
+        assert_eq!(human_count(0), "0");
+        assert_eq!(human_count(999), "999");
+        assert_eq!(human_count(8828), "8,828");
+        assert_eq!(human_count(2_400_000), "2,400,000");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1_258_291), "1.2 MiB");
+    }
+
+    #[test]
+    fn atomic_file_is_private_and_absent_until_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sub/x.json");
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"{}").unwrap();
+        assert!(!dest.exists());
+        f.commit().unwrap();
+        let mode = fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dmode = fs::metadata(dest.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dmode, 0o700);
+    }
+
+    #[test]
+    fn dropped_atomic_file_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("x.parquet");
+        {
+            let mut f = AtomicFile::create(&dest).unwrap();
+            f.write_all(b"half").unwrap();
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,6 @@
+//! The one integration-test binary: SQL rule tests and end-to-end tests against a real Postgres
+//! that the harness starts itself (see `support`).
+
+mod support;
+
+mod devdb;

@@ -1,0 +1,52 @@
+//! Test harness: one throwaway Postgres cluster per test process, one fresh database per test.
+
+#![allow(dead_code)]
+
+use cleanmig::tools::devdb::Cluster;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use tokio_postgres::{Client, NoTls};
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+/// The shared cluster; started on first use, stopped by its watchdog when the process exits.
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| Cluster::start_temporary().expect("start a throwaway Postgres"))
+}
+
+/// A new, empty database on the shared cluster; returns its URL.
+pub async fn fresh_database(prefix: &str) -> String {
+    let cluster = cluster();
+    let name = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::SeqCst)
+    );
+    let admin = connect(&cluster.url()).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    cluster.url_for(&name)
+}
+
+/// Connect without TLS and drive the connection in the background.
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// The `cleanmig` binary with an artifacts directory and the repository's pipeline.
+pub fn cleanmig(artifacts: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("cleanmig").expect("cleanmig binary");
+    cmd.env_remove("DATABASE_URL")
+        .env("CLEANMIG_ARTIFACTS", artifacts)
+        .env("CLEANMIG_PIPELINE", concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline"));
+    cmd
+}
