@@ -8,6 +8,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -249,6 +250,54 @@ impl ArtifactEntry {
                 .collect(),
             notes: Vec::new(),
         })
+    }
+}
+
+/// A stage's manifest: `extract/manifest.json` or `stage/manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// `extract` or `transform`.
+    pub stage: String,
+    pub tool_version: String,
+    /// When the extract's snapshot was taken (RFC 3339, UTC). Transform copies it from the
+    /// extract and uses it as "now", so that the same inputs give the same outputs.
+    pub extracted_at: String,
+    /// Where the data came from, password masked (extract only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// sha256 over the per-table fingerprints of the extract; transform repeats the
+    /// extract's value so that approval and load can check it.
+    pub fingerprint: String,
+    /// Per-table fingerprints (extract only), keyed by qualified table name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, TableEntry>,
+    /// The files, keyed by artifact name (file stem).
+    pub artifacts: BTreeMap<String, ArtifactEntry>,
+}
+
+/// Where an extracted artifact came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TableEntry {
+    /// Qualified, quoted table name, as usable in SQL (`"auth"."users"`).
+    pub qualified: String,
+    /// The artifact written from it.
+    pub artifact: String,
+    /// `source` (read-only inputs), `destination` (rebuilt by the load) or `dependent`
+    /// (other tables that reference the destination tables).
+    pub role: String,
+    /// Key columns (for key fingerprints and drift reports).
+    #[serde(default)]
+    pub key_columns: Vec<String>,
+    pub fingerprint: crate::fingerprint::TableFingerprint,
+}
+
+impl Manifest {
+    pub fn read(dir: &Path) -> Result<Self> {
+        read_json(&dir.join(MANIFEST))
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        write_json(&dir.join(MANIFEST), self)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod connect;
 pub mod error;
 pub mod extract;
+pub mod fingerprint;
 pub mod load;
 pub mod logging;
 pub mod pg_arrow;
