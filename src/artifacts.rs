@@ -138,7 +138,7 @@ pub fn parquet_properties() -> WriterProperties {
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(Compression::SNAPPY)
         .set_created_by(format!("cleanmig {}", env!("CARGO_PKG_VERSION")))
-        .set_max_row_group_size(128 * 1024)
+        .set_max_row_group_row_count(Some(128 * 1024))
         .build()
 }
 

@@ -1,6 +1,989 @@
 //! The one place that maps Postgres types to Arrow types and back.
+//!
+//! Extract decodes `COPY ... TO STDOUT (FORMAT binary)` straight into Arrow builders; load
+//! encodes Arrow batches into `COPY ... FROM STDIN (FORMAT binary)`. Types:
+//!
+//! | Postgres | Arrow |
+//! |---|---|
+//! | `bool` | Boolean |
+//! | `int2`, `int4`, `int8` | Int16, Int32, Int64 |
+//! | `float4`, `float8` | Float32, Float64 |
+//! | `numeric` | Decimal128(38, s), s = declared or largest scale found; Utf8 where it does not fit |
+//! | `text`, `varchar`, `bpchar`, `name` | Utf8 |
+//! | `uuid` | Utf8, canonical lowercase text |
+//! | `json`, `jsonb` | Utf8, JSON text |
+//! | `timestamptz` | Timestamp(Microsecond, "UTC") |
+//! | `timestamp` | Timestamp(Microsecond, none) |
+//! | `date` | Date32 |
+//! | `bytea` | Binary |
+//! | any array | List(Utf8), elements as Postgres prints them |
+//! | anything else | Utf8, as Postgres prints it (`::text`) |
+//!
+//! Every field carries its Postgres type in the metadata key [`PG_TYPE_KEY`].
+
+use anyhow::{anyhow, bail, Context, Result};
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
+    Date32Builder, Decimal128Builder, Float32Array, Float32Builder, Float64Array, Float64Builder,
+    Int16Array, Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder, ListArray,
+    ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::{pin_mut, SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Field metadata key: the Postgres type a column came from.
 pub const PG_TYPE_KEY: &str = "cleanmig.pg_type";
 /// Field metadata key: the column's original name in the source table.
 pub const SOURCE_NAME_KEY: &str = "cleanmig.source_name";
+
+/// Microseconds between 1970-01-01 and Postgres' epoch 2000-01-01.
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+/// Days between 1970-01-01 and 2000-01-01.
+const PG_EPOCH_OFFSET_DAYS: i32 = 10_957;
+const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// How one column travels between Postgres and Arrow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Bool,
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    /// Decimal128(38, scale).
+    Decimal { scale: i8 },
+    /// Text on the wire (text, varchar, json and anything cast with `::text`).
+    Text,
+    /// jsonb on the wire (a version byte, then text).
+    Jsonb,
+    Uuid,
+    Timestamptz,
+    Timestamp,
+    Date,
+    Bytea,
+    /// An array cast to `text[]`.
+    TextList,
+}
+
+impl Kind {
+    pub fn arrow_type(&self) -> DataType {
+        match self {
+            Kind::Bool => DataType::Boolean,
+            Kind::Int16 => DataType::Int16,
+            Kind::Int32 => DataType::Int32,
+            Kind::Int64 => DataType::Int64,
+            Kind::Float32 => DataType::Float32,
+            Kind::Float64 => DataType::Float64,
+            Kind::Decimal { scale } => DataType::Decimal128(38, *scale),
+            Kind::Text | Kind::Jsonb | Kind::Uuid => DataType::Utf8,
+            Kind::Timestamptz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            Kind::Date => DataType::Date32,
+            Kind::Bytea => DataType::Binary,
+            Kind::TextList => {
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+            }
+        }
+    }
+}
+
+/// A column as Postgres describes it (from `pg_attribute`).
+#[derive(Debug, Clone)]
+pub struct PgColumn {
+    pub name: String,
+    /// `format_type()` output, e.g. `numeric(12,2)`, `timestamp with time zone`, `text[]`.
+    pub type_name: String,
+    /// `pg_type.typname`, e.g. `numeric`, `timestamptz`, `_text`.
+    pub typname: String,
+    /// `pg_type.typcategory` (`A` for arrays).
+    pub category: char,
+    /// Declared typmod (-1 when none).
+    pub typmod: i32,
+    pub not_null: bool,
+    pub generated: bool,
+}
+
+/// Columns of a table, in order, with their types.
+pub async fn table_columns(
+    client: &impl tokio_postgres::GenericClient,
+    qualified_table: &str,
+) -> Result<Vec<PgColumn>> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, \
+                    t.typcategory::text, a.atttypmod, a.attnotnull, a.attgenerated <> '' \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum",
+            &[&qualified_table],
+        )
+        .await
+        .with_context(|| format!("cannot read the columns of {qualified_table}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| PgColumn {
+            name: r.get(0),
+            type_name: r.get(1),
+            typname: r.get(2),
+            category: r.get::<_, String>(3).chars().next().unwrap_or('U'),
+            typmod: r.get(4),
+            not_null: r.get(5),
+            generated: r.get(6),
+        })
+        .collect())
+}
+
+/// Declared (precision, scale) of a `numeric(p,s)` typmod.
+pub fn numeric_typmod(typmod: i32) -> Option<(u32, i8)> {
+    if typmod < 4 {
+        return None;
+    }
+    let t = typmod - 4;
+    Some((((t >> 16) & 0xffff) as u32, (t & 0xffff) as i8))
+}
+
+/// How a numeric column is extracted, given what is declared or found in the data.
+/// `found` is (largest scale, most integer digits, any NaN/Infinity) from [`numeric_profile_sql`].
+pub fn numeric_kind(typmod: i32, found: Option<(i32, i32, bool)>) -> Kind {
+    if let Some((p, s)) = numeric_typmod(typmod) {
+        if p <= 38 && s >= 0 {
+            return Kind::Decimal { scale: s };
+        }
+    }
+    match found {
+        Some((scale, int_digits, special)) => {
+            if !special && scale >= 0 && scale <= 38 && int_digits + scale <= 38 {
+                Kind::Decimal { scale: scale as i8 }
+            } else {
+                Kind::Text
+            }
+        }
+        None => Kind::Decimal { scale: 0 },
+    }
+}
+
+/// SQL that returns (largest scale, most integer digits, any NaN/Infinity) of a numeric column.
+pub fn numeric_profile_sql(qualified_table: &str, column: &str) -> String {
+    let c = crate::fingerprint::quote_ident(column);
+    format!(
+        "SELECT coalesce(max(scale({c}) FILTER (WHERE {c} NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric))), 0)::int4, \
+                coalesce(max(length(trunc(abs({c}))::text)) FILTER (WHERE {c} NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), 1)::int4, \
+                coalesce(bool_or({c} IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), false) \
+         FROM {qualified_table}"
+    )
+}
+
+/// The kind a column is extracted as (numeric columns need [`numeric_kind`] instead), and the
+/// select expression that produces it.
+pub fn extract_kind(col: &PgColumn) -> (Kind, String) {
+    let ident = crate::fingerprint::quote_ident(&col.name);
+    if col.category == 'A' {
+        return (Kind::TextList, format!("{ident}::text[]"));
+    }
+    let kind = match col.typname.as_str() {
+        "bool" => Kind::Bool,
+        "int2" => Kind::Int16,
+        "int4" => Kind::Int32,
+        "int8" => Kind::Int64,
+        "float4" => Kind::Float32,
+        "float8" => Kind::Float64,
+        "text" | "varchar" | "bpchar" | "name" | "json" => Kind::Text,
+        "jsonb" => Kind::Jsonb,
+        "uuid" => Kind::Uuid,
+        "timestamptz" => Kind::Timestamptz,
+        "timestamp" => Kind::Timestamp,
+        "date" => Kind::Date,
+        "bytea" => Kind::Bytea,
+        _ => return (Kind::Text, format!("{ident}::text")),
+    };
+    let expr = if col.typname == "bpchar" || col.typname == "name" || col.typname == "json" {
+        format!("{ident}::text")
+    } else {
+        ident
+    };
+    (kind, expr)
+}
+
+/// An Arrow field for an extracted column, with its Postgres type in the metadata.
+pub fn field(name: &str, kind: &Kind, pg_type: &str, nullable: bool) -> Field {
+    let mut meta = HashMap::new();
+    meta.insert(PG_TYPE_KEY.to_string(), pg_type.to_string());
+    Field::new(name, kind.arrow_type(), nullable).with_metadata(meta)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding: binary COPY -> Arrow
+
+enum Builder {
+    Bool(BooleanBuilder),
+    Int16(Int16Builder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Float32(Float32Builder),
+    Float64(Float64Builder),
+    Decimal(Decimal128Builder, i8),
+    Text(StringBuilder),
+    Jsonb(StringBuilder),
+    Uuid(StringBuilder),
+    Timestamp(TimestampMicrosecondBuilder, bool),
+    Date(Date32Builder),
+    Bytea(BinaryBuilder),
+    TextList(ListBuilder<StringBuilder>),
+}
+
+impl Builder {
+    fn new(kind: &Kind) -> Self {
+        match kind {
+            Kind::Bool => Builder::Bool(BooleanBuilder::new()),
+            Kind::Int16 => Builder::Int16(Int16Builder::new()),
+            Kind::Int32 => Builder::Int32(Int32Builder::new()),
+            Kind::Int64 => Builder::Int64(Int64Builder::new()),
+            Kind::Float32 => Builder::Float32(Float32Builder::new()),
+            Kind::Float64 => Builder::Float64(Float64Builder::new()),
+            Kind::Decimal { scale } => Builder::Decimal(
+                Decimal128Builder::new().with_data_type(DataType::Decimal128(38, *scale)),
+                *scale,
+            ),
+            Kind::Text => Builder::Text(StringBuilder::new()),
+            Kind::Jsonb => Builder::Jsonb(StringBuilder::new()),
+            Kind::Uuid => Builder::Uuid(StringBuilder::new()),
+            Kind::Timestamptz => Builder::Timestamp(TimestampMicrosecondBuilder::new(), true),
+            Kind::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new(), false),
+            Kind::Date => Builder::Date(Date32Builder::new()),
+            Kind::Bytea => Builder::Bytea(BinaryBuilder::new()),
+            Kind::TextList => Builder::TextList(ListBuilder::new(StringBuilder::new())),
+        }
+    }
+
+    fn append(&mut self, value: Option<&[u8]>) -> Result<()> {
+        let Some(v) = value else {
+            match self {
+                Builder::Bool(b) => b.append_null(),
+                Builder::Int16(b) => b.append_null(),
+                Builder::Int32(b) => b.append_null(),
+                Builder::Int64(b) => b.append_null(),
+                Builder::Float32(b) => b.append_null(),
+                Builder::Float64(b) => b.append_null(),
+                Builder::Decimal(b, _) => b.append_null(),
+                Builder::Text(b) | Builder::Jsonb(b) | Builder::Uuid(b) => b.append_null(),
+                Builder::Timestamp(b, _) => b.append_null(),
+                Builder::Date(b) => b.append_null(),
+                Builder::Bytea(b) => b.append_null(),
+                Builder::TextList(b) => b.append_null(),
+            }
+            return Ok(());
+        };
+        match self {
+            Builder::Bool(b) => b.append_value(fixed::<1>(v)?[0] != 0),
+            Builder::Int16(b) => b.append_value(i16::from_be_bytes(fixed(v)?)),
+            Builder::Int32(b) => b.append_value(i32::from_be_bytes(fixed(v)?)),
+            Builder::Int64(b) => b.append_value(i64::from_be_bytes(fixed(v)?)),
+            Builder::Float32(b) => b.append_value(f32::from_be_bytes(fixed(v)?)),
+            Builder::Float64(b) => b.append_value(f64::from_be_bytes(fixed(v)?)),
+            Builder::Decimal(b, scale) => b.append_value(decode_numeric(v, *scale)?),
+            Builder::Text(b) => b.append_value(std::str::from_utf8(v)?),
+            Builder::Jsonb(b) => {
+                let (version, text) = v.split_first().ok_or_else(|| anyhow!("empty jsonb"))?;
+                if *version != 1 {
+                    bail!("unknown jsonb version {version}");
+                }
+                b.append_value(std::str::from_utf8(text)?)
+            }
+            Builder::Uuid(b) => b.append_value(format_uuid(&fixed::<16>(v)?)),
+            Builder::Timestamp(b, _) => {
+                let micros = i64::from_be_bytes(fixed(v)?);
+                if micros == i64::MAX || micros == i64::MIN {
+                    bail!("infinite timestamps have no Arrow equivalent");
+                }
+                b.append_value(micros + PG_EPOCH_OFFSET_MICROS)
+            }
+            Builder::Date(b) => {
+                let days = i32::from_be_bytes(fixed(v)?);
+                if days == i32::MAX || days == i32::MIN {
+                    bail!("infinite dates have no Arrow equivalent");
+                }
+                b.append_value(days + PG_EPOCH_OFFSET_DAYS)
+            }
+            Builder::Bytea(b) => b.append_value(v),
+            Builder::TextList(b) => {
+                decode_text_array(v, b.values())?;
+                b.append(true)
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Int16(b) => Arc::new(b.finish()),
+            Builder::Int32(b) => Arc::new(b.finish()),
+            Builder::Int64(b) => Arc::new(b.finish()),
+            Builder::Float32(b) => Arc::new(b.finish()),
+            Builder::Float64(b) => Arc::new(b.finish()),
+            Builder::Decimal(b, _) => Arc::new(b.finish()),
+            Builder::Text(b) | Builder::Jsonb(b) | Builder::Uuid(b) => Arc::new(b.finish()),
+            Builder::Timestamp(b, tz) => {
+                let a = b.finish();
+                if *tz {
+                    Arc::new(a.with_timezone("UTC"))
+                } else {
+                    Arc::new(a)
+                }
+            }
+            Builder::Date(b) => Arc::new(b.finish()),
+            Builder::Bytea(b) => Arc::new(b.finish()),
+            Builder::TextList(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+fn fixed<const N: usize>(v: &[u8]) -> Result<[u8; N]> {
+    v.try_into()
+        .map_err(|_| anyhow!("expected {N} bytes, got {}", v.len()))
+}
+
+fn format_uuid(b: &[u8; 16]) -> String {
+    uuid::Uuid::from_bytes(*b).hyphenated().to_string()
+}
+
+/// Postgres binary numeric -> i128 at `scale`. Fails rather than lose digits.
+fn decode_numeric(v: &[u8], scale: i8) -> Result<i128> {
+    let mut buf = v;
+    if buf.len() < 8 {
+        bail!("numeric value too short");
+    }
+    let ndigits = buf.get_i16() as i32;
+    let weight = buf.get_i16() as i32;
+    let sign = buf.get_u16();
+    let _dscale = buf.get_i16();
+    if sign == 0xC000 || sign == 0xD000 || sign == 0xF000 {
+        bail!("NaN or Infinity cannot be stored as a decimal");
+    }
+    if buf.len() < (ndigits as usize) * 2 {
+        bail!("numeric value truncated");
+    }
+    let overflow = || anyhow!("numeric value does not fit in 38 digits");
+    let mut int_val: i128 = 0;
+    for _ in 0..ndigits {
+        let d = buf.get_i16() as i128;
+        int_val = int_val.checked_mul(10_000).and_then(|x| x.checked_add(d)).ok_or_else(overflow)?;
+    }
+    // value = int_val * 10000^(weight - ndigits + 1); we want value * 10^scale.
+    let exp10 = 4 * (weight - ndigits + 1) + scale as i32;
+    let mut out = int_val;
+    if exp10 >= 0 {
+        for _ in 0..exp10 {
+            out = out.checked_mul(10).ok_or_else(overflow)?;
+        }
+    } else {
+        for _ in 0..(-exp10) {
+            if out % 10 != 0 {
+                bail!("numeric value has more than {scale} decimal places");
+            }
+            out /= 10;
+        }
+    }
+    Ok(if sign == 0x4000 { -out } else { out })
+}
+
+fn decode_text_array(v: &[u8], values: &mut StringBuilder) -> Result<()> {
+    let mut buf = v;
+    if buf.len() < 12 {
+        bail!("array value too short");
+    }
+    let ndim = buf.get_i32();
+    let _has_null = buf.get_i32();
+    let _elem = buf.get_u32();
+    let mut count: i64 = if ndim == 0 { 0 } else { 1 };
+    for _ in 0..ndim {
+        let len = buf.get_i32() as i64;
+        let _lbound = buf.get_i32();
+        count *= len;
+    }
+    for _ in 0..count {
+        let len = buf.get_i32();
+        if len < 0 {
+            values.append_null();
+        } else {
+            let (s, rest) = buf.split_at(len as usize);
+            values.append_value(std::str::from_utf8(s)?);
+            buf = rest;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a binary COPY stream into record batches of a fixed schema.
+pub struct CopyDecoder {
+    schema: SchemaRef,
+    kinds: Vec<Kind>,
+    builders: Vec<Builder>,
+    /// Prepended Int64 column with the 1-based row number, if set.
+    row_numbers: Option<Int64Builder>,
+    buf: BytesMut,
+    header_seen: bool,
+    finished: bool,
+    rows_in_batch: usize,
+    rows_total: u64,
+    table: String,
+}
+
+/// Rows per record batch.
+pub const BATCH_ROWS: usize = 8192;
+
+impl CopyDecoder {
+    /// `schema` must be `kinds` in order (plus a leading Int64 row-number field when
+    /// `with_row_numbers`).
+    pub fn new(table: &str, schema: SchemaRef, kinds: Vec<Kind>, with_row_numbers: bool) -> Self {
+        let builders = kinds.iter().map(Builder::new).collect();
+        Self {
+            schema,
+            kinds,
+            builders,
+            row_numbers: with_row_numbers.then(Int64Builder::new),
+            buf: BytesMut::new(),
+            header_seen: false,
+            finished: false,
+            rows_in_batch: 0,
+            rows_total: 0,
+            table: table.to_string(),
+        }
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows_total
+    }
+
+    /// Feed one chunk; returns full batches ready to write.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<RecordBatch>> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        if !self.header_seen {
+            if self.buf.len() < COPY_SIGNATURE.len() + 8 {
+                return Ok(out);
+            }
+            if &self.buf[..COPY_SIGNATURE.len()] != COPY_SIGNATURE {
+                bail!("{}: not a binary COPY stream", self.table);
+            }
+            let ext_len = i32::from_be_bytes(
+                self.buf[COPY_SIGNATURE.len() + 4..COPY_SIGNATURE.len() + 8]
+                    .try_into()
+                    .expect("4 bytes"),
+            ) as usize;
+            if self.buf.len() < COPY_SIGNATURE.len() + 8 + ext_len {
+                return Ok(out);
+            }
+            self.buf.advance(COPY_SIGNATURE.len() + 8 + ext_len);
+            self.header_seen = true;
+        }
+        while !self.finished {
+            match self.try_row()? {
+                false => break,
+                true => {
+                    if self.rows_in_batch >= BATCH_ROWS {
+                        out.push(self.flush()?);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parse one complete row from the buffer if there is one.
+    fn try_row(&mut self) -> Result<bool> {
+        let data = &self.buf[..];
+        if data.len() < 2 {
+            return Ok(false);
+        }
+        let nfields = i16::from_be_bytes([data[0], data[1]]);
+        if nfields == -1 {
+            self.finished = true;
+            self.buf.advance(2);
+            return Ok(false);
+        }
+        if nfields as usize != self.kinds.len() {
+            bail!(
+                "{}: COPY row has {nfields} fields, expected {}",
+                self.table,
+                self.kinds.len()
+            );
+        }
+        // Find the field boundaries first, so that a partial row is left for the next chunk.
+        let mut pos = 2usize;
+        let mut spans: Vec<Option<(usize, usize)>> = Vec::with_capacity(self.kinds.len());
+        for _ in 0..nfields {
+            if data.len() < pos + 4 {
+                return Ok(false);
+            }
+            let len = i32::from_be_bytes(data[pos..pos + 4].try_into().expect("4 bytes"));
+            pos += 4;
+            if len < 0 {
+                spans.push(None);
+            } else {
+                let len = len as usize;
+                if data.len() < pos + len {
+                    return Ok(false);
+                }
+                spans.push(Some((pos, pos + len)));
+                pos += len;
+            }
+        }
+        let row = self.rows_total + 1;
+        for (i, span) in spans.into_iter().enumerate() {
+            let value = span.map(|(a, b)| &data[a..b]);
+            self.builders[i].append(value).with_context(|| {
+                let offset = usize::from(self.row_numbers.is_some());
+                format!(
+                    "{}: row {row}, column {}",
+                    self.table,
+                    self.schema.field(i + offset).name()
+                )
+            })?;
+        }
+        if let Some(rn) = self.row_numbers.as_mut() {
+            rn.append_value(row as i64);
+        }
+        self.buf.advance(pos);
+        self.rows_in_batch += 1;
+        self.rows_total += 1;
+        Ok(true)
+    }
+
+    fn flush(&mut self) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.builders.len() + 1);
+        if let Some(rn) = self.row_numbers.as_mut() {
+            columns.push(Arc::new(rn.finish()));
+        }
+        columns.extend(self.builders.iter_mut().map(Builder::finish));
+        self.rows_in_batch = 0;
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .with_context(|| format!("{}: cannot assemble a batch", self.table))
+    }
+
+    /// The last, partial batch (if any rows are left). Fails if the stream ended early.
+    pub fn finish(mut self) -> Result<Option<RecordBatch>> {
+        if !self.finished {
+            bail!("{}: COPY stream ended before its trailer", self.table);
+        }
+        if self.rows_in_batch == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.flush()?))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding: Arrow -> binary COPY
+
+/// How an Arrow column is written into one Postgres column.
+#[derive(Debug, Clone)]
+enum Encoder {
+    Bool,
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    /// numeric, from the Utf8 rendering of the value.
+    Numeric,
+    Text,
+    Jsonb,
+    Uuid,
+    /// timestamptz or timestamp (the same wire format).
+    Timestamp,
+    Date,
+    Bytea,
+    /// An array of `elem`, from List(Utf8).
+    Array { elem_oid: u32, elem: Box<Encoder> },
+}
+
+/// The Arrow type a column is cast to before encoding, and the encoder.
+fn encoder_for(col: &PgColumn, elem_oid: u32, elem_typname: &str) -> Result<(DataType, Encoder)> {
+    if col.category == 'A' {
+        let (_, elem) = scalar_encoder(elem_typname).ok_or_else(|| {
+            anyhow!("column {} has type {}, whose elements cannot be loaded", col.name, col.type_name)
+        })?;
+        return Ok((
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            Encoder::Array { elem_oid, elem: Box::new(elem) },
+        ));
+    }
+    scalar_encoder(&col.typname)
+        .ok_or_else(|| anyhow!("column {} has type {}, which cleanmig cannot load", col.name, col.type_name))
+}
+
+fn scalar_encoder(typname: &str) -> Option<(DataType, Encoder)> {
+    Some(match typname {
+        "bool" => (DataType::Boolean, Encoder::Bool),
+        "int2" => (DataType::Int16, Encoder::Int16),
+        "int4" => (DataType::Int32, Encoder::Int32),
+        "int8" => (DataType::Int64, Encoder::Int64),
+        "float4" => (DataType::Float32, Encoder::Float32),
+        "float8" => (DataType::Float64, Encoder::Float64),
+        "numeric" => (DataType::Utf8, Encoder::Numeric),
+        "text" | "varchar" | "bpchar" | "name" | "json" => (DataType::Utf8, Encoder::Text),
+        "jsonb" => (DataType::Utf8, Encoder::Jsonb),
+        "uuid" => (DataType::Utf8, Encoder::Uuid),
+        "timestamptz" => (
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Encoder::Timestamp,
+        ),
+        "timestamp" => (DataType::Timestamp(TimeUnit::Microsecond, None), Encoder::Timestamp),
+        "date" => (DataType::Date32, Encoder::Date),
+        "bytea" => (DataType::Binary, Encoder::Bytea),
+        _ => return None,
+    })
+}
+
+/// Append one value as a COPY field (length + bytes, or -1 for NULL).
+fn encode_value(enc: &Encoder, array: &dyn Array, i: usize, out: &mut BytesMut) -> Result<()> {
+    if array.is_null(i) {
+        out.put_i32(-1);
+        return Ok(());
+    }
+    let len_at = out.len();
+    out.put_i32(0);
+    let a = array.as_any();
+    let downcast_err = || anyhow!("unexpected Arrow array {:?}", array.data_type());
+    match enc {
+        Encoder::Bool => out.put_u8(a.downcast_ref::<BooleanArray>().ok_or_else(downcast_err)?.value(i) as u8),
+        Encoder::Int16 => out.put_i16(a.downcast_ref::<Int16Array>().ok_or_else(downcast_err)?.value(i)),
+        Encoder::Int32 => out.put_i32(a.downcast_ref::<Int32Array>().ok_or_else(downcast_err)?.value(i)),
+        Encoder::Int64 => out.put_i64(a.downcast_ref::<Int64Array>().ok_or_else(downcast_err)?.value(i)),
+        Encoder::Float32 => out.put_f32(a.downcast_ref::<Float32Array>().ok_or_else(downcast_err)?.value(i)),
+        Encoder::Float64 => out.put_f64(a.downcast_ref::<Float64Array>().ok_or_else(downcast_err)?.value(i)),
+        Encoder::Timestamp => {
+            let v = a.downcast_ref::<TimestampMicrosecondArray>().ok_or_else(downcast_err)?.value(i);
+            out.put_i64(v - PG_EPOCH_OFFSET_MICROS)
+        }
+        Encoder::Date => {
+            let v = a.downcast_ref::<Date32Array>().ok_or_else(downcast_err)?.value(i);
+            out.put_i32(v - PG_EPOCH_OFFSET_DAYS)
+        }
+        Encoder::Bytea => out.put_slice(a.downcast_ref::<BinaryArray>().ok_or_else(downcast_err)?.value(i)),
+        Encoder::Numeric | Encoder::Text | Encoder::Jsonb | Encoder::Uuid => {
+            let s = a.downcast_ref::<StringArray>().ok_or_else(downcast_err)?.value(i);
+            encode_str(enc, s, out)?;
+        }
+        Encoder::Array { elem_oid, elem } => {
+            let list = a.downcast_ref::<ListArray>().ok_or_else(downcast_err)?;
+            let values = list.value(i);
+            let values = values
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| anyhow!("array elements must be text"))?;
+            let n = values.len();
+            out.put_i32(if n == 0 { 0 } else { 1 });
+            out.put_i32(values.null_count().min(1) as i32);
+            out.put_u32(*elem_oid);
+            if n > 0 {
+                out.put_i32(n as i32);
+                out.put_i32(1);
+            }
+            for j in 0..n {
+                if values.is_null(j) {
+                    out.put_i32(-1);
+                } else {
+                    let at = out.len();
+                    out.put_i32(0);
+                    encode_str(elem, values.value(j), out)?;
+                    let len = (out.len() - at - 4) as i32;
+                    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                }
+            }
+        }
+    }
+    let len = (out.len() - len_at - 4) as i32;
+    out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// Encode a value given as text (numeric, text, jsonb, uuid, and array elements).
+fn encode_str(enc: &Encoder, s: &str, out: &mut BytesMut) -> Result<()> {
+    match enc {
+        Encoder::Text => out.put_slice(s.as_bytes()),
+        Encoder::Jsonb => {
+            out.put_u8(1);
+            out.put_slice(s.as_bytes())
+        }
+        Encoder::Uuid => {
+            let u = uuid::Uuid::parse_str(s).map_err(|_| anyhow!("`{s}` is not a UUID"))?;
+            out.put_slice(u.as_bytes())
+        }
+        Encoder::Numeric => encode_numeric(s, out)?,
+        Encoder::Bool => out.put_u8(match s {
+            "t" | "true" => 1,
+            "f" | "false" => 0,
+            _ => bail!("`{s}` is not a boolean"),
+        }),
+        Encoder::Int16 => out.put_i16(s.parse().map_err(|_| anyhow!("`{s}` is not an int2"))?),
+        Encoder::Int32 => out.put_i32(s.parse().map_err(|_| anyhow!("`{s}` is not an int4"))?),
+        Encoder::Int64 => out.put_i64(s.parse().map_err(|_| anyhow!("`{s}` is not an int8"))?),
+        Encoder::Float64 => out.put_f64(s.parse().map_err(|_| anyhow!("`{s}` is not a float8"))?),
+        other => bail!("array elements of kind {other:?} are not supported"),
+    }
+    Ok(())
+}
+
+/// Text such as `-1234.5600` -> Postgres binary numeric (dscale = digits after the point).
+fn encode_numeric(s: &str, out: &mut BytesMut) -> Result<()> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("nan") {
+        out.put_i16(0);
+        out.put_i16(0);
+        out.put_u16(0xC000);
+        out.put_i16(0);
+        return Ok(());
+    }
+    let (negative, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (int_part, frac_part) = body.split_once('.').unwrap_or((body, ""));
+    if int_part.is_empty() && frac_part.is_empty()
+        || !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        bail!("`{s}` is not a number");
+    }
+    let dscale = frac_part.len() as i16;
+    // Pad the integer part on the left and the fraction on the right to whole 4-digit groups.
+    let int_pad = (4 - int_part.len() % 4) % 4;
+    let frac_pad = (4 - frac_part.len() % 4) % 4;
+    let digits: String = "0".repeat(int_pad) + int_part + frac_part + &"0".repeat(frac_pad);
+    let int_groups = (int_part.len() + int_pad) / 4;
+    let mut groups: Vec<i16> = digits
+        .as_bytes()
+        .chunks(4)
+        .map(|c| c.iter().fold(0i16, |acc, d| acc * 10 + (d - b'0') as i16))
+        .collect();
+    let mut weight = int_groups as i16 - 1;
+    while groups.first() == Some(&0) {
+        groups.remove(0);
+        weight -= 1;
+    }
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    out.put_i16(groups.len() as i16);
+    out.put_i16(weight);
+    out.put_u16(if negative && !groups.is_empty() { 0x4000 } else { 0 });
+    out.put_i16(dscale);
+    for g in groups {
+        out.put_i16(g);
+    }
+    Ok(())
+}
+
+/// Something `COPY ... FROM STDIN` can be run on: a client or a transaction.
+pub trait CopyTarget: tokio_postgres::GenericClient {
+    fn copy_in_sink(
+        &self,
+        sql: &str,
+    ) -> impl std::future::Future<Output = Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error>>;
+}
+
+impl CopyTarget for tokio_postgres::Client {
+    async fn copy_in_sink(&self, sql: &str) -> Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error> {
+        self.copy_in(sql).await
+    }
+}
+
+impl CopyTarget for tokio_postgres::Transaction<'_> {
+    async fn copy_in_sink(&self, sql: &str) -> Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error> {
+        self.copy_in(sql).await
+    }
+}
+
+/// Prepared COPY of Arrow batches of one schema into one table.
+struct CopyPlan {
+    statement: String,
+    /// (index in the batch, cast-to type, encoder, column name)
+    columns: Vec<(usize, DataType, Encoder, String)>,
+}
+
+async fn plan_copy(
+    client: &impl tokio_postgres::GenericClient,
+    qualified_table: &str,
+    schema: &Schema,
+) -> Result<CopyPlan> {
+    let table_cols = table_columns(client, qualified_table).await?;
+    let elem_rows = client
+        .query(
+            "SELECT a.attname::text, coalesce(e.oid, 0)::oid, coalesce(e.typname::text, '') \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
+             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&qualified_table],
+        )
+        .await?;
+    let elems: HashMap<String, (u32, String)> = elem_rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), (r.get::<_, u32>(1), r.get::<_, String>(2))))
+        .collect();
+    let mut columns = Vec::new();
+    let mut names = Vec::new();
+    for (idx, field) in schema.fields().iter().enumerate() {
+        let Some(col) = table_cols.iter().find(|c| &c.name == field.name()) else {
+            bail!(
+                "{qualified_table} has no column `{}` (columns: {})",
+                field.name(),
+                table_cols.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        };
+        if col.generated {
+            tracing::debug!("{qualified_table}.{}: generated column, not loaded", col.name);
+            continue;
+        }
+        let (elem_oid, elem_name) = elems.get(&col.name).cloned().unwrap_or((0, String::new()));
+        let (cast_to, encoder) = encoder_for(col, elem_oid, &elem_name)
+            .with_context(|| format!("cannot load into {qualified_table}"))?;
+        names.push(crate::fingerprint::quote_ident(&col.name));
+        columns.push((idx, cast_to, encoder, col.name.clone()));
+    }
+    Ok(CopyPlan {
+        statement: format!(
+            "COPY {qualified_table} ({}) FROM STDIN (FORMAT binary)",
+            names.join(", ")
+        ),
+        columns,
+    })
+}
+
+/// COPY record batches into `qualified_table` (binary format), mapping Arrow columns to table
+/// columns by name; generated columns are skipped. Returns the number of rows written.
+/// Values are checked as they are encoded: an error names the table, column and row.
+pub async fn copy_in<C, I>(client: &C, qualified_table: &str, schema: &Schema, batches: I) -> Result<u64>
+where
+    C: CopyTarget,
+    I: IntoIterator<Item = Result<RecordBatch>>,
+{
+    let plan = plan_copy(client, qualified_table, schema).await?;
+    let sink = client
+        .copy_in_sink(&plan.statement)
+        .await
+        .with_context(|| format!("cannot start COPY into {qualified_table}"))?;
+    pin_mut!(sink);
+    let mut out = BytesMut::with_capacity(1 << 20);
+    out.put_slice(COPY_SIGNATURE);
+    out.put_i32(0);
+    out.put_i32(0);
+    let mut rows: u64 = 0;
+    for batch in batches {
+        let batch = batch?;
+        let arrays: Vec<ArrayRef> = plan
+            .columns
+            .iter()
+            .map(|(idx, cast_to, _, name)| {
+                let a = batch.column(*idx);
+                if a.data_type() == cast_to {
+                    Ok(a.clone())
+                } else {
+                    arrow::compute::cast(a, cast_to).with_context(|| {
+                        format!("{qualified_table}.{name}: cannot convert {} to {cast_to}", a.data_type())
+                    })
+                }
+            })
+            .collect::<Result<_>>()?;
+        for i in 0..batch.num_rows() {
+            out.put_i16(plan.columns.len() as i16);
+            for ((_, _, enc, name), array) in plan.columns.iter().zip(&arrays) {
+                encode_value(enc, array.as_ref(), i, &mut out).with_context(|| {
+                    format!("{qualified_table}: row {}, column {name}", rows + 1)
+                })?;
+            }
+            rows += 1;
+            if out.len() >= 1 << 20 {
+                sink.send(out.split().freeze()).await?;
+            }
+        }
+    }
+    out.put_i16(-1);
+    sink.send(out.split().freeze()).await?;
+    let written = sink
+        .finish()
+        .await
+        .with_context(|| format!("COPY into {qualified_table} failed"))?;
+    Ok(written)
+}
+
+/// Drain a binary COPY-out stream through a decoder, handing each batch to `sink`.
+pub async fn copy_out<F>(
+    client: &impl tokio_postgres::GenericClient,
+    query: &str,
+    mut decoder: CopyDecoder,
+    mut sink: F,
+) -> Result<u64>
+where
+    F: FnMut(RecordBatch, u64) -> Result<()>,
+{
+    let sql = format!("COPY ({query}) TO STDOUT (FORMAT binary)");
+    let stream = client
+        .client()
+        .copy_out(&sql)
+        .await
+        .with_context(|| format!("{}: COPY failed", decoder.table))?;
+    pin_mut!(stream);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| format!("{}: COPY failed", decoder.table))?;
+        for batch in decoder.push(&chunk)? {
+            sink(batch, decoder.rows())?;
+        }
+    }
+    let rows = decoder.rows();
+    if let Some(batch) = decoder.finish()? {
+        sink(batch, rows)?;
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip_numeric(text: &str, scale: i8) -> i128 {
+        let mut out = BytesMut::new();
+        encode_numeric(text, &mut out).unwrap();
+        decode_numeric(&out, scale).unwrap()
+    }
+
+    #[test]
+    fn numeric_survives_encoding_and_decoding() {
+        assert_eq!(roundtrip_numeric("1000.00", 2), 100_000);
+        assert_eq!(roundtrip_numeric("-0.0001", 4), -1);
+        assert_eq!(roundtrip_numeric("0", 2), 0);
+        assert_eq!(roundtrip_numeric("123456789012345678901234.5", 1), 1_234_567_890_123_456_789_012_345);
+        assert_eq!(roundtrip_numeric("10000", 0), 10_000);
+        assert_eq!(roundtrip_numeric("0.5", 3), 500);
+    }
+
+    #[test]
+    fn numeric_refuses_to_lose_digits() {
+        let mut out = BytesMut::new();
+        encode_numeric("1.25", &mut out).unwrap();
+        let err = decode_numeric(&out, 1).unwrap_err().to_string();
+        assert!(err.contains("more than 1 decimal places"), "{err}");
+        assert!(encode_numeric("12a", &mut BytesMut::new()).is_err());
+        assert!(encode_numeric("1,000.00", &mut BytesMut::new()).is_err());
+    }
+
+    #[test]
+    fn declared_numeric_uses_its_scale() {
+        // numeric(12,2) has typmod ((12 << 16) | 2) + 4
+        assert_eq!(numeric_kind((12 << 16 | 2) + 4, None), Kind::Decimal { scale: 2 });
+        assert_eq!(numeric_kind(-1, Some((3, 10, false))), Kind::Decimal { scale: 3 });
+        assert_eq!(numeric_kind(-1, Some((3, 40, false))), Kind::Text);
+        assert_eq!(numeric_kind(-1, Some((0, 1, true))), Kind::Text);
+    }
+}
