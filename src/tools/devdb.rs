@@ -137,27 +137,26 @@ impl Cluster {
         Err(last_err.expect("at least one attempt"))
     }
 
-    /// Stop the server when this process dies, however it dies.
+    /// Stop the server when this process dies, however it dies. The watchdog runs as the
+    /// caller (it must be able to see this process) and stops the server with SIGQUIT
+    /// (immediate shutdown), which root may send to the postgres user's server.
     fn spawn_watchdog(&self) -> Result<()> {
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             '{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
+             kill -QUIT \"$(head -1 '{data}/postmaster.pid' 2>/dev/null)\" 2>/dev/null; \
+             sleep 1; rm -rf '{root}'",
             pid = std::process::id(),
-            pg_ctl = self.bindir.join("pg_ctl").display(),
             data = self.root.join("data").display(),
             root = self.root.display(),
         );
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
+        Command::new("sh")
+            .arg("-c")
             .arg(script)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some((uid, gid)) = self.run_as {
-            use std::os::unix::process::CommandExt;
-            cmd.uid(uid).gid(gid);
-        }
-        cmd.spawn().context("cannot start the Postgres watchdog")?;
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start the Postgres watchdog")?;
         Ok(())
     }
 
