@@ -3,4 +3,5 @@
 
 mod support;
 
+mod demo_data;
 mod devdb;
