@@ -158,7 +158,7 @@ pub fn numeric_kind(typmod: i32, found: Option<(i32, i32, bool)>) -> Kind {
     }
     match found {
         Some((scale, int_digits, special)) => {
-            if !special && scale >= 0 && scale <= 38 && int_digits + scale <= 38 {
+            if !special && (0..=38).contains(&scale) && int_digits + scale <= 38 {
                 Kind::Decimal { scale: scale as i8 }
             } else {
                 Kind::Text

@@ -364,6 +364,8 @@ async fn a_million_rows_extract_with_bounded_memory() {
         .get(0);
     let dir = tempfile::tempdir().unwrap();
     let bin = assert_cmd::cargo::cargo_bin("cleanmig");
+    // Reaped by wait4 below, which also reports the child's peak RSS.
+    #[allow(clippy::zombie_processes)]
     let mut child = std::process::Command::new(bin)
         .arg("extract")
         .env("DATABASE_URL", &url)
@@ -385,6 +387,10 @@ async fn a_million_rows_extract_with_bounded_memory() {
     assert_eq!(waited, pid);
     assert_eq!(status, 0, "{stderr}");
     let peak_bytes = usage.ru_maxrss as i64 * 1024;
+    eprintln!(
+        "extract of 1,000,000 rows: peak RSS {} MiB",
+        peak_bytes >> 20
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("extract/manifest.json")).unwrap())
             .unwrap();
