@@ -9,11 +9,17 @@ DEVDB      ?= .devdb
 SCALE      ?= 1
 SEED       ?= 42
 ARTIFACTS  ?= artifacts
+# The demo's test accounts have lesson progress and tags; the demo chooses to delete those rows
+# with the accounts (the default, `refuse`, stops and lists them).
+DEMO_LOAD_FLAGS ?= --dependents delete
+LOAD_FLAGS ?=
+SCALES     ?= 1 10 100
+RUNS       ?= 3
 export CLEANMIG_ARTIFACTS := $(ARTIFACTS)
 
 .PHONY: help
 help: ## Show this list
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: postgres
 postgres: ## Make sure Postgres server binaries exist (installs Debian's postgresql package if not)
@@ -57,9 +63,9 @@ demo: postgres build ## The whole pipeline on a throwaway Postgres filled with s
 	echo "== extract" >&2; $(BIN) extract; \
 	echo "== transform" >&2; $(BIN) transform; \
 	echo "== approve" >&2; $(BIN) approve --by demo; \
-	echo "== load (dry run)" >&2; $(BIN) load; \
-	echo "== load --apply" >&2; $(BIN) load --apply; \
-	echo "== load --apply again (must change nothing)" >&2; $(BIN) load --apply; \
+	echo "== load (dry run)" >&2; $(BIN) load $(DEMO_LOAD_FLAGS); \
+	echo "== load --apply" >&2; $(BIN) load --apply $(DEMO_LOAD_FLAGS); \
+	echo "== load --apply again (must change nothing)" >&2; $(BIN) load --apply $(DEMO_LOAD_FLAGS); \
 	echo "== status" >&2; $(BIN) status
 
 .PHONY: extract
@@ -80,15 +86,24 @@ approve: build ## Freeze the reviewed artifacts into artifacts/approved.json
 
 .PHONY: dry-run
 dry-run: build ## Run the load in a transaction and roll it back
-	$(BIN) load
+	$(BIN) load $(LOAD_FLAGS)
 
 .PHONY: load
 load: build ## Load the approved artifacts and commit
-	$(BIN) load --apply
+	$(BIN) load --apply $(LOAD_FLAGS)
 
 .PHONY: status
 status: build ## Artifacts, approval, source drift and the last runs
 	$(BIN) status
+
+.PHONY: bench
+bench: postgres ## Speed and memory at SCALES (default "1 10 100") beside the COPY floor and peers
+	$(CARGO) build --release
+	@mkdir -p bench/.work
+	@test -x bench/.work/venv/bin/python || python3 -m venv bench/.work/venv
+	bench/.work/venv/bin/pip install -q duckdb connectorx pyarrow matplotlib
+	@test -x bench/.work/tools/bin/pg2parquet || $(CARGO) install -q --locked pg2parquet --root bench/.work/tools
+	bench/.work/venv/bin/python bench/bench.py --bin target/release/cleanmig --scales "$(SCALES)" --runs $(RUNS)
 
 .PHONY: clean
 clean: ## Remove artifacts (not the build)
