@@ -21,8 +21,8 @@ export CLEANMIG_ARTIFACTS := $(ARTIFACTS)
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: postgres
-postgres: ## Make sure Postgres server binaries exist (installs Debian's postgresql package if not)
+.PHONY: setup
+setup: ## Install what the demo and the tests need when missing (Postgres server, openssl)
 	@if [ -n "$$CLEANMIG_PG_BINDIR" ] && [ -x "$$CLEANMIG_PG_BINDIR/initdb" ]; then exit 0; fi; \
 	if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	   || [ -x "$$(pg_config --bindir 2>/dev/null)/initdb" ]; then exit 0; fi; \
@@ -36,6 +36,13 @@ postgres: ## Make sure Postgres server binaries exist (installs Debian's postgre
 	  echo "  Debian/Ubuntu: apt-get install postgresql   Fedora: dnf install postgresql-server" >&2; \
 	  echo "  macOS: brew install postgresql              or set CLEANMIG_PG_BINDIR to its bin directory" >&2; \
 	  exit 1; \
+	fi; \
+	if ! command -v openssl >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: installing openssl (the TLS tests make their own certificates)" >&2; \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssl >/dev/null; \
+	  else echo "make: openssl is needed by the TLS tests; please install it" >&2; exit 1; fi; \
 	fi
 
 .PHONY: build
@@ -43,7 +50,7 @@ build: ## Build the cleanmig binary (debug profile)
 	$(CARGO) build
 
 .PHONY: test
-test: postgres ## Run every test (unit, SQL rules, end to end against a throwaway Postgres)
+test: setup ## Run every test (unit, SQL rules, end to end against a throwaway Postgres)
 	$(CARGO) test --no-fail-fast
 
 .PHONY: lint
@@ -52,7 +59,7 @@ lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) clippy --all-targets -- -D warnings
 
 .PHONY: demo
-demo: postgres build ## The whole pipeline on a throwaway Postgres filled with synthetic data
+demo: setup build ## The whole pipeline on a throwaway Postgres filled with synthetic data
 	@set -euo pipefail; \
 	$(BIN) dev-db stop --dir $(DEVDB) 2>/dev/null || true; \
 	trap '$(BIN) dev-db stop --dir $(DEVDB) >/dev/null 2>&1 || true' EXIT INT TERM; \
@@ -97,7 +104,7 @@ status: build ## Artifacts, approval, source drift and the last runs
 	$(BIN) status
 
 .PHONY: bench
-bench: postgres ## Speed and memory at SCALES (default "1 10 100") beside the COPY floor and peers
+bench: setup ## Speed and memory at SCALES (default "1 10 100") beside the COPY floor and peers
 	$(CARGO) build --release
 	@mkdir -p bench/.work
 	@test -x bench/.work/venv/bin/python || python3 -m venv bench/.work/venv

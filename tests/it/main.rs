@@ -5,3 +5,4 @@ mod support;
 
 mod devdb;
 mod extract;
+mod tls;
