@@ -22,28 +22,34 @@ help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: setup
-setup: ## Install what the demo and the tests need when missing (Postgres server, openssl)
+setup: setup-postgres setup-openssl ## Install what the demo and the tests need when missing
+
+# Debian's package when apt-get is there; otherwise say what to install.
+APT_INSTALL = SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends
+
+.PHONY: setup-postgres
+setup-postgres:
 	@if [ -n "$$CLEANMIG_PG_BINDIR" ] && [ -x "$$CLEANMIG_PG_BINDIR/initdb" ]; then exit 0; fi; \
 	if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	   || [ -x "$$(pg_config --bindir 2>/dev/null)/initdb" ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1; then \
 	  echo "make: no Postgres server binaries found; installing Debian's postgresql package" >&2; \
-	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	  $(APT_INSTALL) postgresql postgresql-client >/dev/null; \
 	else \
 	  echo "make: no Postgres server binaries (initdb, pg_ctl) found. Install the PostgreSQL server:" >&2; \
 	  echo "  Debian/Ubuntu: apt-get install postgresql   Fedora: dnf install postgresql-server" >&2; \
 	  echo "  macOS: brew install postgresql              or set CLEANMIG_PG_BINDIR to its bin directory" >&2; \
 	  exit 1; \
-	fi; \
-	if ! command -v openssl >/dev/null 2>&1; then \
-	  if command -v apt-get >/dev/null 2>&1; then \
-	    echo "make: installing openssl (the TLS tests make their own certificates)" >&2; \
-	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssl >/dev/null; \
-	  else echo "make: openssl is needed by the TLS tests; please install it" >&2; exit 1; fi; \
 	fi
+
+.PHONY: setup-openssl
+setup-openssl:
+	@if command -v openssl >/dev/null 2>&1; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing openssl (the TLS tests make their own certificates)" >&2; \
+	  $(APT_INSTALL) openssl >/dev/null; \
+	else echo "make: the TLS tests need the openssl command; please install it" >&2; exit 1; fi
 
 .PHONY: build
 build: ## Build the cleanmig binary (debug profile)
