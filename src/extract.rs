@@ -158,6 +158,7 @@ fn snake_case(name: &str) -> String {
 }
 
 /// What to select from a table and how to type it.
+#[derive(Debug)]
 struct TablePlan {
     qualified: String,
     artifact: String,
@@ -608,6 +609,71 @@ mod tests {
         assert_eq!(normalize_name("external_id"), "externalid");
         assert_eq!(normalize_name("Promotion(s)"), "promotions");
         assert_eq!(snake_case("Promo Code (2024)"), "promo_code_2024");
+    }
+
+    fn column(name: &str) -> PgColumn {
+        PgColumn {
+            name: name.into(),
+            type_name: "text".into(),
+            typname: "text".into(),
+            category: 'S',
+            typmod: -1,
+            not_null: false,
+            generated: false,
+        }
+    }
+
+    #[test]
+    fn export_headers_map_to_canonical_names_whatever_their_casing() {
+        let canonical =
+            read_source_columns(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline")))
+                .unwrap();
+        let cols: Vec<PgColumn> = [
+            "E-mail",
+            "FIRST NAME",
+            "last_name",
+            "Tags",
+            "Date Registered",
+            "Referrer",
+        ]
+        .into_iter()
+        .map(column)
+        .collect();
+        let plan = plan_source("public", "systemeio", &cols, &canonical["systemeio"]).unwrap();
+        let names: Vec<&str> = plan.fields.iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names[0], "_source_row");
+        assert!(
+            plan.select
+                .contains(&"\"E-mail\"::text AS \"email\"".to_string()),
+            "{:?}",
+            plan.select
+        );
+        assert!(plan
+            .select
+            .contains(&"\"FIRST NAME\"::text AS \"first_name\"".to_string()));
+        assert!(plan
+            .select
+            .contains(&"\"Date Registered\"::text AS \"created_at\"".to_string()));
+        assert!(plan
+            .select
+            .contains(&"NULL::text AS \"contact_id\"".to_string()));
+        // An extra column is kept, after the canonical ones.
+        assert_eq!(names.last(), Some(&"referrer"));
+    }
+
+    #[test]
+    fn two_columns_for_one_canonical_name_is_an_error() {
+        let canonical =
+            read_source_columns(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline")))
+                .unwrap();
+        let cols: Vec<PgColumn> = ["Email", "e_mail", "Tag"].into_iter().map(column).collect();
+        let err = plan_source("public", "systemeio", &cols, &canonical["systemeio"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"Email\" and \"e_mail\" all match `email`"),
+            "{err}"
+        );
     }
 
     #[test]
