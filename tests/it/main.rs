@@ -5,4 +5,5 @@ mod support;
 
 mod devdb;
 mod extract;
+mod readers;
 mod tls;
