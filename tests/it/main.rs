@@ -5,5 +5,6 @@ mod support;
 
 mod devdb;
 mod extract;
+mod fingerprint;
 mod readers;
 mod tls;
