@@ -174,7 +174,7 @@ async fn sslmode_disable_prefer_require_verify_ca_and_verify_full_behave_like_li
     assert!(!uses_tls(&format!("{base}?sslmode=disable")).await.unwrap());
     assert!(uses_tls(&format!("{base}?sslmode=prefer")).await.unwrap());
     assert!(
-        uses_tls(&format!("{base}")).await.unwrap(),
+        uses_tls(&base).await.unwrap(),
         "prefer is the default"
     );
     assert!(
