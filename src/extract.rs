@@ -466,52 +466,55 @@ pub async fn extract(
     }
     artifacts::create_private_dir(&tmp_dir)?;
 
+    // Fingerprints are computed on a second connection that shares the snapshot, while the
+    // first one streams the rows.
+    let snapshot: String = txn
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await?
+        .get(0);
+    let mut fp_client = conn.connect().await?;
+    let fp_jobs: Vec<(String, Coverage, Vec<String>)> = plans
+        .iter()
+        .map(|p| (p.qualified.clone(), p.coverage, p.key_columns.clone()))
+        .collect();
+    let fingerprints = async move {
+        let fp_txn = fp_client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        fp_txn
+            .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            .await
+            .context("cannot share the snapshot with the fingerprint connection")?;
+        let mut out = Vec::new();
+        for (qualified, coverage, keys) in &fp_jobs {
+            out.push(fingerprint::compute(&fp_txn, qualified, *coverage, keys).await?);
+        }
+        fp_txn.commit().await?;
+        Ok::<_, anyhow::Error>(out)
+    };
+    let copies = async {
+        let mut out = Vec::new();
+        for plan in &plans {
+            out.push(copy_table(&txn, plan, &tmp_dir, progress).await?);
+        }
+        Ok::<_, anyhow::Error>(out)
+    };
+    let (fingerprints, copies) = tokio::try_join!(fingerprints, copies)?;
+
     let mut tables = BTreeMap::new();
     let mut entries = BTreeMap::new();
-    for plan in plans {
-        let started = Instant::now();
-        let fp =
-            fingerprint::compute(&txn, &plan.qualified, plan.coverage, &plan.key_columns).await?;
-        let schema = Arc::new(Schema::new(plan.fields.clone()));
-        let path = tmp_dir.join(format!("{}.parquet", plan.artifact));
-        let mut file = ParquetArtifact::create(&path, schema.clone())?;
-        let bar = progress.then(|| progress_bar(&plan.artifact, fp.rows));
-        let decoder = CopyDecoder::new(
-            &plan.qualified,
-            schema.clone(),
-            plan.kinds.clone(),
-            plan.with_row_numbers,
-        );
-        let query = format!("SELECT {} FROM {}", plan.select.join(", "), plan.qualified);
-        let rows = pg_arrow::copy_out(&txn, &query, decoder, |batch, done| {
-            file.write(&batch)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            if let Some(bar) = &bar {
-                bar.set_position(done);
-            }
-            Ok(())
-        })
-        .await?;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
-        if rows != fp.rows {
+    for ((plan, fp), entry) in plans.into_iter().zip(fingerprints).zip(copies) {
+        if entry.rows != fp.rows {
             bail!(
-                "{}: read {rows} rows but the snapshot holds {}; this should not happen inside one snapshot",
+                "{}: read {} rows but the snapshot holds {}; this should not happen inside one snapshot",
                 plan.qualified,
+                entry.rows,
                 fp.rows
             );
         }
-        let (written, _) = file.finish()?;
-        let mut entry = ArtifactEntry::describe(&tmp_dir, &written, rows, &schema)?;
-        entry.notes = plan.notes.clone();
-        tracing::info!(
-            "extract {}: {} rows, {}, {:.2} s",
-            plan.artifact,
-            artifacts::human_count(rows),
-            artifacts::human_bytes(entry.bytes),
-            started.elapsed().as_secs_f64()
-        );
         tables.insert(
             plan.qualified.clone(),
             TableEntry {
@@ -552,6 +555,64 @@ pub async fn extract(
         &manifest.fingerprint[..12]
     );
     Ok(manifest)
+}
+
+/// Stream one table into its Parquet file; returns its manifest entry.
+async fn copy_table(
+    txn: &Transaction<'_>,
+    plan: &TablePlan,
+    dir: &Path,
+    progress: bool,
+) -> Result<ArtifactEntry> {
+    let started = Instant::now();
+    let schema = Arc::new(Schema::new(plan.fields.clone()));
+    let path = dir.join(format!("{}.parquet", plan.artifact));
+    let mut file = ParquetArtifact::create(&path, schema.clone())?;
+    let bar = if progress {
+        let estimate: i64 = txn
+            .query_one(
+                "SELECT greatest(reltuples, 0)::int8 FROM pg_class WHERE oid = $1::text::regclass",
+                &[&plan.qualified],
+            )
+            .await?
+            .get(0);
+        Some(progress_bar(&plan.artifact, estimate as u64))
+    } else {
+        None
+    };
+    let decoder = CopyDecoder::new(
+        &plan.qualified,
+        schema.clone(),
+        plan.kinds.clone(),
+        plan.with_row_numbers,
+    );
+    let query = format!("SELECT {} FROM {}", plan.select.join(", "), plan.qualified);
+    let rows = pg_arrow::copy_out(txn, &query, decoder, |batch, done| {
+        file.write(&batch)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if let Some(bar) = &bar {
+            if done > bar.length().unwrap_or(0) {
+                bar.set_length(done);
+            }
+            bar.set_position(done);
+        }
+        Ok(())
+    })
+    .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let (written, _) = file.finish()?;
+    let mut entry = ArtifactEntry::describe(dir, &written, rows, &schema)?;
+    entry.notes = plan.notes.clone();
+    tracing::info!(
+        "extract {}: {} rows, {}, {:.2} s",
+        plan.artifact,
+        artifacts::human_count(rows),
+        artifacts::human_bytes(entry.bytes),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(entry)
 }
 
 fn progress_bar(name: &str, rows: u64) -> indicatif::ProgressBar {

@@ -173,10 +173,7 @@ async fn sslmode_disable_prefer_require_verify_ca_and_verify_full_behave_like_li
 
     assert!(!uses_tls(&format!("{base}?sslmode=disable")).await.unwrap());
     assert!(uses_tls(&format!("{base}?sslmode=prefer")).await.unwrap());
-    assert!(
-        uses_tls(&base).await.unwrap(),
-        "prefer is the default"
-    );
+    assert!(uses_tls(&base).await.unwrap(), "prefer is the default");
     assert!(
         uses_tls(&format!("{base}?sslmode=require")).await.unwrap(),
         "require does not check the certificate"
