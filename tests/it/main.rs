@@ -4,4 +4,8 @@
 mod support;
 
 mod devdb;
+mod extract;
+mod fingerprint;
+mod readers;
+mod tls;
 mod transform;
