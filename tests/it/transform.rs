@@ -550,3 +550,173 @@ fn a_broken_statement_names_its_file() {
     assert!(!out.status.success());
     assert!(stderr.contains("03_payments.sql"), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// End to end against a real Postgres: sources in both shapes -> extract -> transform.
+
+const DESTINATION_ROWS: &str = r#"
+INSERT INTO courses (id, title, slug) VALUES
+  ('c0000000-0000-0000-0000-000000000001', 'Papers to Profits', 'papers-to-profits');
+INSERT INTO auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at, created_at, updated_at)
+VALUES
+  ('00000000-0000-0000-0000-000000000000', 'a0000000-0000-0000-0000-00000000a11c', 'authenticated', 'authenticated', 'alice@example.com', 'x', '2023-02-01Z', '2023-02-01Z', '2023-02-01Z'),
+  ('00000000-0000-0000-0000-000000000000', 'a0000000-0000-0000-0000-000000000b0b', 'authenticated', 'authenticated', 'Bob@Example.com', 'x', '2023-03-01Z', '2023-03-01Z', '2023-03-01Z'),
+  ('00000000-0000-0000-0000-000000000000', 'a0000000-0000-0000-0000-0000000e5701', 'authenticated', 'authenticated', 'test1@test.com', 'x', '2023-04-01Z', '2023-04-01Z', '2023-04-01Z'),
+  ('00000000-0000-0000-0000-000000000000', 'a0000000-0000-0000-0000-00000000ad01', 'authenticated', 'authenticated', 'admin@paperstoprofits.ph', 'x', '2023-01-01Z', '2023-01-01Z', '2023-01-01Z');
+INSERT INTO unified_profiles (id, email, first_name, last_name, tags, tier, tier_assignment, last_active_at, created_at, updated_at)
+VALUES
+  ('a0000000-0000-0000-0000-00000000a11c', 'alice@example.com', 'Alice', 'Old', '{PaidP2P}', 'premium', 'manual', '2024-05-20T10:00:00Z', '2023-02-01Z', '2023-02-01Z'),
+  ('a0000000-0000-0000-0000-0000000e5701', 'test1@test.com', 'Test', 'User', '{}', 'viewer', 'auto', NULL, '2023-04-01Z', '2023-04-01Z'),
+  ('a0000000-0000-0000-0000-00000000ad01', 'admin@paperstoprofits.ph', 'Site', 'Admin', NULL, 'admin', 'manual', NULL, '2023-01-01Z', '2023-01-01Z');
+INSERT INTO transactions (id, user_id, amount, currency, status, payment_provider, payment_provider_id, created_at)
+VALUES
+  ('70000000-0000-0000-0000-00000000a11c', 'a0000000-0000-0000-0000-00000000a11c', 1000.00, 'PHP', 'PAID', 'xendit', 'inv-1', '2024-03-05T06:22:01Z'),
+  ('70000000-0000-0000-0000-0000000e5701', 'a0000000-0000-0000-0000-0000000e5701', 1, 'PHP', 'PAID', 'xendit', 'test-inv', '2023-04-01Z');
+INSERT INTO enrollments (id, user_id, course_id, transaction_id, status, progress, last_activity_at, notes, start_date)
+VALUES
+  ('e0000000-0000-0000-0000-00000000a11c', 'a0000000-0000-0000-0000-00000000a11c', 'c0000000-0000-0000-0000-000000000001', '70000000-0000-0000-0000-00000000a11c', 'active', 50.5, '2024-05-20T10:00:00Z', 'halfway there', '2024-03-05'),
+  ('e0000000-0000-0000-0000-0000000e5701', 'a0000000-0000-0000-0000-0000000e5701', 'c0000000-0000-0000-0000-000000000001', '70000000-0000-0000-0000-0000000e5701', 'active', 0, NULL, NULL, '2023-04-01');
+INSERT INTO lesson_progress (user_id, enrollment_id, lesson_id, progress_percentage)
+VALUES ('a0000000-0000-0000-0000-00000000a11c', 'e0000000-0000-0000-0000-00000000a11c', 'lesson-1', 100);
+"#;
+
+const CANONICAL_SOURCE_ROWS: &str = r#"
+INSERT INTO xendit (external_id, payment_id, status, description, amount, fees, customer_email, customer_name, created, paid_at, settled_at, currency)
+VALUES
+  ('inv-1', 'x-1', 'PAID', 'Papers to Profits', 1000.00, 25, 'alice@example.com', 'Alice Santos', '2024-03-05T14:22:01+08:00', '2024-03-05T14:22:01+08:00', '', 'PHP'),
+  ('inv-1', 'x-1', 'SETTLED', 'Papers to Profits', 1000.00, 25, 'alice@example.com', 'Alice Santos', '2024-03-05T14:22:01+08:00', '2024-03-05T14:22:01+08:00', '2024-03-06T09:00:00+08:00', 'PHP'),
+  ('inv-2', 'x-2', 'PAID', 'PAPERS TO PROFITS', 2000, NULL, '  Bob@Example.COM ', 'Bob Reyes', '2024-03-06T06:22:01.123Z', '2024-03-06T06:22:01.123Z', NULL, NULL),
+  ('inv-3', 'x-3', 'PENDING', 'Papers to Profits', 1000, NULL, 'carol@example.com', 'Carol', '2024-03-07T10:00:00Z', NULL, NULL, 'PHP'),
+  ('inv-5', 'x-5', 'SETTLED', 'Canva Ebook Bundle', 500, 10, 'dave@example.com', 'Dave Uy', '2024-03-08T08:00:00+08:00', '2024-03-08T08:00:00+08:00', '2024-03-09T08:00:00+08:00', 'PHP');
+INSERT INTO systemeio (contact_id, email, first_name, last_name, tags, created_at)
+VALUES
+  ('s-1', 'alice@example.com', 'Alice', 'Santos', 'PaidP2P,FBInviteSent', '2024-01-01T10:00:00Z'),
+  ('s-3', 'gina@example.com', 'Gina', 'Cruz', ' paidp2p ', '2024-02-01T01:00:00Z'),
+  ('s-4', 'hank@example.com', 'Hank', 'Lim', 'Imported', '2024-02-02T01:00:00Z');
+"#;
+
+const LEGACY_SOURCE_ROWS: &str = r#"
+INSERT INTO xendit ("Invoice ID", "External ID", "Status", "Description", "Amount", "Currency", "Fee", "Email", "Customer Email", "Customer Name", "Created Timestamp", "Paid Timestamp", "Settled Timestamp", "Timezone")
+VALUES
+  ('x-1', 'inv-1', 'PAID', 'Papers to Profits', 1000, 'PHP', '25', NULL, 'alice@example.com', 'Alice Santos', '2024-03-05 14:22:01', '2024-03-05 14:22:01', '', 'Asia/Manila'),
+  ('x-1', 'inv-1', 'SETTLED', 'Papers to Profits', 1000, 'PHP', '25', NULL, 'alice@example.com', 'Alice Santos', '2024-03-05 14:22:01', '2024-03-05 14:22:01', '2024-03-06 09:00:00', 'Asia/Manila'),
+  ('x-2', 'inv-2', 'PAID', 'PAPERS TO PROFITS', 2000, '', '', '  Bob@Example.COM ', NULL, 'Bob Reyes', '2024-03-06T06:22:01.123Z', '2024-03-06T06:22:01.123Z', '', ''),
+  ('x-3', 'inv-3', 'UNPAID', 'Papers to Profits', 1000, 'PHP', '', 'carol@example.com', NULL, 'Carol', '2024-03-07 10:00:00', '', '', 'UTC'),
+  ('x-5', 'inv-5', 'SETTLED', 'Canva Ebook Bundle', 500, 'PHP', '₱10.00', 'dave@example.com', NULL, 'Dave Uy', '2024-03-08 08:00:00', '2024-03-08 08:00:00', '2024-03-09 08:00:00', 'GMT+8');
+INSERT INTO systemeio ("Email", "First name", "Last name", "Tag", "Date Registered")
+VALUES
+  ('alice@example.com', 'Alice', 'Santos', 'PaidP2P,FBInviteSent', '2024-01-01 18:00:00'),
+  ('gina@example.com', 'Gina', 'Cruz', ' paidp2p ', '2024-02-01 09:00:00'),
+  ('hank@example.com', 'Hank', 'Lim', 'Imported', '2024-02-02 09:00:00');
+"#;
+
+async fn extract_and_transform(legacy: bool, sources: &str) -> tempfile::TempDir {
+    let url = crate::support::supabase_database("transform_e2e", legacy).await;
+    let client = crate::support::connect(&url).await;
+    client.batch_execute(DESTINATION_ROWS).await.unwrap();
+    client.batch_execute(sources).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::support::cleanmig(dir.path())
+        .arg("extract")
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crate::support::cleanmig(dir.path())
+        .arg("transform")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "transform failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Every source row accounted for"),
+        "reconciliation on stdout: {stdout}"
+    );
+    dir
+}
+
+#[tokio::test]
+async fn extract_then_transform_in_both_source_shapes() {
+    let canonical = extract_and_transform(false, CANONICAL_SOURCE_ROWS).await;
+    let legacy = extract_and_transform(true, LEGACY_SOURCE_ROWS).await;
+    let views = [
+        "SELECT id, email, first_name, last_name, tags, cohort_date, created_at, tier, tier_assignment, last_active_at FROM stage_profiles ORDER BY email",
+        "SELECT id, user_id, amount, currency, status, payment_provider_id, payment_provider_fee, product_type, created_at, paid_at, settled_at, fiscal_year, fiscal_quarter FROM stage_transactions ORDER BY payment_provider_id",
+        "SELECT id, user_id, transaction_id, start_date, progress, last_activity_at, notes, cohort_month FROM stage_enrollments ORDER BY user_id",
+        "SELECT id, email FROM stage_auth_users ORDER BY email",
+        "SELECT 'profiles' AS t, id FROM diff_profiles_delete UNION ALL SELECT 'transactions', id FROM diff_transactions_delete UNION ALL SELECT 'enrollments', id FROM diff_enrollments_delete ORDER BY t",
+        "SELECT source_table, outcome, count(*) AS n FROM rejects GROUP BY source_table, outcome ORDER BY source_table, outcome",
+    ];
+    for sql in views {
+        let a = query(canonical.path(), sql).await;
+        let b = query(legacy.path(), sql).await;
+        assert_eq!(a, b, "the two source shapes differ for {sql}");
+    }
+    let a = canonical.path();
+    let profiles = query(
+        a,
+        "SELECT id, email, tier, last_active_at FROM stage_profiles ORDER BY email",
+    )
+    .await;
+    // existing customers keep their login id and app-owned columns; the test account goes;
+    // the admin stays
+    assert!(profiles.contains("a0000000-0000-0000-0000-00000000a11c | alice@example.com        | premium | 2024-05-20T10:00:00Z"), "{profiles}");
+    assert!(
+        profiles.contains("a0000000-0000-0000-0000-000000000b0b | bob@example.com"),
+        "{profiles}"
+    );
+    assert!(profiles.contains("admin@paperstoprofits.ph"), "{profiles}");
+    assert!(!profiles.contains("test1@test.com"), "{profiles}");
+    let enrollments = query(a, "SELECT id, progress, notes FROM stage_enrollments WHERE user_id = 'a0000000-0000-0000-0000-00000000a11c'").await;
+    assert!(
+        enrollments.contains("e0000000-0000-0000-0000-00000000a11c | 50.5"),
+        "{enrollments}"
+    );
+    assert!(enrollments.contains("halfway there"), "{enrollments}");
+    let deletes = query(a, "SELECT id FROM diff_profiles_delete UNION ALL SELECT id FROM diff_transactions_delete UNION ALL SELECT id FROM diff_enrollments_delete ORDER BY id").await;
+    assert!(
+        deletes.contains("a0000000-0000-0000-0000-0000000e5701"),
+        "{deletes}"
+    );
+    assert!(
+        deletes.contains("70000000-0000-0000-0000-0000000e5701"),
+        "{deletes}"
+    );
+    assert!(
+        deletes.contains("e0000000-0000-0000-0000-0000000e5701"),
+        "{deletes}"
+    );
+    let transactions = query(a, "SELECT id, payment_provider_id, product_type FROM stage_transactions ORDER BY payment_provider_id").await;
+    assert!(
+        transactions.contains("70000000-0000-0000-0000-00000000a11c | inv-1"),
+        "{transactions}"
+    );
+    assert!(
+        transactions.contains("inv-5               | ebook"),
+        "Canva kept: {transactions}"
+    );
+    // the query command prints CSV too
+    let out = crate::support::cleanmig(a)
+        .args([
+            "query",
+            "SELECT count(*) AS n FROM stage_profiles",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n4\n");
+}
