@@ -4,3 +4,6 @@
 mod support;
 
 mod devdb;
+mod approve;
+mod load;
+mod load_fixture;
