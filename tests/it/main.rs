@@ -3,7 +3,11 @@
 
 mod support;
 
-mod devdb;
 mod approve;
+mod devdb;
+mod extract;
+mod fingerprint;
 mod load;
 mod load_fixture;
+mod readers;
+mod tls;
