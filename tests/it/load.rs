@@ -154,7 +154,7 @@ async fn apply_keeps_every_customer_removes_test_accounts_and_a_second_apply_cha
     assert_eq!(fx.count(&format!("SELECT count(*) FROM enrollments WHERE id IN ('{EN_BOB}', '{EN_CAROL}')")).await, 2);
     assert_eq!(fx.count(&format!("SELECT count(*) FROM transactions WHERE id = '{TX_CAROL}' AND amount = 1500.50")).await, 1);
     assert_eq!(
-        fx.count("SELECT count(*) FROM information_schema.columns WHERE table_name = 'transactions' AND column_name IN ('api_source','last_api_sync_at','api_sync_version','processed_at','fiscal_year','fiscal_quarter')").await,
+        fx.count("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'transactions' AND column_name IN ('api_source','last_api_sync_at','api_sync_version','processed_at','fiscal_year','fiscal_quarter')").await,
         6
     );
     assert_eq!(fx.count("SELECT count(*) FROM lesson_progress").await, 1);
