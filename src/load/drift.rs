@@ -157,7 +157,8 @@ async fn key_diff(
         ""
     };
     let gained_sql = format!(
-        "SELECT l.* FROM (SELECT {cols} FROM {q}) l WHERE NOT EXISTS (SELECT 1 FROM {extracted} e WHERE {m}){ns}{extra}",
+        "SELECT {lcols} FROM {q} l WHERE NOT EXISTS (SELECT 1 FROM {extracted} e WHERE {m}){ns}{extra}",
+        lcols = keys.iter().map(|k| format!("l.{}", quote_ident(k))).collect::<Vec<_>>().join(", "),
         q = entry.qualified,
         m = match_on("e", "l"),
         ns = not_staged("l"),
