@@ -1,10 +1,10 @@
-//! A small Supabase-shaped database with real customers and test contamination, and the
-//! artifacts (extract + stage + checks) that extract and transform would write for it.
-//! Written through `pg_arrow` (the same mapping extract uses), so the Parquet types are real.
+//! A small Supabase-shaped database with real customers and test contamination, extracted with
+//! the real `cleanmig extract`, and the stage (clean target + checks) that transform would write
+//! for it, exported through `pg_arrow` (the mapping extract and load use).
 
 use crate::support;
-use cleanmig::artifacts::{ArtifactEntry, Manifest, ParquetArtifact, TableEntry};
-use cleanmig::fingerprint::{self, quote_ident, Coverage};
+use cleanmig::artifacts::{ArtifactEntry, Manifest, ParquetArtifact};
+use cleanmig::fingerprint::quote_ident;
 use cleanmig::pg_arrow::{self, CopyDecoder, Kind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -135,22 +135,6 @@ INSERT INTO fx.enrollments (id, user_id, course_id, transaction_id, status, crea
   '2024-04', '2024-Q2');
 "#;
 
-/// Tables of the extract: (qualified, artifact, role, coverage).
-const EXTRACTED: [(&str, &str, &str, Coverage); 12] = [
-    ("public.xendit", "xendit", "source", Coverage::WholeRow),
-    ("public.systemeio", "systemeio", "source", Coverage::WholeRow),
-    ("auth.users", "auth_users", "destination", Coverage::Keys),
-    ("auth.identities", "auth_identities", "destination", Coverage::Keys),
-    ("public.courses", "courses", "destination", Coverage::Keys),
-    ("public.unified_profiles", "unified_profiles", "destination", Coverage::Keys),
-    ("public.transactions", "transactions", "destination", Coverage::Keys),
-    ("public.enrollments", "enrollments", "destination", Coverage::Keys),
-    ("public.user_tags", "user_tags", "dependent", Coverage::Keys),
-    ("public.purchase_leads", "purchase_leads", "dependent", Coverage::Keys),
-    ("public.ebook_contacts", "ebook_contacts", "dependent", Coverage::Keys),
-    ("public.lesson_progress", "lesson_progress", "dependent", Coverage::Keys),
-];
-
 fn quoted(table: &str) -> String {
     let (schema, name) = table.split_once('.').unwrap();
     format!("{}.{}", quote_ident(schema), quote_ident(name))
@@ -219,44 +203,15 @@ pub async fn fixture_with_checks(prefix: &str, checks: &[(&str, &str, bool, u64)
     let extract_dir = artifacts.join("extract");
     let stage_dir = artifacts.join("stage");
 
-    // Extract.
-    let mut tables = BTreeMap::new();
-    let mut entries = BTreeMap::new();
-    let mut all = Vec::new();
-    for (table, artifact, role, coverage) in EXTRACTED {
-        let q = quoted(table);
-        let keys = vec!["id".to_string()];
-        let fp = fingerprint::compute(&client, &q, coverage, &keys).await.unwrap();
-        let (path, rows, schema) = export(&client, &q, &[], &extract_dir.join(format!("{artifact}.parquet"))).await;
-        entries.insert(
-            artifact.to_string(),
-            ArtifactEntry::describe(&extract_dir, &path, rows, &schema).unwrap(),
-        );
-        all.push(format!("{table}:{}", fp.digest));
-        tables.insert(
-            table.to_string(),
-            TableEntry {
-                qualified: q,
-                artifact: artifact.to_string(),
-                role: role.to_string(),
-                key_columns: keys,
-                fingerprint: fp,
-            },
-        );
-    }
-    let fingerprint = hex_sha(&all.join("\n"));
-    let extracted_at = "2025-01-01T00:00:00Z".to_string();
-    Manifest {
-        stage: "extract".into(),
-        tool_version: "test".into(),
-        extracted_at: extracted_at.clone(),
-        source: Some(url.clone()),
-        fingerprint: fingerprint.clone(),
-        tables,
-        artifacts: entries,
-    }
-    .write(&extract_dir)
-    .unwrap();
+    // Extract: the real command.
+    let out = support::cleanmig(&artifacts)
+        .args(["extract", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "extract: {}", String::from_utf8_lossy(&out.stderr));
+    let extract = Manifest::read(&extract_dir).unwrap();
+    let fingerprint = extract.fingerprint.clone();
+    let extracted_at = extract.extracted_at.clone();
 
     // Stage.
     client.batch_execute(STAGE).await.unwrap();
@@ -303,11 +258,6 @@ pub async fn fixture_with_checks(prefix: &str, checks: &[(&str, &str, bool, u64)
         artifacts,
         _dir: dir,
     }
-}
-
-fn hex_sha(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
 impl Fixture {
