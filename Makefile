@@ -9,22 +9,33 @@ DEVDB      ?= .devdb
 SCALE      ?= 1
 SEED       ?= 42
 ARTIFACTS  ?= artifacts
+# The demo's test accounts have lesson progress and tags; the demo chooses to delete those rows
+# with the accounts (the default, `refuse`, stops and lists them).
+DEMO_LOAD_FLAGS ?= --dependents delete
+LOAD_FLAGS ?=
+SCALES     ?= 1 10 100
+RUNS       ?= 3
 export CLEANMIG_ARTIFACTS := $(ARTIFACTS)
 
 .PHONY: help
 help: ## Show this list
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: postgres
-postgres: ## Make sure Postgres server binaries exist (installs Debian's postgresql package if not)
+.PHONY: setup
+setup: setup-postgres setup-openssl ## Install what the demo and the tests need when missing
+
+# Debian's package when apt-get is there; otherwise say what to install.
+APT_INSTALL = SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends
+
+.PHONY: setup-postgres
+setup-postgres:
 	@if [ -n "$$CLEANMIG_PG_BINDIR" ] && [ -x "$$CLEANMIG_PG_BINDIR/initdb" ]; then exit 0; fi; \
 	if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	   || [ -x "$$(pg_config --bindir 2>/dev/null)/initdb" ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1; then \
 	  echo "make: no Postgres server binaries found; installing Debian's postgresql package" >&2; \
-	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	  $(APT_INSTALL) postgresql postgresql-client >/dev/null; \
 	else \
 	  echo "make: no Postgres server binaries (initdb, pg_ctl) found. Install the PostgreSQL server:" >&2; \
 	  echo "  Debian/Ubuntu: apt-get install postgresql   Fedora: dnf install postgresql-server" >&2; \
@@ -32,12 +43,20 @@ postgres: ## Make sure Postgres server binaries exist (installs Debian's postgre
 	  exit 1; \
 	fi
 
+.PHONY: setup-openssl
+setup-openssl:
+	@if command -v openssl >/dev/null 2>&1; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing openssl (the TLS tests make their own certificates)" >&2; \
+	  $(APT_INSTALL) openssl >/dev/null; \
+	else echo "make: the TLS tests need the openssl command; please install it" >&2; exit 1; fi
+
 .PHONY: build
 build: ## Build the cleanmig binary (debug profile)
 	$(CARGO) build
 
 .PHONY: test
-test: postgres ## Run every test (unit, SQL rules, end to end against a throwaway Postgres)
+test: setup ## Run every test (unit, SQL rules, end to end against a throwaway Postgres)
 	$(CARGO) test --no-fail-fast
 
 .PHONY: lint
@@ -46,7 +65,7 @@ lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) clippy --all-targets -- -D warnings
 
 .PHONY: demo
-demo: postgres build ## The whole pipeline on a throwaway Postgres filled with synthetic data
+demo: setup build ## The whole pipeline on a throwaway Postgres filled with synthetic data
 	@set -euo pipefail; \
 	$(BIN) dev-db stop --dir $(DEVDB) 2>/dev/null || true; \
 	trap '$(BIN) dev-db stop --dir $(DEVDB) >/dev/null 2>&1 || true' EXIT INT TERM; \
@@ -57,9 +76,9 @@ demo: postgres build ## The whole pipeline on a throwaway Postgres filled with s
 	echo "== extract" >&2; $(BIN) extract; \
 	echo "== transform" >&2; $(BIN) transform; \
 	echo "== approve" >&2; $(BIN) approve --by demo; \
-	echo "== load (dry run)" >&2; $(BIN) load; \
-	echo "== load --apply" >&2; $(BIN) load --apply; \
-	echo "== load --apply again (must change nothing)" >&2; $(BIN) load --apply; \
+	echo "== load (dry run)" >&2; $(BIN) load $(DEMO_LOAD_FLAGS); \
+	echo "== load --apply" >&2; $(BIN) load --apply $(DEMO_LOAD_FLAGS); \
+	echo "== load --apply again (must change nothing)" >&2; $(BIN) load --apply $(DEMO_LOAD_FLAGS); \
 	echo "== status" >&2; $(BIN) status
 
 .PHONY: extract
@@ -80,15 +99,24 @@ approve: build ## Freeze the reviewed artifacts into artifacts/approved.json
 
 .PHONY: dry-run
 dry-run: build ## Run the load in a transaction and roll it back
-	$(BIN) load
+	$(BIN) load $(LOAD_FLAGS)
 
 .PHONY: load
 load: build ## Load the approved artifacts and commit
-	$(BIN) load --apply
+	$(BIN) load --apply $(LOAD_FLAGS)
 
 .PHONY: status
 status: build ## Artifacts, approval, source drift and the last runs
 	$(BIN) status
+
+.PHONY: bench
+bench: setup ## Speed and memory at SCALES (default "1 10 100") beside the COPY floor and peers
+	$(CARGO) build --release
+	@mkdir -p bench/.work
+	@test -x bench/.work/venv/bin/python || python3 -m venv bench/.work/venv
+	bench/.work/venv/bin/pip install -q duckdb connectorx pyarrow matplotlib
+	@test -x bench/.work/tools/bin/pg2parquet || $(CARGO) install -q --locked pg2parquet --root bench/.work/tools
+	bench/.work/venv/bin/python bench/bench.py --bin target/release/cleanmig --scales "$(SCALES)" --runs $(RUNS)
 
 .PHONY: clean
 clean: ## Remove artifacts (not the build)

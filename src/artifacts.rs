@@ -126,8 +126,7 @@ pub fn write_json<T: Serialize>(dest: &Path, value: &T) -> Result<()> {
 
 /// Read and parse a JSON file, naming the file on failure.
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text =
-        fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
@@ -178,8 +177,7 @@ impl ParquetArtifact {
 
 /// SHA-256 of a file, hex encoded.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file =
-        File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -354,7 +352,11 @@ mod tests {
         f.commit().unwrap();
         let mode = fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dmode = fs::metadata(dest.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let dmode = fs::metadata(dest.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dmode, 0o700);
     }
 

@@ -32,11 +32,21 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Directory that holds the artifacts of every stage.
-    #[arg(long, env = "CLEANMIG_ARTIFACTS", default_value = "artifacts", global = true)]
+    #[arg(
+        long,
+        env = "CLEANMIG_ARTIFACTS",
+        default_value = "artifacts",
+        global = true
+    )]
     pub artifacts: PathBuf,
 
     /// Directory that holds the pipeline SQL and its configuration.
-    #[arg(long, env = "CLEANMIG_PIPELINE", default_value = "pipeline", global = true)]
+    #[arg(
+        long,
+        env = "CLEANMIG_PIPELINE",
+        default_value = "pipeline",
+        global = true
+    )]
     pub pipeline: PathBuf,
 }
 

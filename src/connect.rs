@@ -97,7 +97,10 @@ impl ConnInfo {
         }
         let mut config = Config::new();
         let host = nonempty(env("PGHOST"));
-        if host.is_none() && nonempty(env("PGDATABASE")).is_none() && nonempty(env("PGUSER")).is_none() {
+        if host.is_none()
+            && nonempty(env("PGDATABASE")).is_none()
+            && nonempty(env("PGUSER")).is_none()
+        {
             bail!("no database given: pass --database-url, set DATABASE_URL, or set libpq's PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (for a throwaway local database: `cleanmig dev-db start`)");
         }
         for h in host.as_deref().unwrap_or("localhost").split(',') {
@@ -140,9 +143,8 @@ impl ConnInfo {
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
         let (rest, params) = take_params(url, &["sslmode", "sslrootcert"]);
-        let mut config = Config::from_str(&rest).map_err(|e| {
-            anyhow::anyhow!("{source} is not a valid connection string: {e}")
-        })?;
+        let mut config = Config::from_str(&rest)
+            .map_err(|e| anyhow::anyhow!("{source} is not a valid connection string: {e}"))?;
         if config.get_password().is_none() {
             if let Some(pw) = env("PGPASSWORD") {
                 config.password(pw);
@@ -314,7 +316,10 @@ impl fmt::Debug for ConnInfo {
     }
 }
 
-fn tls_connector(mode: SslMode, rootcert: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+fn tls_connector(
+    mode: SslMode,
+    rootcert: Option<&str>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -342,9 +347,10 @@ fn tls_connector(mode: SslMode, rootcert: Option<&str>) -> Result<tokio_postgres
             if mode == SslMode::VerifyFull {
                 builder.with_root_certificates(roots).with_no_client_auth()
             } else {
-                let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
-                    .build()
-                    .context("TLS verifier")?;
+                let inner =
+                    rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+                        .build()
+                        .context("TLS verifier")?;
                 builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
@@ -377,7 +383,12 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -385,7 +396,12 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -405,7 +421,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
             Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
             | Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForNameContext { .. },
@@ -439,7 +458,11 @@ mod tests {
     use super::*;
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -463,12 +486,18 @@ mod tests {
     fn verify_full_is_understood_although_tokio_postgres_does_not_know_it() {
         let info = ConnInfo::resolve_with(
             None,
-            env(&[("DATABASE_URL", "postgres://u:p@h/db?sslmode=verify-full&connect_timeout=5")]),
+            env(&[(
+                "DATABASE_URL",
+                "postgres://u:p@h/db?sslmode=verify-full&connect_timeout=5",
+            )]),
         )
         .unwrap();
         assert_eq!(info.source, SettingsSource::DatabaseUrl);
         assert_eq!(info.sslmode, SslMode::VerifyFull);
-        assert_eq!(info.config().get_connect_timeout(), Some(&std::time::Duration::from_secs(5)));
+        assert_eq!(
+            info.config().get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(5))
+        );
     }
 
     #[test]
@@ -486,7 +515,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(info.source, SettingsSource::PgEnvironment);
-        assert_eq!(info.to_string(), "postgresql://migrator:***@10.0.0.5:5433/prod?sslmode=disable");
+        assert_eq!(
+            info.to_string(),
+            "postgresql://migrator:***@10.0.0.5:5433/prod?sslmode=disable"
+        );
     }
 
     #[test]
@@ -497,15 +529,17 @@ mod tests {
 
     #[test]
     fn nothing_given_says_what_to_do() {
-        let err = ConnInfo::resolve_with(None, env(&[])).unwrap_err().to_string();
+        let err = ConnInfo::resolve_with(None, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--database-url"), "{err}");
         assert!(err.contains("DATABASE_URL"), "{err}");
     }
 
     #[test]
     fn bad_sslmode_is_named() {
-        let err = ConnInfo::resolve_with(Some("postgres://h/d?sslmode=maybe"), env(&[]))
-            .unwrap_err();
+        let err =
+            ConnInfo::resolve_with(Some("postgres://h/d?sslmode=maybe"), env(&[])).unwrap_err();
         assert!(format!("{err:#}").contains("unknown sslmode `maybe`"));
     }
 }

@@ -57,7 +57,9 @@ pub enum Kind {
     Float32,
     Float64,
     /// Decimal128(38, scale).
-    Decimal { scale: i8 },
+    Decimal {
+        scale: i8,
+    },
     /// Text on the wire (text, varchar, json and anything cast with `::text`).
     Text,
     /// jsonb on the wire (a version byte, then text).
@@ -86,9 +88,7 @@ impl Kind {
             Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             Kind::Date => DataType::Date32,
             Kind::Bytea => DataType::Binary,
-            Kind::TextList => {
-                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
-            }
+            Kind::TextList => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
         }
     }
 }
@@ -158,7 +158,7 @@ pub fn numeric_kind(typmod: i32, found: Option<(i32, i32, bool)>) -> Kind {
     }
     match found {
         Some((scale, int_digits, special)) => {
-            if !special && scale >= 0 && scale <= 38 && int_digits + scale <= 38 {
+            if !special && (0..=38).contains(&scale) && int_digits + scale <= 38 {
                 Kind::Decimal { scale: scale as i8 }
             } else {
                 Kind::Text
@@ -172,7 +172,7 @@ pub fn numeric_kind(typmod: i32, found: Option<(i32, i32, bool)>) -> Kind {
 pub fn numeric_profile_sql(qualified_table: &str, column: &str) -> String {
     let c = crate::fingerprint::quote_ident(column);
     format!(
-        "SELECT coalesce(max(scale({c}) FILTER (WHERE {c} NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric))), 0)::int4, \
+        "SELECT coalesce(max(scale({c})) FILTER (WHERE {c} NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), 0)::int4, \
                 coalesce(max(length(trunc(abs({c}))::text)) FILTER (WHERE {c} NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), 1)::int4, \
                 coalesce(bool_or({c} IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), false) \
          FROM {qualified_table}"
@@ -373,7 +373,10 @@ fn decode_numeric(v: &[u8], scale: i8) -> Result<i128> {
     let mut int_val: i128 = 0;
     for _ in 0..ndigits {
         let d = buf.get_i16() as i128;
-        int_val = int_val.checked_mul(10_000).and_then(|x| x.checked_add(d)).ok_or_else(overflow)?;
+        int_val = int_val
+            .checked_mul(10_000)
+            .and_then(|x| x.checked_add(d))
+            .ok_or_else(overflow)?;
     }
     // value = int_val * 10000^(weight - ndigits + 1); we want value * 10^scale.
     let exp10 = 4 * (weight - ndigits + 1) + scale as i32;
@@ -601,22 +604,37 @@ enum Encoder {
     Date,
     Bytea,
     /// An array of `elem`, from List(Utf8).
-    Array { elem_oid: u32, elem: Box<Encoder> },
+    Array {
+        elem_oid: u32,
+        elem: Box<Encoder>,
+    },
 }
 
 /// The Arrow type a column is cast to before encoding, and the encoder.
 fn encoder_for(col: &PgColumn, elem_oid: u32, elem_typname: &str) -> Result<(DataType, Encoder)> {
     if col.category == 'A' {
         let (_, elem) = scalar_encoder(elem_typname).ok_or_else(|| {
-            anyhow!("column {} has type {}, whose elements cannot be loaded", col.name, col.type_name)
+            anyhow!(
+                "column {} has type {}, whose elements cannot be loaded",
+                col.name,
+                col.type_name
+            )
         })?;
         return Ok((
             DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            Encoder::Array { elem_oid, elem: Box::new(elem) },
+            Encoder::Array {
+                elem_oid,
+                elem: Box::new(elem),
+            },
         ));
     }
-    scalar_encoder(&col.typname)
-        .ok_or_else(|| anyhow!("column {} has type {}, which cleanmig cannot load", col.name, col.type_name))
+    scalar_encoder(&col.typname).ok_or_else(|| {
+        anyhow!(
+            "column {} has type {}, which cleanmig cannot load",
+            col.name,
+            col.type_name
+        )
+    })
 }
 
 fn scalar_encoder(typname: &str) -> Option<(DataType, Encoder)> {
@@ -635,7 +653,10 @@ fn scalar_encoder(typname: &str) -> Option<(DataType, Encoder)> {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             Encoder::Timestamp,
         ),
-        "timestamp" => (DataType::Timestamp(TimeUnit::Microsecond, None), Encoder::Timestamp),
+        "timestamp" => (
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            Encoder::Timestamp,
+        ),
         "date" => (DataType::Date32, Encoder::Date),
         "bytea" => (DataType::Binary, Encoder::Bytea),
         _ => return None,
@@ -653,23 +674,60 @@ fn encode_value(enc: &Encoder, array: &dyn Array, i: usize, out: &mut BytesMut) 
     let a = array.as_any();
     let downcast_err = || anyhow!("unexpected Arrow array {:?}", array.data_type());
     match enc {
-        Encoder::Bool => out.put_u8(a.downcast_ref::<BooleanArray>().ok_or_else(downcast_err)?.value(i) as u8),
-        Encoder::Int16 => out.put_i16(a.downcast_ref::<Int16Array>().ok_or_else(downcast_err)?.value(i)),
-        Encoder::Int32 => out.put_i32(a.downcast_ref::<Int32Array>().ok_or_else(downcast_err)?.value(i)),
-        Encoder::Int64 => out.put_i64(a.downcast_ref::<Int64Array>().ok_or_else(downcast_err)?.value(i)),
-        Encoder::Float32 => out.put_f32(a.downcast_ref::<Float32Array>().ok_or_else(downcast_err)?.value(i)),
-        Encoder::Float64 => out.put_f64(a.downcast_ref::<Float64Array>().ok_or_else(downcast_err)?.value(i)),
+        Encoder::Bool => out.put_u8(
+            a.downcast_ref::<BooleanArray>()
+                .ok_or_else(downcast_err)?
+                .value(i) as u8,
+        ),
+        Encoder::Int16 => out.put_i16(
+            a.downcast_ref::<Int16Array>()
+                .ok_or_else(downcast_err)?
+                .value(i),
+        ),
+        Encoder::Int32 => out.put_i32(
+            a.downcast_ref::<Int32Array>()
+                .ok_or_else(downcast_err)?
+                .value(i),
+        ),
+        Encoder::Int64 => out.put_i64(
+            a.downcast_ref::<Int64Array>()
+                .ok_or_else(downcast_err)?
+                .value(i),
+        ),
+        Encoder::Float32 => out.put_f32(
+            a.downcast_ref::<Float32Array>()
+                .ok_or_else(downcast_err)?
+                .value(i),
+        ),
+        Encoder::Float64 => out.put_f64(
+            a.downcast_ref::<Float64Array>()
+                .ok_or_else(downcast_err)?
+                .value(i),
+        ),
         Encoder::Timestamp => {
-            let v = a.downcast_ref::<TimestampMicrosecondArray>().ok_or_else(downcast_err)?.value(i);
+            let v = a
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .ok_or_else(downcast_err)?
+                .value(i);
             out.put_i64(v - PG_EPOCH_OFFSET_MICROS)
         }
         Encoder::Date => {
-            let v = a.downcast_ref::<Date32Array>().ok_or_else(downcast_err)?.value(i);
+            let v = a
+                .downcast_ref::<Date32Array>()
+                .ok_or_else(downcast_err)?
+                .value(i);
             out.put_i32(v - PG_EPOCH_OFFSET_DAYS)
         }
-        Encoder::Bytea => out.put_slice(a.downcast_ref::<BinaryArray>().ok_or_else(downcast_err)?.value(i)),
+        Encoder::Bytea => out.put_slice(
+            a.downcast_ref::<BinaryArray>()
+                .ok_or_else(downcast_err)?
+                .value(i),
+        ),
         Encoder::Numeric | Encoder::Text | Encoder::Jsonb | Encoder::Uuid => {
-            let s = a.downcast_ref::<StringArray>().ok_or_else(downcast_err)?.value(i);
+            let s = a
+                .downcast_ref::<StringArray>()
+                .ok_or_else(downcast_err)?
+                .value(i);
             encode_str(enc, s, out)?;
         }
         Encoder::Array { elem_oid, elem } => {
@@ -778,7 +836,11 @@ fn encode_numeric(s: &str, out: &mut BytesMut) -> Result<()> {
     }
     out.put_i16(groups.len() as i16);
     out.put_i16(weight);
-    out.put_u16(if negative && !groups.is_empty() { 0x4000 } else { 0 });
+    out.put_u16(if negative && !groups.is_empty() {
+        0x4000
+    } else {
+        0
+    });
     out.put_i16(dscale);
     for g in groups {
         out.put_i16(g);
@@ -791,17 +853,25 @@ pub trait CopyTarget: tokio_postgres::GenericClient {
     fn copy_in_sink(
         &self,
         sql: &str,
-    ) -> impl std::future::Future<Output = Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error>>;
+    ) -> impl std::future::Future<
+        Output = Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error>,
+    >;
 }
 
 impl CopyTarget for tokio_postgres::Client {
-    async fn copy_in_sink(&self, sql: &str) -> Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error> {
+    async fn copy_in_sink(
+        &self,
+        sql: &str,
+    ) -> Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error> {
         self.copy_in(sql).await
     }
 }
 
 impl CopyTarget for tokio_postgres::Transaction<'_> {
-    async fn copy_in_sink(&self, sql: &str) -> Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error> {
+    async fn copy_in_sink(
+        &self,
+        sql: &str,
+    ) -> Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error> {
         self.copy_in(sql).await
     }
 }
@@ -830,7 +900,12 @@ async fn plan_copy(
         .await?;
     let elems: HashMap<String, (u32, String)> = elem_rows
         .iter()
-        .map(|r| (r.get::<_, String>(0), (r.get::<_, u32>(1), r.get::<_, String>(2))))
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                (r.get::<_, u32>(1), r.get::<_, String>(2)),
+            )
+        })
         .collect();
     let mut columns = Vec::new();
     let mut names = Vec::new();
@@ -839,11 +914,18 @@ async fn plan_copy(
             bail!(
                 "{qualified_table} has no column `{}` (columns: {})",
                 field.name(),
-                table_cols.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                table_cols
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         };
         if col.generated {
-            tracing::debug!("{qualified_table}.{}: generated column, not loaded", col.name);
+            tracing::debug!(
+                "{qualified_table}.{}: generated column, not loaded",
+                col.name
+            );
             continue;
         }
         let (elem_oid, elem_name) = elems.get(&col.name).cloned().unwrap_or((0, String::new()));
@@ -864,7 +946,12 @@ async fn plan_copy(
 /// COPY record batches into `qualified_table` (binary format), mapping Arrow columns to table
 /// columns by name; generated columns are skipped. Returns the number of rows written.
 /// Values are checked as they are encoded: an error names the table, column and row.
-pub async fn copy_in<C, I>(client: &C, qualified_table: &str, schema: &Schema, batches: I) -> Result<u64>
+pub async fn copy_in<C, I>(
+    client: &C,
+    qualified_table: &str,
+    schema: &Schema,
+    batches: I,
+) -> Result<u64>
 where
     C: CopyTarget,
     I: IntoIterator<Item = Result<RecordBatch>>,
@@ -891,7 +978,10 @@ where
                     Ok(a.clone())
                 } else {
                     arrow::compute::cast(a, cast_to).with_context(|| {
-                        format!("{qualified_table}.{name}: cannot convert {} to {cast_to}", a.data_type())
+                        format!(
+                            "{qualified_table}.{name}: cannot convert {} to {cast_to}",
+                            a.data_type()
+                        )
                     })
                 }
             })
@@ -963,7 +1053,10 @@ mod tests {
         assert_eq!(roundtrip_numeric("1000.00", 2), 100_000);
         assert_eq!(roundtrip_numeric("-0.0001", 4), -1);
         assert_eq!(roundtrip_numeric("0", 2), 0);
-        assert_eq!(roundtrip_numeric("123456789012345678901234.5", 1), 1_234_567_890_123_456_789_012_345);
+        assert_eq!(
+            roundtrip_numeric("123456789012345678901234.5", 1),
+            1_234_567_890_123_456_789_012_345
+        );
         assert_eq!(roundtrip_numeric("10000", 0), 10_000);
         assert_eq!(roundtrip_numeric("0.5", 3), 500);
     }
@@ -981,8 +1074,14 @@ mod tests {
     #[test]
     fn declared_numeric_uses_its_scale() {
         // numeric(12,2) has typmod ((12 << 16) | 2) + 4
-        assert_eq!(numeric_kind((12 << 16 | 2) + 4, None), Kind::Decimal { scale: 2 });
-        assert_eq!(numeric_kind(-1, Some((3, 10, false))), Kind::Decimal { scale: 3 });
+        assert_eq!(
+            numeric_kind((12 << 16 | 2) + 4, None),
+            Kind::Decimal { scale: 2 }
+        );
+        assert_eq!(
+            numeric_kind(-1, Some((3, 10, false))),
+            Kind::Decimal { scale: 3 }
+        );
         assert_eq!(numeric_kind(-1, Some((3, 40, false))), Kind::Text);
         assert_eq!(numeric_kind(-1, Some((0, 1, true))), Kind::Text);
     }

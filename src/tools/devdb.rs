@@ -125,7 +125,11 @@ impl Cluster {
             ) {
                 Ok(()) => {
                     cluster.stopped = false;
-                    tracing::debug!("started Postgres on port {} in {}", cluster.port, root.display());
+                    tracing::debug!(
+                        "started Postgres on port {} in {}",
+                        cluster.port,
+                        root.display()
+                    );
                     return Ok(cluster);
                 }
                 Err(e) => {
@@ -207,7 +211,14 @@ impl Cluster {
             let data = self.root.join("data");
             self.run(
                 "pg_ctl",
-                &["-D".as_ref(), data.as_os_str(), "-m".as_ref(), "fast".as_ref(), "-w".as_ref(), "stop".as_ref()],
+                &[
+                    "-D".as_ref(),
+                    data.as_os_str(),
+                    "-m".as_ref(),
+                    "fast".as_ref(),
+                    "-w".as_ref(),
+                    "stop".as_ref(),
+                ],
             )?;
             self.stopped = true;
         }
@@ -253,7 +264,7 @@ pub fn find_bindir() -> Result<PathBuf> {
             Some((v, e.path().join("bin")))
         })
         .collect();
-    versioned.sort_by(|a, b| b.0.cmp(&a.0));
+    versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
     candidates.extend(versioned.into_iter().map(|(_, p)| p));
     for dir in candidates {
         if has_tools(&dir) {
@@ -311,7 +322,10 @@ pub async fn command(cmd: DevDbCommand) -> Result<()> {
     match cmd {
         DevDbCommand::Start(DevDbArgs { dir }) => {
             let cluster = tokio::task::spawn_blocking(move || Cluster::start_in(&dir)).await??;
-            eprintln!("dev-db: Postgres running on port {}; stop it with `cleanmig dev-db stop`", cluster.port);
+            eprintln!(
+                "dev-db: Postgres running on port {}; stop it with `cleanmig dev-db stop`",
+                cluster.port
+            );
             println!("{}", cluster.url());
             Ok(())
         }
@@ -344,7 +358,10 @@ pub async fn command(cmd: DevDbCommand) -> Result<()> {
 fn read_state(dir: &Path) -> Result<State> {
     let path = dir.join(STATE_FILE);
     if !path.exists() {
-        bail!("no dev database in {} (start one with `cleanmig dev-db start`)", dir.display());
+        bail!(
+            "no dev database in {} (start one with `cleanmig dev-db start`)",
+            dir.display()
+        );
     }
     crate::artifacts::read_json(&path)
 }

@@ -6,7 +6,10 @@ use crate::support;
 async fn throwaway_cluster_accepts_connections_and_creates_databases() {
     let url = support::fresh_database("devdb").await;
     let client = support::connect(&url).await;
-    let row = client.query_one("SELECT current_user::text, version()", &[]).await.unwrap();
+    let row = client
+        .query_one("SELECT current_user::text, version()", &[])
+        .await
+        .unwrap();
     let user: String = row.get(0);
     assert_eq!(user, "postgres");
     let version: String = row.get(1);
@@ -23,7 +26,11 @@ fn dev_db_start_url_stop_round_trip() {
         .arg(&devdir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let started_url = String::from_utf8(out.stdout).unwrap();
     let out = support::cleanmig(&artifacts)
         .args(["dev-db", "url", "--dir"])

@@ -3,5 +3,13 @@
 
 mod support;
 
+mod approve;
 mod demo_data;
 mod devdb;
+mod extract;
+mod fingerprint;
+mod load;
+mod load_fixture;
+mod readers;
+mod tls;
+mod transform;

@@ -47,6 +47,49 @@ pub fn cleanmig(artifacts: &std::path::Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("cleanmig").expect("cleanmig binary");
     cmd.env_remove("DATABASE_URL")
         .env("CLEANMIG_ARTIFACTS", artifacts)
-        .env("CLEANMIG_PIPELINE", concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline"));
+        .env(
+            "CLEANMIG_PIPELINE",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline"),
+        );
     cmd
+}
+
+/// Schema fixtures: what production looks like.
+pub const SUPABASE_SQL: &str = include_str!("../fixtures/schema/supabase.sql");
+pub const SOURCES_CANONICAL_SQL: &str = include_str!("../fixtures/schema/sources_canonical.sql");
+pub const SOURCES_LEGACY_SQL: &str = include_str!("../fixtures/schema/sources_legacy.sql");
+
+/// A fresh database with the Supabase-shaped schema and empty source tables in one shape.
+pub async fn supabase_database(prefix: &str, legacy: bool) -> String {
+    let url = fresh_database(prefix).await;
+    let client = connect(&url).await;
+    client
+        .batch_execute(SUPABASE_SQL)
+        .await
+        .expect("supabase schema");
+    let sources = if legacy {
+        SOURCES_LEGACY_SQL
+    } else {
+        SOURCES_CANONICAL_SQL
+    };
+    client.batch_execute(sources).await.expect("source tables");
+    url
+}
+
+/// Read every batch of a Parquet file.
+pub fn read_parquet(path: &std::path::Path) -> Vec<arrow::record_batch::RecordBatch> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet footer")
+        .build()
+        .expect("parquet reader")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("parquet batches")
+}
+
+/// A Parquet file rendered as a table (for comparisons and snapshots).
+pub fn parquet_as_text(path: &std::path::Path) -> String {
+    arrow::util::pretty::pretty_format_batches(&read_parquet(path))
+        .expect("pretty print")
+        .to_string()
 }

@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""cleanmig benchmark: extract, transform and load at several scales, beside the floor and peers.
+
+Run through `make bench` (which builds the release binary and installs the peers into
+bench/.work). Prints one table per scale and writes bench/results.md and bench/time_per_row.png.
+
+Every figure is the median of RUNS runs, with min and max; peak RSS is the largest resident set
+of the measured process (ru_maxrss from wait4), never of this script.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / ".work"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def measure(cmd, env=None, stdout=subprocess.DEVNULL, cwd=None):
+    """Run a command; return (seconds, peak RSS in MiB). Fails loudly with its stderr."""
+    err = tempfile.TemporaryFile()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=err, cwd=cwd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        err.seek(0)
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err.read().decode(errors='replace')[-4000:]}")
+    return seconds, usage.ru_maxrss / 1024.0
+
+
+def run(cmd, env=None, check=True, capture=True):
+    res = subprocess.run(cmd, env=env, capture_output=capture, text=True)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{res.stderr[-4000:]}")
+    return res.stdout
+
+
+class Stat:
+    def __init__(self, samples):
+        self.samples = samples
+
+    @property
+    def times(self):
+        return [s[0] for s in self.samples]
+
+    @property
+    def median(self):
+        return statistics.median(self.times)
+
+    @property
+    def rss(self):
+        return max(s[1] for s in self.samples)
+
+    def cell(self):
+        t = self.times
+        return f"{self.median:.3f} s ({min(t):.3f}–{max(t):.3f})"
+
+
+def repeat(n, fn):
+    return Stat([fn() for _ in range(n)])
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.bin = str(Path(args.bin).resolve())
+        self.py = sys.executable
+        self.devdb = WORK / "devdb"
+        self.url = None
+        self.rows_out = {}
+
+    # -- database -------------------------------------------------------------------------
+    def start_db(self):
+        run([self.bin, "dev-db", "stop", "--dir", str(self.devdb)], check=False)
+        self.url = run([self.bin, "dev-db", "start", "--dir", str(self.devdb)]).strip()
+        base = self.url.rsplit("/", 1)[0]
+        self.base = base.split("?")[0]
+        self.port = self.url.split(":")[-1].split("/")[0]
+
+    def stop_db(self):
+        run([self.bin, "dev-db", "stop", "--dir", str(self.devdb)], check=False)
+
+    def db_url(self, name):
+        return f"{self.base}/{name}?sslmode=disable"
+
+    def psql(self, db, *sql, stdout=subprocess.DEVNULL):
+        cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", self.db_url(db).replace("?sslmode=disable", "")]
+        for s in sql:
+            cmd += ["-c", s]
+        return cmd
+
+    def sql(self, db, *sql):
+        return run(self.psql(db, *sql) + ["-At"])
+
+    def env(self, db, artifacts):
+        env = dict(os.environ)
+        env["DATABASE_URL"] = self.db_url(db)
+        env["CLEANMIG_ARTIFACTS"] = str(artifacts)
+        env["CLEANMIG_PIPELINE"] = str(ROOT / "pipeline")
+        return env
+
+    def cleanmig(self, db, artifacts, *args):
+        return [self.bin, "--quiet", *args]
+
+    # -- one scale ------------------------------------------------------------------------
+    def prepare(self, scale):
+        db = f"bench_s{str(scale).replace('.', '_')}"
+        self.sql("postgres", f"DROP DATABASE IF EXISTS {db}", f"CREATE DATABASE {db}")
+        artifacts = WORK / f"artifacts_{db}"
+        shutil.rmtree(artifacts, ignore_errors=True)
+        log(f"scale {scale}: generating demo data")
+        t, rss = measure([self.bin, "--quiet", "demo-data", "--scale", str(scale), "--legacy",
+                          "--ground-truth", str(artifacts / "ground_truth.json")], env=self.env(db, artifacts))
+        log(f"scale {scale}: demo-data {t:.1f} s, peak {rss:.0f} MiB")
+        # A copy with empty destination tables, for the load on an empty destination.
+        empty = db + "_empty"
+        self.sql("postgres", f"DROP DATABASE IF EXISTS {empty}", f"CREATE DATABASE {empty} TEMPLATE {db}")
+        self.sql(empty, "TRUNCATE auth.users, auth.identities, unified_profiles, transactions, enrollments, "
+                        "user_tags, purchase_leads, ebook_contacts, lesson_progress")
+        return db, empty, artifacts
+
+    def tables(self, artifacts):
+        manifest = json.loads((artifacts / "extract" / "manifest.json").read_text())
+        out = []
+        for qualified, t in manifest["tables"].items():
+            out.append((qualified, t["artifact"], t["fingerprint"]["rows"]))
+        return out
+
+    def bench_scale(self, scale):
+        a = self.args
+        db, empty, artifacts = self.prepare(scale)
+        env = self.env(db, artifacts)
+        res = {"scale": scale}
+
+        # extract
+        res["extract"] = repeat(a.runs, lambda: measure(self.cleanmig(db, artifacts, "extract"), env=env))
+        tables = self.tables(artifacts)
+        source_rows = sum(r for q, _, r in tables if "xendit" in q or "systemeio" in q)
+        all_rows = sum(r for _, _, r in tables)
+        res["source_rows"], res["extract_rows"] = source_rows, all_rows
+        copies = [f"COPY (SELECT * FROM {q}) TO STDOUT (FORMAT binary)" for q, _, _ in tables]
+        res["copy_floor"] = repeat(a.runs, lambda: measure(self.psql(db, *copies)))
+        if a.pg2parquet:
+            out = WORK / "pg2parquet_out"
+            out.mkdir(exist_ok=True)
+
+            def pg2p():
+                total, peak = 0.0, 0.0
+                for q, name, _ in tables:
+                    t, r = measure([a.pg2parquet, "export", "--quiet", "-H", "127.0.0.1", "-p", self.port, "-U", "postgres",
+                                    "-d", db, "--compression", "snappy", "-q", f"SELECT * FROM {q}",
+                                    "-o", str(out / f"{name}.parquet")])
+                    total, peak = total + t, max(peak, r)
+                return total, peak
+            res["pg2parquet"] = repeat(a.runs, pg2p)
+        if a.connectorx:
+            script = WORK / "cx_export.py"
+            script.write_text(
+                "import sys, connectorx as cx, pyarrow.parquet as pq\n"
+                "url, out = sys.argv[1], sys.argv[2]\n"
+                "for q, name in zip(sys.argv[3::2], sys.argv[4::2]):\n"
+                "    t = cx.read_sql(url, f'SELECT * FROM {q}', return_type='arrow')\n"
+                "    pq.write_table(t, f'{out}/{name}.parquet', compression='snappy')\n")
+            out = WORK / "cx_out"
+            out.mkdir(exist_ok=True)
+            args = [x for q, name, _ in tables for x in (q, name)]
+            cx_url = self.db_url(db).replace("?sslmode=disable", "").replace("postgresql://", "postgresql://") 
+            res["connectorx"] = repeat(a.runs, lambda: measure([a.python, str(script), cx_url, str(out), *args]))
+
+        # transform
+        res["transform"] = repeat(a.runs, lambda: measure(self.cleanmig(db, artifacts, "transform"), env=env))
+        if a.duckdb:
+            res["duckdb"], res["duckdb_note"] = self.duckdb(artifacts)
+        stage_rows = json.loads((artifacts / "stage" / "manifest.json").read_text())["artifacts"]
+        res["stage_rows"] = sum(v["rows"] for k, v in stage_rows.items() if k in ("profiles", "transactions", "enrollments", "auth_users", "auth_identities"))
+
+        # whole pipeline on the live-shaped database
+        def pipeline():
+            total, peak = 0.0, 0.0
+            for step in (["extract"], ["transform"], ["approve", "--by", "bench"], ["load", "--apply", "--dependents", "delete"]):
+                t, r = measure(self.cleanmig(db, artifacts, *step), env=env, stdout=subprocess.DEVNULL)
+                total, peak = total + t, max(peak, r)
+            return total, peak
+
+        # load on an empty destination, then the no-op second run
+        def load_pair():
+            run_db = empty + "_run"
+            self.sql("postgres", f"DROP DATABASE IF EXISTS {run_db}", f"CREATE DATABASE {run_db} TEMPLATE {empty}")
+            la = WORK / f"artifacts_{run_db}"
+            shutil.rmtree(la, ignore_errors=True)
+            e = self.env(run_db, la)
+            for step in (["extract"], ["transform"], ["approve", "--by", "bench"]):
+                measure(self.cleanmig(run_db, la, *step), env=e)
+            first = measure(self.cleanmig(run_db, la, "load", "--apply"), env=e)
+            second = measure(self.cleanmig(run_db, la, "load", "--apply"), env=e)
+            return first, second, run_db, la
+
+        firsts, seconds = [], []
+        for _ in range(a.runs):
+            f, s, run_db, la = load_pair()
+            firsts.append(f)
+            seconds.append(s)
+        res["load_empty"], res["load_noop"] = Stat(firsts), Stat(seconds)
+        res["copy_in_floor"] = self.copy_in_floor(run_db)
+        res["pipeline"] = repeat(a.runs, pipeline)
+        return res
+
+    def copy_in_floor(self, loaded_db):
+        """Binary COPY FROM STDIN of the same rows into empty copies of the destination tables."""
+        tables = ["auth.users", "auth.identities", "unified_profiles", "transactions", "enrollments"]
+        files = []
+        for t in tables:
+            f = WORK / f"floor_{t.replace('.', '_')}.bin"
+            cols = self.sql(loaded_db, f"SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute "
+                                       f"WHERE attrelid = '{t}'::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''").strip()
+            with open(f, "wb") as fh:
+                subprocess.run(self.psql(loaded_db, f"COPY (SELECT {cols} FROM {t}) TO STDOUT (FORMAT binary)"), stdout=fh, check=True)
+            files.append((t, cols, f))
+
+        def once():
+            self.sql(loaded_db, "DROP SCHEMA IF EXISTS floor CASCADE", "CREATE SCHEMA floor")
+            for t, _, _ in files:
+                self.sql(loaded_db, f"CREATE TABLE floor.{t.replace('.', '_')} (LIKE {t})")
+            total, peak = 0.0, 0.0
+            for t, cols, f in files:
+                with open(f, "rb") as fh:
+                    start = time.perf_counter()
+                    proc = subprocess.Popen(self.psql(loaded_db, f"COPY floor.{t.replace('.', '_')} ({cols}) FROM STDIN (FORMAT binary)"),
+                                            stdin=fh, stdout=subprocess.DEVNULL)
+                    _, status, usage = os.wait4(proc.pid, 0)
+                    total += time.perf_counter() - start
+                    peak = max(peak, usage.ru_maxrss / 1024.0)
+            return total, peak
+        return repeat(self.args.runs, once)
+
+    def duckdb(self, artifacts):
+        """The same pipeline SQL in DuckDB, where it is portable."""
+        script = WORK / "duckdb_transform.py"
+        script.write_text((ROOT / "bench" / "duckdb_transform.py").read_text())
+        out = WORK / "duckdb_out"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        try:
+            stat = repeat(self.args.runs, lambda: measure([self.args.python, str(script), str(ROOT / "pipeline"),
+                                                             str(artifacts / "extract"), str(out)]))
+            return stat, ""
+        except RuntimeError as e:
+            last = str(e).strip().splitlines()[-1][:200]
+            return None, f"not portable: {last}"
+
+
+def ratio(a, b):
+    if a is None or b is None:
+        return "n/a"
+    return f"{a.median / b.median:.2f}x"
+
+
+def render(res):
+    s = res["scale"]
+    lines = [f"### scale {s}: {res['source_rows']:,} source rows, {res['extract_rows']:,} rows extracted, {res['stage_rows']:,} staged rows", ""]
+    lines.append("| step | tool | time (median, min–max) | rows/s | peak RSS | ours / this |")
+    lines.append("|---|---|---|---|---|---|")
+    ex = res["extract"]
+
+    def row(step, tool, st, rows, ours=None):
+        if st is None:
+            return
+        rps = f"{rows / st.median:,.0f}" if rows else ""
+        rel = ratio(ours, st) if ours is not None and ours is not st else ""
+        lines.append(f"| {step} | {tool} | {st.cell()} | {rps} | {st.rss:.0f} MiB | {rel} |")
+
+    row("extract", "**cleanmig extract**", ex, res["extract_rows"])
+    row("extract", "floor: psql COPY binary > /dev/null", res["copy_floor"], res["extract_rows"], ex)
+    row("extract", "pg2parquet", res.get("pg2parquet"), res["extract_rows"], ex)
+    row("extract", "ConnectorX + pyarrow", res.get("connectorx"), res["extract_rows"], ex)
+    tr = res["transform"]
+    row("transform", "**cleanmig transform**", tr, res["extract_rows"])
+    if res.get("duckdb") is not None:
+        row("transform", "DuckDB, same pipeline SQL", res["duckdb"], res["extract_rows"], tr)
+    elif "duckdb_note" in res:
+        lines.append(f"| transform | DuckDB, same pipeline SQL | {res['duckdb_note']} | | | |")
+    le = res["load_empty"]
+    row("load", "**cleanmig load --apply** (empty destination)", le, res["stage_rows"])
+    row("load", "floor: binary COPY FROM STDIN into empty tables", res["copy_in_floor"], res["stage_rows"], le)
+    row("load", "**cleanmig load --apply** again (no-op)", res["load_noop"], res["stage_rows"])
+    row("all", "**extract + transform + approve + load --apply**", res["pipeline"], res["source_rows"])
+    return "\n".join(lines) + "\n"
+
+
+def plot(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no plot")
+        return
+    scales = [r["scale"] for r in results]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, label, rows in (("extract", "extract", "extract_rows"), ("transform", "transform", "extract_rows"),
+                             ("load_empty", "load --apply (empty)", "stage_rows"), ("copy_floor", "COPY floor (extract)", "extract_rows")):
+        ys = [r[key].median / r[rows] * 1e6 for r in results]
+        ax.plot(scales, ys, marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("scale (1 = production size)")
+    ax.set_ylabel("µs per row")
+    ax.set_title("cleanmig: time per row against scale (flat = linear cost)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--bin", default=str(ROOT / "target" / "release" / "cleanmig"))
+    p.add_argument("--scales", default="1 10 100")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--pg2parquet", default=str(WORK / "tools" / "bin" / "pg2parquet"))
+    p.add_argument("--python", default=str(WORK / "venv" / "bin" / "python"))
+    p.add_argument("--no-peers", action="store_true")
+    a = p.parse_args()
+    a.connectorx = a.duckdb = not a.no_peers and Path(a.python).exists()
+    if a.no_peers or not Path(a.pg2parquet).exists():
+        a.pg2parquet = None
+    WORK.mkdir(parents=True, exist_ok=True)
+    b = Bench(a)
+    b.start_db()
+    results = []
+    try:
+        for scale in a.scales.split():
+            res = b.bench_scale(float(scale) if "." in scale else int(scale))
+            results.append(res)
+            print(render(res), flush=True)
+    finally:
+        b.stop_db()
+    cpu = run(["sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2; free -g | awk '/Mem/{print $2}'"]).split("\n")
+    header = (f"# cleanmig benchmark\n\nMachine: {cpu[0]} cores,{cpu[1]}, {cpu[2]} GiB. Median of {a.runs} runs (min–max). "
+              f"Postgres: throwaway local cluster (fsync off). Binary: release build.\n\n")
+    out = ROOT / "bench" / "results.md"
+    out.write_text(header + "\n".join(render(r) for r in results))
+    plot(results, ROOT / "bench" / "time_per_row.png")
+    log(f"wrote {out} and bench/time_per_row.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,409 @@
+//! The extract stage against a real Postgres.
+
+use crate::support;
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Schema};
+use std::path::Path;
+
+const CANONICAL_ROWS: &str = r#"
+INSERT INTO xendit (id, external_id, payment_id, status, amount, fees, customer_name, customer_email,
+                    description, created, paid_at, settled_at, currency, bank, paid_amount)
+VALUES ('6f1c2d0e-9a43-4b7e-8d16-1f2a3b4c5d6e', 'p2p-0001', 'inv_1', 'PAID', 1000.00, 25.5,
+        'Ma. Luisa Peñaflor', ' Luisa@Example.com ', 'Papers to Profits', '2024-03-05T06:22:01.123Z',
+        '2024-03-05 14:22:01', '', 'PHP', 'BPI', 974.5),
+       ('0b5e8c61-7d2f-4f10-9e3a-5c6d7e8f9a0b', 'p2p-0002', 'inv_2', 'EXPIRED', 1000, NULL,
+        NULL, 'juan@example.com', 'Papers to Profits', '2024-03-06T10:00:00+08:00', NULL, NULL, 'PHP', NULL, NULL);
+INSERT INTO systemeio (id, email, first_name, last_name, tags, created_at)
+VALUES ('5d1e3f4a-2b6c-4d8e-9f0a-1b2c3d4e5f6a', 'Luisa@example.com', 'Ma. Luisa', 'Peñaflor', 'PaidP2P,FBInviteSent', '2024-03-01 08:00:00+08');
+"#;
+
+const LEGACY_ROWS: &str = r#"
+INSERT INTO xendit ("Invoice ID", "External ID", "Status", "Description", "Amount", "Currency", "Fee",
+                    "Received Amount", "Email", "Customer Email", "Customer Name", "Bank Name",
+                    "Created Timestamp", "Paid Timestamp", "Settled Timestamp", "Timezone")
+VALUES ('inv_1', 'p2p-0001', 'PAID', 'Papers to Profits', 1000, 'PHP', '₱25.50', '974.50', NULL,
+        ' Luisa@Example.com ', 'Ma. Luisa Peñaflor', 'BPI', '2024-03-05T06:22:01.123Z', '2024-03-05 14:22:01', '', 'Asia/Manila');
+INSERT INTO systemeio ("Email", "First name", "Last name", "Tag", "Date Registered")
+VALUES ('Luisa@example.com', 'Ma. Luisa', 'Peñaflor', 'PaidP2P,FBInviteSent', '2024-03-01 08:00:00');
+"#;
+
+async fn extract(url: &str, artifacts: &Path) -> std::process::Output {
+    support::cleanmig(artifacts)
+        .arg("extract")
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("run cleanmig extract")
+}
+
+fn schema_of(path: &Path) -> Schema {
+    let batches = support::read_parquet(path);
+    let schema = batches[0].schema();
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn column_text(path: &Path, column: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for batch in support::read_parquet(path) {
+        let array = batch
+            .column_by_name(column)
+            .unwrap_or_else(|| panic!("no column {column}"));
+        let strings = array.as_string::<i32>();
+        for i in 0..strings.len() {
+            out.push(strings.is_valid(i).then(|| strings.value(i).to_string()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn both_source_shapes_extract_to_the_same_canonical_parquet() {
+    let canonical = support::supabase_database("extract_canon", false).await;
+    let legacy = support::supabase_database("extract_legacy", true).await;
+    support::connect(&canonical)
+        .await
+        .batch_execute(CANONICAL_ROWS)
+        .await
+        .unwrap();
+    support::connect(&legacy)
+        .await
+        .batch_execute(LEGACY_ROWS)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (url, artifacts) in [(&canonical, &a), (&legacy, &b)] {
+        let out = extract(url, artifacts).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for table in ["xendit", "systemeio"] {
+        let (fa, fb) = (
+            a.join(format!("extract/{table}.parquet")),
+            b.join(format!("extract/{table}.parquet")),
+        );
+        assert_eq!(
+            schema_of(&fa),
+            schema_of(&fb),
+            "{table}: canonical columns differ between shapes"
+        );
+        let first = schema_of(&fa);
+        assert_eq!(first.field(0).name(), "_source_row");
+        assert!(first
+            .fields()
+            .iter()
+            .skip(1)
+            .all(|f| f.data_type() == &DataType::Utf8));
+    }
+    let xa = a.join("extract/xendit.parquet");
+    let xb = b.join("extract/xendit.parquet");
+    // The same payment reads the same in both shapes; values are text exactly as stored.
+    for column in [
+        "external_id",
+        "payment_id",
+        "status",
+        "description",
+        "customer_email",
+        "customer_name",
+        "bank",
+        "created",
+        "paid_at",
+        "settled_at",
+    ] {
+        assert_eq!(
+            column_text(&xa, column)[0],
+            column_text(&xb, column)[0],
+            "xendit.{column}"
+        );
+    }
+    assert_eq!(column_text(&xa, "amount")[0].as_deref(), Some("1000.00"));
+    assert_eq!(column_text(&xb, "amount")[0].as_deref(), Some("1000"));
+    assert_eq!(column_text(&xb, "fees")[0].as_deref(), Some("₱25.50"));
+    assert_eq!(
+        column_text(&xb, "timezone")[0].as_deref(),
+        Some("Asia/Manila")
+    );
+    assert_eq!(column_text(&xa, "timezone")[0], None);
+    assert_eq!(
+        column_text(&xb, "customer_email")[0].as_deref(),
+        Some(" Luisa@Example.com ")
+    );
+    let sb = b.join("extract/systemeio.parquet");
+    assert_eq!(
+        column_text(&sb, "tags")[0].as_deref(),
+        Some("PaidP2P,FBInviteSent")
+    );
+    assert_eq!(
+        column_text(&sb, "created_at")[0].as_deref(),
+        Some("2024-03-01 08:00:00")
+    );
+    assert_eq!(
+        column_text(&sb, "first_name")[0].as_deref(),
+        Some("Ma. Luisa")
+    );
+
+    // The manifest records rows, checksums, schemas and fingerprints, and no password.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("extract/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["artifacts"]["xendit"]["rows"], 1);
+    assert_eq!(
+        manifest["artifacts"]["xendit"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert_eq!(
+        manifest["tables"]["\"public\".\"xendit\""]["role"],
+        "source"
+    );
+    assert_eq!(
+        manifest["tables"]["\"public\".\"lesson_progress\""]["role"],
+        "dependent"
+    );
+    for name in [
+        "auth_users",
+        "auth_identities",
+        "courses",
+        "unified_profiles",
+        "transactions",
+        "enrollments",
+        "user_tags",
+        "purchase_leads",
+        "ebook_contacts",
+        "lesson_progress",
+    ] {
+        assert!(
+            manifest["artifacts"][name].is_object(),
+            "{name} missing from the manifest"
+        );
+    }
+    let sha = cleanmig::artifacts::sha256_file(&xb).unwrap();
+    assert_eq!(manifest["artifacts"]["xendit"]["sha256"], sha.as_str());
+}
+
+#[tokio::test]
+async fn artifacts_are_private_and_the_password_never_shows() {
+    let url = support::supabase_database("extract_private", true).await;
+    let admin = support::connect(&url).await;
+    admin
+        .batch_execute("CREATE ROLE extractor LOGIN SUPERUSER PASSWORD 'Sup3rSecret!'")
+        .await
+        .unwrap_or(());
+    let with_password = url.replace("postgres@", "extractor:Sup3rSecret!@");
+    let dir = tempfile::tempdir().unwrap();
+    let out = extract(&with_password, dir.path()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Sup3rSecret"), "{stderr}");
+    assert!(stderr.contains("extractor:***@"), "{stderr}");
+    let manifest = std::fs::read_to_string(dir.path().join("extract/manifest.json")).unwrap();
+    assert!(!manifest.contains("Sup3rSecret"));
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir.path().join("extract")).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", entry.path().display());
+    }
+}
+
+#[tokio::test]
+async fn a_missing_required_column_names_table_column_and_what_was_found() {
+    let url = support::supabase_database("extract_missing", true).await;
+    support::connect(&url)
+        .await
+        .batch_execute(r#"ALTER TABLE xendit RENAME COLUMN "External ID" TO "Reference""#)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = extract(&url, dir.path()).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("table public.xendit has no column for required `external_id`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\"Reference\""),
+        "the columns found are listed: {stderr}"
+    );
+    assert!(
+        stderr.contains("source_columns.csv"),
+        "the fix is named: {stderr}"
+    );
+    assert!(
+        !dir.path().join("extract").exists(),
+        "nothing half-written is left"
+    );
+}
+
+/// Every mapped type round-trips with its value intact: Postgres -> Parquet -> Postgres.
+#[tokio::test]
+async fn every_mapped_type_round_trips() {
+    let url = support::supabase_database("extract_types", false).await;
+    let client = support::connect(&url).await;
+    client
+        .batch_execute(
+            r#"
+            CREATE TABLE public.type_zoo (
+              id uuid PRIMARY KEY,
+              profile_id uuid REFERENCES public.unified_profiles (id),
+              name text, code varchar(10), flag bool, small int2, medium int4, big int8,
+              ratio float8, price numeric(12,2), amount numeric, tiny numeric,
+              at timestamptz, local_at timestamp, day date, doc jsonb, raw json,
+              tags text[], ids uuid[], blob bytea, span interval, addr inet
+            );
+            INSERT INTO public.type_zoo VALUES
+              ('00000000-0000-0000-0000-000000000001', NULL, 'Peñaflor, Ma. Luisa', 'ñ', true, -32768, 2147483647,
+               -9223372036854775808, 1.5, -1234567890.12, 123456789012345678901234567.123456, -0.000001,
+               '2024-03-05 14:22:01.123456+08', '2024-03-05 14:22:01', '2024-02-29', '{"a": [1, "ñ"]}', '{"b":1}',
+               '{}', '{00000000-0000-0000-0000-00000000000a}', '\x00ff', '1 day 02:00', '10.0.0.1'),
+              ('00000000-0000-0000-0000-000000000002', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+              ('00000000-0000-0000-0000-000000000003', NULL, '', '', false, 0, 0, 0, -0.0, 0, 0, 0,
+               '1970-01-01 00:00:00+00', '1999-12-31 23:59:59.999999', '1900-01-01', '[]', '[]',
+               '{"a b", NULL, "c,d"}', '{}', '', '0', '::1');
+            "#,
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = extract(&url, dir.path()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let path = dir.path().join("extract/type_zoo.parquet");
+    let types: Vec<(String, DataType)> = schema_of(&path)
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    let find = |n: &str| types.iter().find(|(name, _)| name == n).unwrap().1.clone();
+    assert_eq!(find("id"), DataType::Utf8);
+    assert_eq!(find("price"), DataType::Decimal128(38, 2));
+    assert_eq!(find("amount"), DataType::Decimal128(38, 6));
+    assert_eq!(find("tiny"), DataType::Decimal128(38, 6));
+    assert_eq!(find("at").to_string(), "Timestamp(µs, \"UTC\")");
+    assert_eq!(find("day"), DataType::Date32);
+    assert!(matches!(find("tags"), DataType::List(_)));
+    assert_eq!(find("span"), DataType::Utf8);
+
+    // Load the file back into a copy of the table and compare row by row.
+    client
+        // interval and inet are extracted as text, so they come back into text columns.
+        .batch_execute(
+            "CREATE TABLE public.type_zoo_copy (LIKE public.type_zoo);
+             ALTER TABLE public.type_zoo_copy ALTER span TYPE text, ALTER addr TYPE text;",
+        )
+        .await
+        .unwrap();
+    let batches = support::read_parquet(&path);
+    let schema = batches[0].schema();
+    let rows = cleanmig::pg_arrow::copy_in(
+        &client,
+        "public.type_zoo_copy",
+        &schema,
+        batches.into_iter().map(Ok),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows, 3);
+    // Values compare equal (numeric 0 and 0.000000 are the same value); json has no
+    // equality operator and interval/inet came back as text, so those compare as text.
+    let cols =
+        "id, profile_id, name, code, flag, small, medium, big, ratio, price, amount, tiny, at, \
+                local_at, day, doc, raw::text, tags, ids, blob, span::text, addr::text";
+    let text_diff: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM ((SELECT {cols} FROM type_zoo EXCEPT ALL SELECT {cols} FROM type_zoo_copy) \
+                 UNION ALL (SELECT {cols} FROM type_zoo_copy EXCEPT ALL SELECT {cols} FROM type_zoo)) d"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(text_diff, 0, "rows differ after the round trip");
+}
+
+/// Memory stays flat: a million rows stream through without being held in memory.
+#[tokio::test]
+async fn a_million_rows_extract_with_bounded_memory() {
+    let url = support::supabase_database("extract_million", true).await;
+    let client = support::connect(&url).await;
+    client
+        .batch_execute(
+            "INSERT INTO systemeio (\"Email\", \"First name\", \"Last name\", \"Tag\", \"Date Registered\")
+             SELECT 'contact' || g || '@example.com', 'First ' || md5(g::text), 'Last ' || md5((g * 7)::text) || md5((g * 11)::text),
+                    'Imported,' || md5((g * 13)::text) || ',' || md5((g * 17)::text), '2024-01-01 00:00:00'
+             FROM generate_series(1, 1000000) g",
+        )
+        .await
+        .unwrap();
+    let raw_bytes: i64 = client
+        .query_one("SELECT sum(length(s::text))::int8 FROM systemeio s", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("cleanmig");
+    // Reaped by wait4 below, which also reports the child's peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let mut child = std::process::Command::new(bin)
+        .arg("extract")
+        .env("DATABASE_URL", &url)
+        .env("CLEANMIG_ARTIFACTS", dir.path())
+        .env(
+            "CLEANMIG_PIPELINE",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline"),
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value; wait4 fills it in for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid);
+    assert_eq!(status, 0, "{stderr}");
+    let peak_bytes = usage.ru_maxrss as i64 * 1024;
+    eprintln!(
+        "extract of 1,000,000 rows: peak RSS {} MiB",
+        peak_bytes >> 20
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("extract/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["artifacts"]["systemeio"]["rows"], 1_000_000);
+    // Holding the table would take more than its raw size; streaming takes a fraction of it.
+    assert!(
+        raw_bytes > 200 << 20,
+        "the table must be large enough to tell: {raw_bytes}"
+    );
+    assert!(
+        peak_bytes < raw_bytes / 2,
+        "peak RSS {} MiB for {} MiB of data",
+        peak_bytes >> 20,
+        raw_bytes >> 20
+    );
+}
