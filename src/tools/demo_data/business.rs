@@ -74,7 +74,8 @@ const PROGRESS: &[&str] = &[
 
 /// The course progress of an existing enrollment, as text (numeric prints it back the same).
 pub fn progress(model: &Model, person: u32) -> &'static str {
-    *Rng::new(model.seed, Stream::Enrollment, (1u64 << 40) + person as u64).pick(PROGRESS)
+    let mut rng = Rng::new(model.seed, Stream::Enrollment, (1u64 << 40) + person as u64);
+    PROGRESS[rng.below(PROGRESS.len() as u64) as usize]
 }
 
 fn customer_account(model: &Model, i: u32, c: &Customer) -> Account {
