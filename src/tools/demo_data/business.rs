@@ -687,7 +687,7 @@ fn old_enrollments(model: &Model) -> impl Iterator<Item = OldEnrollment> + '_ {
             user: auth_id(model, person),
             transaction: ((k as usize) < model.test_transactions)
                 .then(|| test_transaction_id(model, k)),
-            start_ms: 1_700_000_000_000 + k as i64 * DAY_MS,
+            start_ms: 1_700_000_000_000 + (k % 365) as i64 * DAY_MS,
             progress: if k % 2 == 0 { "0" } else { "50" },
             test: true,
         }

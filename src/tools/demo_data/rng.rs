@@ -59,8 +59,11 @@ impl Rng {
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
 
-    /// Uniform in `lo..hi`.
+    /// Uniform in `lo..hi`; `lo` when the range is empty.
     pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        if hi <= lo {
+            return lo;
+        }
         lo + self.below((hi - lo) as u64) as i64
     }
 
