@@ -223,7 +223,7 @@ impl SqlFile {
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.with_context(context)?;
         let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
-        Ok(concat_batches(&schema, &batches).with_context(context)?)
+        concat_batches(&schema, &batches).with_context(context)
     }
 }
 
