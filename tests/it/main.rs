@@ -3,9 +3,12 @@
 
 mod support;
 
+mod approve;
 mod devdb;
 mod extract;
 mod fingerprint;
+mod load;
+mod load_fixture;
 mod readers;
 mod tls;
 mod transform;

@@ -1,0 +1,124 @@
+//! `population_operation_log`: one row per load or rollback, written through a connection of
+//! its own so that the row of a dry or failed run survives that run's rollback.
+
+use crate::connect::ConnInfo;
+use anyhow::{Context, Result};
+use std::time::Instant;
+use tokio_postgres::Client;
+
+/// DDL of the log table (idempotent).
+pub const DDL: &str = include_str!("sql/oplog.sql");
+
+/// A run's log row: inserted as `running` when the run starts, completed when it ends.
+/// A run killed outright stays `running` in the log, which is what it is: unfinished.
+pub struct OpLog {
+    client: Client,
+    id: i64,
+    started: Instant,
+}
+
+/// What a run writes when it starts.
+pub struct RunStart<'a> {
+    pub run_id: &'a str,
+    pub operation: &'a str,
+    pub mode: &'a str,
+    pub target_run_id: Option<&'a str>,
+}
+
+/// What a run writes when it ends.
+pub struct RunEnd<'a> {
+    pub status: &'a str,
+    pub approval_sha256: Option<&'a str>,
+    pub extract_fingerprint: Option<&'a str>,
+    pub approved_by: Option<&'a str>,
+    pub backup_schema: Option<&'a str>,
+    pub counts: Option<&'a serde_json::Value>,
+    pub result: &'a serde_json::Value,
+    pub error: Option<&'a str>,
+}
+
+impl OpLog {
+    /// Open the log connection, create the table if absent and insert the `running` row.
+    pub async fn start(info: &ConnInfo, run: RunStart<'_>) -> Result<Self> {
+        let client = info.connect().await?;
+        create_table(&client).await?;
+        let row = client
+            .query_one(
+                "INSERT INTO public.population_operation_log \
+                   (run_id, operation, mode, status, target_run_id, os_user, tool_version) \
+                 VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
+                &[
+                    &run.run_id,
+                    &run.operation,
+                    &run.mode,
+                    &run.target_run_id,
+                    &std::env::var("USER").ok(),
+                    &env!("CARGO_PKG_VERSION"),
+                ],
+            )
+            .await
+            .context("cannot write to population_operation_log")?;
+        Ok(Self {
+            client,
+            id: row.get(0),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn elapsed_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    /// Complete the run's row.
+    pub async fn finish(&self, end: RunEnd<'_>) -> Result<()> {
+        let counts = end.counts.map(|c| c.to_string());
+        let result = end.result.to_string();
+        self.client
+            .execute(
+                "UPDATE public.population_operation_log SET \
+                   status = $2, approval_sha256 = $3, extract_fingerprint = $4, approved_by = $5, \
+                   backup_schema = $6, counts = $7::text::jsonb, result = $8::text::jsonb, error = $9, \
+                   finished_at = clock_timestamp(), duration_ms = $10 \
+                 WHERE id = $1",
+                &[
+                    &self.id,
+                    &end.status,
+                    &end.approval_sha256,
+                    &end.extract_fingerprint,
+                    &end.approved_by,
+                    &end.backup_schema,
+                    &counts,
+                    &result,
+                    &end.error,
+                    &self.elapsed_ms(),
+                ],
+            )
+            .await
+            .context("cannot complete the run's row in population_operation_log")?;
+        Ok(())
+    }
+}
+
+/// Create the log table if absent. Two runs starting at once may race on `CREATE TABLE IF NOT
+/// EXISTS`; the loser retries once and finds the table.
+pub async fn create_table(client: &Client) -> Result<()> {
+    if let Err(first) = client.batch_execute(DDL).await {
+        client
+            .batch_execute(DDL)
+            .await
+            .map_err(|_| first)
+            .context("cannot create population_operation_log")?;
+    }
+    Ok(())
+}
+
+/// Whether the log table exists (status does not create it).
+pub async fn exists(client: &Client) -> Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT to_regclass('public.population_operation_log') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0))
+}

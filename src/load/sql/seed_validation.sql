@@ -1,0 +1,28 @@
+-- The plan's validation query pack, run on the real tables inside the load's transaction.
+-- Informational figures; the pass/fail checks are in validation_checks.sql.
+SELECT jsonb_build_object(
+  'profiles', (
+    SELECT jsonb_build_object(
+      'profile_count', count(*),
+      'missing_email', count(*) FILTER (WHERE email IS NULL),
+      'missing_names', count(*) FILTER (WHERE first_name IS NULL AND last_name IS NULL),
+      'orphaned_profiles', count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.id = p.id)))
+    FROM public.unified_profiles p),
+  'transactions', (
+    SELECT jsonb_build_object(
+      'transaction_count', count(*),
+      'non_paid_transactions', count(*) FILTER (WHERE upper(status) NOT IN ('PAID', 'SETTLED')),
+      'missing_user_link', count(*) FILTER (WHERE user_id IS NULL),
+      'min_amount', min(amount),
+      'max_amount', max(amount),
+      'avg_amount', round(avg(amount), 2))
+    FROM public.transactions),
+  'enrollments', (
+    SELECT jsonb_build_object(
+      'enrollment_count', count(*),
+      'missing_user_link', count(*) FILTER (WHERE user_id IS NULL),
+      'missing_transaction_link', count(*) FILTER (WHERE transaction_id IS NULL),
+      'missing_course_link', count(*) FILTER (WHERE course_id IS NULL),
+      'unique_users', count(DISTINCT user_id))
+    FROM public.enrollments)
+)::text

@@ -1,0 +1,39 @@
+-- Blocking checks run on the real tables before commit. Each row: check name, failing count.
+-- {expected_*} are the staged row counts plus rows kept by `--dependents keep`.
+SELECT 'unified_profiles row count equals staged ({expected_profiles})',
+       abs((SELECT count(*) FROM public.unified_profiles) - {expected_profiles})
+UNION ALL
+SELECT 'transactions row count equals staged ({expected_transactions})',
+       abs((SELECT count(*) FROM public.transactions) - {expected_transactions})
+UNION ALL
+SELECT 'enrollments row count equals staged ({expected_enrollments})',
+       abs((SELECT count(*) FROM public.enrollments) - {expected_enrollments})
+UNION ALL
+SELECT 'every profile has an auth user',
+       (SELECT count(*) FROM public.unified_profiles p
+        WHERE NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.id = p.id))
+UNION ALL
+SELECT 'every transaction user exists',
+       (SELECT count(*) FROM public.transactions t
+        WHERE t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.id = t.user_id))
+UNION ALL
+SELECT 'every enrollment user has a profile',
+       (SELECT count(*) FROM public.enrollments e
+        WHERE NOT EXISTS (SELECT 1 FROM public.unified_profiles p WHERE p.id = e.user_id))
+UNION ALL
+SELECT 'every enrollment transaction exists',
+       (SELECT count(*) FROM public.enrollments e
+        WHERE e.transaction_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM public.transactions t WHERE t.id = e.transaction_id))
+UNION ALL
+SELECT 'every enrollment course exists',
+       (SELECT count(*) FROM public.enrollments e
+        WHERE NOT EXISTS (SELECT 1 FROM public.courses c WHERE c.id = e.course_id))
+UNION ALL
+SELECT 'no existing auth user lost or changed',
+       (SELECT count(*) FROM cm_auth_users_before b
+        WHERE NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.id = b.id AND md5(u::text) = b.row_md5))
+UNION ALL
+SELECT 'no existing auth identity lost or changed',
+       (SELECT count(*) FROM cm_auth_identities_before b
+        WHERE NOT EXISTS (SELECT 1 FROM auth.identities i WHERE i.id = b.id AND md5(i::text) = b.row_md5))

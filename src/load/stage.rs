@@ -1,0 +1,120 @@
+//! Staged Parquet -> temporary tables, through the binary COPY encoder of `pg_arrow`.
+
+use crate::fingerprint::quote_ident;
+use crate::pg_arrow;
+use anyhow::{Context, Result};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::{RecordBatch, RecordBatchReader};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use std::fs::File;
+use std::path::Path;
+use tokio_postgres::Transaction;
+
+/// A staged artifact copied into a temporary table.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    /// The temporary table (unqualified, in `pg_temp`).
+    pub temp: String,
+    /// Columns of the artifact (all of them exist in the temporary table).
+    pub columns: Vec<String>,
+    pub rows: u64,
+}
+
+/// Open a Parquet file as a schema and a stream of batches, optionally only some columns.
+pub fn read_parquet(
+    path: &Path,
+    only: Option<&[String]>,
+) -> Result<(SchemaRef, impl Iterator<Item = Result<RecordBatch>>)> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    if let Some(names) = only {
+        let schema = builder.schema().clone();
+        let mut roots = Vec::new();
+        for name in names {
+            let idx = schema.index_of(name).with_context(|| {
+                format!("{} has no column `{name}`", path.display())
+            })?;
+            roots.push(idx);
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder
+        .build()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let schema = reader.schema();
+    let shown = path.display().to_string();
+    let batches = reader.map(move |b| b.with_context(|| format!("cannot read {shown}")));
+    Ok((schema, batches))
+}
+
+/// Hook for the crash test: with `CLEANMIG_TEST_FAULT=pause-in-copy` the load stops forever
+/// inside its first COPY, after the COPY has started, so that a test can kill it there.
+fn pause_in_copy() -> bool {
+    std::env::var("CLEANMIG_TEST_FAULT").is_ok_and(|v| v == "pause-in-copy")
+}
+
+/// Create `temp` shaped like `like` (a real table) and COPY the Parquet file into it.
+pub async fn copy_into_temp(
+    tx: &Transaction<'_>,
+    path: &Path,
+    like: &str,
+    temp: &str,
+) -> Result<Staged> {
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE {t} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DROP",
+        t = quote_ident(temp)
+    ))
+    .await
+    .with_context(|| format!("cannot create temporary table {temp}"))?;
+    let (schema, batches) = read_parquet(path, None)?;
+    let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let pause = pause_in_copy();
+    let batches = batches.inspect(move |_| {
+        if pause {
+            tracing::warn!("CLEANMIG_TEST_FAULT=pause-in-copy: pausing inside COPY");
+            loop {
+                std::thread::park();
+            }
+        }
+    });
+    let rows = pg_arrow::copy_in(tx, &quote_ident(temp), &schema, batches)
+        .await
+        .with_context(|| format!("cannot load {}", path.display()))?;
+    tx.batch_execute(&format!("ANALYZE {}", quote_ident(temp)))
+        .await?;
+    Ok(Staged {
+        temp: temp.to_string(),
+        columns,
+        rows,
+    })
+}
+
+/// An empty temporary table shaped like `like`, for an artifact that transform did not write.
+pub async fn empty_temp(tx: &Transaction<'_>, like: &str, temp: &str) -> Result<Staged> {
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE {t} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DROP",
+        t = quote_ident(temp)
+    ))
+    .await?;
+    Ok(Staged {
+        temp: temp.to_string(),
+        columns: Vec::new(),
+        rows: 0,
+    })
+}
+
+/// COPY only `columns` of a Parquet file into an existing table.
+pub async fn copy_columns(
+    tx: &Transaction<'_>,
+    path: &Path,
+    columns: &[String],
+    qualified: &str,
+) -> Result<u64> {
+    let (schema, batches) = read_parquet(path, Some(columns))?;
+    pg_arrow::copy_in(tx, qualified, &schema, batches)
+        .await
+        .with_context(|| format!("cannot load {}", path.display()))
+}

@@ -1,0 +1,383 @@
+//! `cleanmig load`, `rollback` and `status` against a real Postgres.
+
+use crate::load_fixture::*;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn counts(result: &serde_json::Value, table: &str) -> (u64, u64, u64, u64) {
+    let t = &result["tables"][table];
+    let n = |k: &str| t[k].as_u64().unwrap_or_else(|| panic!("{k} in {result}"));
+    (n("inserted"), n("updated"), n("deleted"), n("unchanged"))
+}
+
+async fn log_rows(fx: &Fixture) -> Vec<(String, String, String, Option<String>)> {
+    fx.client
+        .query(
+            "SELECT operation, mode, status, error FROM public.population_operation_log ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+/// Start a load that stops inside its COPY (test fault hook) and wait until Postgres shows the
+/// COPY running.
+async fn start_paused_load(fx: &Fixture) -> Child {
+    let child = Command::new(assert_cmd::cargo::cargo_bin("cleanmig"))
+        .args(["load", "--apply", "--database-url", &fx.url])
+        .env("CLEANMIG_ARTIFACTS", &fx.artifacts)
+        .env("CLEANMIG_TEST_FAULT", "pause-in-copy")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..1200 {
+        let n = fx
+            .count(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cleanmig' \
+                 AND datname = current_database() AND query LIKE 'COPY %FROM STDIN%' AND state = 'active'",
+            )
+            .await;
+        if n > 0 {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the paused load never reached its COPY");
+}
+
+/// Wait until no cleanmig session is left on the test database.
+async fn wait_for_sessions_to_end(fx: &Fixture) {
+    for _ in 0..1200 {
+        let n = fx
+            .count(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cleanmig' \
+                 AND datname = current_database()",
+            )
+            .await;
+        if n == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cleanmig sessions did not end");
+}
+
+#[tokio::test]
+async fn dry_run_leaves_every_table_byte_identical_and_is_logged() {
+    // Guards: the default mode changes nothing (not even the schema), yet reports the changes.
+    let fx = fixture("load_dry").await;
+    fx.approve();
+    let before = fx.checksums(None).await;
+    let (ok, result, stderr) = fx.load(&[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(result["status"], "dry_run_completed");
+    assert_eq!(counts(&result, "unified_profiles"), (1, 1, 1, 1));
+    assert_eq!(counts(&result, "transactions"), (1, 1, 1, 0));
+    assert_eq!(counts(&result, "enrollments"), (2, 0, 1, 1));
+    assert_eq!(result["auth_users_created"], 1);
+    assert_eq!(result["validation"]["passed"], true);
+    assert!(stderr.contains("dry run"), "{stderr}");
+    assert_eq!(fx.checksums(None).await, before);
+    let log = log_rows(&fx).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!((log[0].1.as_str(), log[0].2.as_str()), ("dry_run", "dry_run_completed"));
+}
+
+#[tokio::test]
+async fn apply_keeps_every_customer_removes_test_accounts_and_a_second_apply_changes_nothing() {
+    // Guards: real customers keep their auth ids and app-owned values; test rows go; idempotence.
+    let fx = fixture("load_apply").await;
+    fx.approve();
+    let auth_before = fx
+        .client
+        .query("SELECT id::text, md5(u::text) FROM auth.users u ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect::<Vec<_>>();
+    let (ok, result, stderr) = fx.load(&["--apply"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(result["status"], "success");
+    assert!(result["backup_schema"].as_str().unwrap().starts_with("cleanmig_backup_"));
+
+    // Every existing auth user unchanged; Carol created with her identity.
+    for (id, md5) in &auth_before {
+        let now = fx
+            .count(&format!(
+                "SELECT count(*) FROM auth.users u WHERE id = '{id}' AND md5(u::text) = '{md5}'"
+            ))
+            .await;
+        assert_eq!(now, 1, "auth user {id} changed");
+    }
+    assert_eq!(fx.count(&format!("SELECT count(*) FROM auth.identities WHERE user_id = '{CAROL}'")).await, 1);
+    // Profiles: the customers, with their auth ids; the test account gone.
+    let ids: Vec<String> = fx
+        .client
+        .query("SELECT id::text FROM unified_profiles ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, vec![ALICE, BOB, CAROL]);
+    assert_eq!(fx.count(&format!("SELECT count(*) FROM transactions WHERE id = '{TX_TEST}' OR user_id = '{TESTER}'")).await, 0);
+    assert_eq!(fx.count(&format!("SELECT count(*) FROM enrollments WHERE id = '{EN_TEST}'")).await, 0);
+    // App-owned columns kept, source-owned columns updated.
+    let alice = fx
+        .client
+        .query_one(
+            &format!("SELECT last_name, tier, tier_assignment_notes, last_active_at IS NOT NULL FROM unified_profiles WHERE id = '{ALICE}'"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(alice.get::<_, String>(0), "Santos");
+    assert_eq!(alice.get::<_, String>(1), "premium");
+    assert_eq!(alice.get::<_, String>(2), "upgraded by support");
+    assert!(alice.get::<_, bool>(3));
+    let en = fx
+        .client
+        .query_one(
+            &format!("SELECT progress::text, notes FROM enrollments WHERE id = '{EN_ALICE}'"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(en.get::<_, String>(0), "50");
+    assert_eq!(en.get::<_, String>(1), "halfway through");
+    assert_eq!(fx.count(&format!("SELECT count(*) FROM enrollments WHERE id IN ('{EN_BOB}', '{EN_CAROL}')")).await, 2);
+    assert_eq!(fx.count(&format!("SELECT count(*) FROM transactions WHERE id = '{TX_CAROL}' AND amount = 1500.50")).await, 1);
+    assert_eq!(
+        fx.count("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'transactions' AND column_name IN ('api_source','last_api_sync_at','api_sync_version','processed_at','fiscal_year','fiscal_quarter')").await,
+        6
+    );
+    assert_eq!(fx.count("SELECT count(*) FROM lesson_progress").await, 1);
+
+    // Second apply of the same approval: nothing inserted, updated or deleted; no timestamp moves.
+    let after_first = fx.checksums(None).await;
+    let (ok, second, stderr) = fx.load(&["--apply"]);
+    assert!(ok, "{stderr}");
+    for table in ["unified_profiles", "transactions", "enrollments"] {
+        let (i, u, d, _) = counts(&second, table);
+        assert_eq!((i, u, d), (0, 0, 0), "{table}: {second}");
+    }
+    assert_eq!(second["auth_users_created"], 0);
+    let mut after_second = fx.checksums(None).await;
+    let mut first = after_first.clone();
+    // Each applied run keeps its own backup schema; everything else is identical.
+    first.remove("schemas");
+    after_second.remove("schemas");
+    assert_eq!(after_second, first);
+    let log = log_rows(&fx).await;
+    assert_eq!(log.len(), 2);
+    assert!(log.iter().all(|l| l.1 == "apply" && l.2 == "success"), "{log:?}");
+}
+
+#[tokio::test]
+async fn tampered_artifact_is_refused_by_name_and_changes_nothing() {
+    // Guards: what is loaded is exactly what was approved.
+    let fx = fixture("load_tamper").await;
+    let (ok, result, stderr) = fx.load(&["--apply"]);
+    assert!(!ok);
+    assert!(stderr.contains("cleanmig approve"), "{stderr}");
+    assert_eq!(result["status"], "failed");
+    fx.approve();
+    let before = fx.checksums(None).await;
+    let path = fx.artifacts.join("stage/enrollments.parquet");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.push(0);
+    std::fs::write(&path, bytes).unwrap();
+    let (ok, result, stderr) = fx.load(&["--apply"]);
+    assert!(!ok);
+    assert!(stderr.contains("artifact stage/enrollments.parquet changed after approval"), "{stderr}");
+    assert_eq!(result["status"], "failed");
+    assert_eq!(fx.checksums(None).await, before);
+    let log = log_rows(&fx).await;
+    assert_eq!(log.len(), 2);
+    assert!(log[1].3.as_deref().unwrap().contains("stage/enrollments.parquet"));
+}
+
+#[tokio::test]
+async fn drifted_source_is_refused_naming_the_table() {
+    // Guards: sources that changed after extraction are not loaded from stale artifacts.
+    let fx = fixture("load_drift").await;
+    fx.approve();
+    fx.client
+        .batch_execute("UPDATE public.xendit SET amount = 999 WHERE external_id = 'ext-4'")
+        .await
+        .unwrap();
+    let before = fx.checksums(None).await;
+    let (ok, _, stderr) = fx.load(&["--apply"]);
+    assert!(!ok);
+    assert!(stderr.contains("table public.xendit changed since extraction"), "{stderr}");
+    assert_eq!(fx.checksums(None).await, before);
+}
+
+#[tokio::test]
+async fn destination_rows_gained_since_extraction_are_refused_and_named() {
+    // Guards: a sign-up after the review is not silently deleted by the load.
+    let fx = fixture("load_signup").await;
+    fx.approve();
+    fx.client
+        .batch_execute(
+            "INSERT INTO auth.users (id, email, aud, role) VALUES ('f5555555-5555-4555-8555-555555555555', 'new@example.com', 'authenticated', 'authenticated'); \
+             INSERT INTO public.unified_profiles (id, email) VALUES ('f5555555-5555-4555-8555-555555555555', 'new@example.com');",
+        )
+        .await
+        .unwrap();
+    let before = fx.checksums(None).await;
+    let (ok, _, stderr) = fx.load(&["--apply"]);
+    assert!(!ok);
+    assert!(stderr.contains("changed since extraction"), "{stderr}");
+    assert!(stderr.contains("id=f5555555-5555-4555-8555-555555555555"), "{stderr}");
+    assert_eq!(fx.checksums(None).await, before);
+}
+
+#[tokio::test]
+async fn a_table_locked_by_another_session_fails_fast_with_lock_timeout() {
+    // Guards: a busy table makes the load fail quickly and clearly instead of hanging.
+    let fx = fixture("load_locked").await;
+    fx.approve();
+    let before = fx.checksums(None).await;
+    let holder = crate::support::connect(&fx.url).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE public.enrollments IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let (ok, _, stderr) = fx.load(&["--apply", "--lock-timeout-ms", "200"]);
+    assert!(!ok);
+    assert!(stderr.contains("locked by another session"), "{stderr}");
+    assert!(stderr.contains("200 ms"), "{stderr}");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(fx.checksums(None).await, before);
+}
+
+#[tokio::test]
+async fn foreign_key_dependents_refuse_by_default_and_follow_the_chosen_policy() {
+    // Guards: nothing is deleted by a cascade nobody asked for (user_tags cascades).
+    let fx = fixture("load_dependents").await;
+    fx.client
+        .batch_execute(&format!(
+            "INSERT INTO public.user_tags (user_id, tag) VALUES ('{TESTER}', 'qa'); \
+             INSERT INTO public.purchase_leads (email, user_id, transaction_id) VALUES ('qa+1@test.com', '{TESTER}', '{TX_TEST}')"
+        ))
+        .await
+        .unwrap();
+    // Dependent tables are not drift-checked; re-approval is not needed.
+    fx.approve();
+    let before = fx.checksums(None).await;
+    let (ok, _, stderr) = fx.load(&["--apply"]);
+    assert!(!ok);
+    assert!(stderr.contains("public.user_tags: 1 rows reference unified_profiles"), "{stderr}");
+    assert!(stderr.contains("ON DELETE CASCADE"), "{stderr}");
+    assert!(stderr.contains("public.purchase_leads"), "{stderr}");
+    assert!(stderr.contains(&format!("user_id={TESTER}")), "{stderr}");
+    assert!(stderr.contains("--dependents"), "{stderr}");
+    assert_eq!(fx.checksums(None).await, before);
+
+    // keep: the referenced profile and transaction stay (dry run).
+    let (ok, result, stderr) = fx.load(&["--dependents", "keep"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(result["tables"]["unified_profiles"]["kept"], 1);
+    assert_eq!(result["tables"]["transactions"]["kept"], 1);
+    assert_eq!(fx.checksums(None).await, before);
+
+    // delete: dependents go first, then the rows; rollback brings everything back.
+    let (ok, result, stderr) = fx.load(&["--apply", "--dependents", "delete"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(fx.count("SELECT count(*) FROM user_tags").await, 0);
+    assert_eq!(fx.count("SELECT count(*) FROM purchase_leads").await, 0);
+    let run = result["run_id"].as_str().unwrap().to_string();
+    let out = fx.cmd(&["rollback", "--run", &run, "--apply", "--remove-created-users"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut now = fx.checksums(Some(&before)).await;
+    let mut expected = before.clone();
+    expected.retain(|k, _| !k.starts_with("columns ") && k != "schemas");
+    now.remove("schemas");
+    assert_eq!(now, expected);
+}
+
+#[tokio::test]
+async fn a_second_concurrent_load_is_refused_not_queued() {
+    // Guards: two loads never interleave; the second one says why it stopped.
+    let fx = fixture("load_concurrent").await;
+    fx.approve();
+    let before = fx.checksums(None).await;
+    let mut first = start_paused_load(&fx).await;
+    let (ok, result, stderr) = fx.load(&["--apply"]);
+    assert!(!ok);
+    assert!(stderr.contains("another cleanmig load or rollback is running"), "{stderr}");
+    assert_eq!(result["status"], "failed");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    wait_for_sessions_to_end(&fx).await;
+    assert_eq!(fx.checksums(None).await, before);
+}
+
+#[tokio::test]
+async fn a_load_killed_in_the_middle_of_its_copy_leaves_the_database_unchanged() {
+    // Guards: SIGKILL at any moment = nothing happened (one transaction), even after the schema
+    // alignment and the backup ran.
+    let fx = fixture("load_killed").await;
+    fx.approve();
+    let before = fx.checksums(None).await;
+    let mut child = start_paused_load(&fx).await;
+    // SIGKILL (Child::kill sends SIGKILL on Unix).
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_for_sessions_to_end(&fx).await;
+    assert_eq!(fx.checksums(None).await, before);
+    let log = log_rows(&fx).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].2, "running", "a killed run stays visibly unfinished in the log");
+    // And the next load runs normally.
+    let (ok, _, stderr) = fx.load(&[]);
+    assert!(ok, "{stderr}");
+}
+
+#[tokio::test]
+async fn rollback_restores_the_exact_previous_contents() {
+    // Guards: launch day can be undone from the run's backup.
+    let fx = fixture("load_rollback").await;
+    fx.approve();
+    let before = fx.checksums(None).await;
+    let (ok, result, stderr) = fx.load(&["--apply"]);
+    assert!(ok, "{stderr}");
+    let run = result["run_id"].as_str().unwrap().to_string();
+    let loaded = fx.checksums(None).await;
+
+    // Dry run by default.
+    let out = fx.cmd(&["rollback", "--run", &run]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["status"], "dry_run_completed");
+    assert_eq!(fx.checksums(None).await, loaded);
+
+    let out = fx.cmd(&["rollback", "--run", &run, "--apply", "--remove-created-users"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["status"], "success");
+    assert_eq!(done["auth_users_removed"], 1);
+    let mut now = fx.checksums(Some(&before)).await;
+    let mut expected = before.clone();
+    expected.retain(|k, _| !k.starts_with("columns ") && k != "schemas");
+    now.remove("schemas");
+    assert_eq!(now, expected);
+    let log = log_rows(&fx).await;
+    let ops: Vec<(&str, &str)> = log.iter().map(|l| (l.0.as_str(), l.2.as_str())).collect();
+    assert_eq!(ops, vec![("load", "success"), ("rollback", "dry_run_completed"), ("rollback", "success")]);
+
+    // Status shows the runs.
+    let out = fx.cmd(&["status"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(&run), "{text}");
+    assert!(text.contains("artifacts match it"), "{text}");
+    assert!(text.contains("public.xendit"), "{text}");
+}
