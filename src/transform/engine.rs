@@ -218,6 +218,18 @@ impl SqlFile {
 
     /// Run the statement and collect its result into one batch.
     pub async fn run(&self, ctx: &SessionContext) -> Result<RecordBatch> {
+        let started = std::time::Instant::now();
+        let batch = self.run_inner(ctx).await?;
+        tracing::debug!(
+            "{}: {} rows, {:.2} s",
+            self.path.display(),
+            batch.num_rows(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(batch)
+    }
+
+    async fn run_inner(&self, ctx: &SessionContext) -> Result<RecordBatch> {
         let context = || format!("{} failed", self.path.display());
         let df = ctx.sql(&self.sql).await.with_context(context)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
