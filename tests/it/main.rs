@@ -11,3 +11,4 @@ mod load;
 mod load_fixture;
 mod readers;
 mod tls;
+mod transform;

@@ -1,0 +1,10 @@
+-- No existing auth user changes id: a profile whose email has a login uses that login's id, and no new auth user reuses an existing id or email.
+-- severity: blocking
+SELECT p.id AS profile_id, a.id AS existing_auth_id, p.email, 'profile id differs from login id' AS problem
+FROM profiles AS p
+JOIN extract_auth_users AS a ON lower(trim(a.email)) = lower(trim(p.email))
+WHERE p.id <> a.id AND p.id NOT IN (SELECT id FROM extract_auth_users)
+UNION ALL
+SELECT n.id, a.id, n.email, 'new auth user collides with an existing one'
+FROM auth_users AS n
+JOIN extract_auth_users AS a ON a.id = n.id OR lower(trim(a.email)) = n.email

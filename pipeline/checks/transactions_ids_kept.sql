@@ -1,0 +1,6 @@
+-- An existing transaction of a kept Xendit payment keeps its id.
+-- severity: blocking
+SELECT c.id AS existing_id, s.id AS staged_id, s.payment_provider_id
+FROM transactions AS s
+JOIN extract_transactions AS c ON c.payment_provider_id = s.payment_provider_id
+WHERE s.id <> c.id AND c.id NOT IN (SELECT id FROM transactions)

@@ -1,0 +1,217 @@
+-- payments: every xendit row, parsed, with its outcome: kept, merged (same External ID seen
+-- before), out_of_scope (not paid, or a product we do not sell) or rejected (broken data).
+--
+-- Rules:
+--   * email: the payer is `customer_email` ("Customer Email"), else `email`; trimmed and
+--     lower-cased; valid means `local@domain.tld`.
+--   * status: trimmed and upper-cased; UNPAID (exports) means PENDING; paid = PAID or SETTLED
+--     (settings: paid_statuses).
+--   * product by description: contains "papers to profits" (any case) = p2p, contains "canva"
+--     = canva, else other (out of scope). Settings: p2p_product_pattern, canva_product_pattern.
+--   * amount: digits, `.` and `-` kept ("₱1,000.00" -> 1000.00); zero or negative is rejected.
+--   * currency: trimmed, upper-cased, default PHP.
+--   * timestamps: ISO 8601 with or without offset and milliseconds; without an offset the
+--     time is in the row's `timezone` (pipeline/timezones.csv maps names to offsets), else
+--     in default_timezone (Asia/Manila). '' (legacy exports) means missing.
+--   * duplicates: among paid rows of a known product that pass every check, one row per
+--     External ID is kept (SETTLED before PAID, then the lowest `_source_row`); the others
+--     are merged into it.
+WITH source AS (
+    SELECT * FROM extract_xendit
+),
+
+renamed AS (
+    SELECT
+        _source_row,
+        nullif(trim(external_id), '') AS external_id,
+        nullif(trim(payment_id), '') AS invoice_id,
+        status AS status_raw,
+        description,
+        amount AS amount_raw,
+        fees AS fees_raw,
+        coalesce(nullif(trim(customer_email), ''), email) AS email_raw,
+        nullif(trim(customer_name), '') AS customer_name,
+        nullif(trim(customer_phone), '') AS customer_phone,
+        nullif(trim(payment_method), '') AS payment_method,
+        nullif(trim(payment_channel), '') AS payment_channel,
+        nullif(trim(failure_reason), '') AS failure_reason,
+        currency AS currency_raw,
+        created AS created_raw,
+        updated AS updated_raw,
+        paid_at AS paid_at_raw,
+        settled_at AS settled_at_raw,
+        nullif(trim(timezone), '') AS timezone_raw
+    FROM source
+),
+
+zoned AS (
+    -- the offset that naive timestamps of this row are written in
+    SELECT
+        r.*,
+        CASE
+            WHEN r.timezone_raw IS NULL THEN c.default_utc_offset
+            WHEN tz.utc_offset IS NOT NULL THEN tz.utc_offset
+            WHEN regexp_like(r.timezone_raw, '^[+-][0-9]{2}:[0-9]{2}$') THEN r.timezone_raw
+        END AS utc_offset
+    FROM renamed AS r
+    CROSS JOIN config AS c
+    LEFT JOIN timezones AS tz ON upper(trim(tz.zone)) = upper(r.timezone_raw)
+),
+
+cleaned AS (
+    SELECT
+        z._source_row,
+        z.external_id,
+        z.invoice_id,
+        lower(trim(z.email_raw)) AS email,
+        CASE upper(trim(z.status_raw))
+            WHEN 'UNPAID' THEN 'PENDING'
+            ELSE upper(trim(z.status_raw))
+        END AS status,
+        z.description,
+        CASE
+            WHEN strpos(lower(z.description), c.p2p_product_pattern) > 0 THEN 'p2p'
+            WHEN strpos(lower(z.description), c.canva_product_pattern) > 0 THEN 'canva'
+            ELSE 'other'
+        END AS product,
+        TRY_CAST(nullif(regexp_replace(z.amount_raw, '[^0-9.-]', '', 'g'), '') AS DECIMAL(38, 2)) AS amount_php,
+        TRY_CAST(nullif(regexp_replace(z.fees_raw, '[^0-9.-]', '', 'g'), '') AS DECIMAL(38, 2)) AS fee_php,
+        coalesce(upper(nullif(trim(z.currency_raw), '')), c.default_currency) AS currency,
+        z.customer_name,
+        z.customer_phone,
+        z.payment_method,
+        z.payment_channel,
+        z.failure_reason,
+        z.timezone_raw,
+        z.utc_offset,
+        z.amount_raw,
+        nullif(trim(z.created_raw), '') AS created_text,
+        nullif(trim(z.updated_raw), '') AS updated_text,
+        nullif(trim(z.paid_at_raw), '') AS paid_at_text,
+        nullif(trim(z.settled_at_raw), '') AS settled_at_text,
+        -- a timestamp that ends in Z or an offset parses as written; a naive one gets the
+        -- row's offset appended
+        CASE
+            WHEN nullif(trim(z.created_raw), '') IS NULL THEN NULL
+            WHEN regexp_like(trim(z.created_raw), '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
+                AND regexp_like(trim(z.created_raw), '[0-9]{2}:[0-9]{2}')
+                THEN TRY_CAST(trim(z.created_raw) AS TIMESTAMP)
+            ELSE TRY_CAST(trim(z.created_raw) || z.utc_offset AS TIMESTAMP)
+        END AS created_utc,
+        CASE
+            WHEN nullif(trim(z.updated_raw), '') IS NULL THEN NULL
+            WHEN regexp_like(trim(z.updated_raw), '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
+                AND regexp_like(trim(z.updated_raw), '[0-9]{2}:[0-9]{2}')
+                THEN TRY_CAST(trim(z.updated_raw) AS TIMESTAMP)
+            ELSE TRY_CAST(trim(z.updated_raw) || z.utc_offset AS TIMESTAMP)
+        END AS updated_utc,
+        CASE
+            WHEN nullif(trim(z.paid_at_raw), '') IS NULL THEN NULL
+            WHEN regexp_like(trim(z.paid_at_raw), '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
+                AND regexp_like(trim(z.paid_at_raw), '[0-9]{2}:[0-9]{2}')
+                THEN TRY_CAST(trim(z.paid_at_raw) AS TIMESTAMP)
+            ELSE TRY_CAST(trim(z.paid_at_raw) || z.utc_offset AS TIMESTAMP)
+        END AS paid_at_utc,
+        CASE
+            WHEN nullif(trim(z.settled_at_raw), '') IS NULL THEN NULL
+            WHEN regexp_like(trim(z.settled_at_raw), '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
+                AND regexp_like(trim(z.settled_at_raw), '[0-9]{2}:[0-9]{2}')
+                THEN TRY_CAST(trim(z.settled_at_raw) AS TIMESTAMP)
+            ELSE TRY_CAST(trim(z.settled_at_raw) || z.utc_offset AS TIMESTAMP)
+        END AS settled_at_utc,
+        array_has(c.paid_statuses, CASE upper(trim(z.status_raw)) WHEN 'UNPAID' THEN 'PENDING' ELSE upper(trim(z.status_raw)) END) AS is_paid
+    FROM zoned AS z
+    CROSS JOIN config AS c
+),
+
+judged AS (
+    -- the first reason that applies; out of scope before broken, so an unpaid row with a bad
+    -- email counts as out of scope
+    SELECT
+        *,
+        CASE
+            WHEN NOT coalesce(is_paid, false) THEN 'out_of_scope'
+            WHEN product = 'other' THEN 'out_of_scope'
+            WHEN external_id IS NULL THEN 'rejected'
+            WHEN email IS NULL OR NOT regexp_like(email, '^[^@\s]+@[^@\s]+\.[^@\s.]+$') THEN 'rejected'
+            WHEN amount_php IS NULL THEN 'rejected'
+            WHEN amount_php <= 0 THEN 'rejected'
+            WHEN utc_offset IS NULL THEN 'rejected'
+            WHEN created_text IS NOT NULL AND created_utc IS NULL THEN 'rejected'
+            WHEN updated_text IS NOT NULL AND updated_utc IS NULL THEN 'rejected'
+            WHEN paid_at_text IS NOT NULL AND paid_at_utc IS NULL THEN 'rejected'
+            WHEN settled_at_text IS NOT NULL AND settled_at_utc IS NULL THEN 'rejected'
+            ELSE 'candidate'
+        END AS judgement,
+        CASE
+            WHEN NOT coalesce(is_paid, false) THEN 'not paid (status ' || coalesce(status, 'NULL') || ')'
+            WHEN product = 'other' THEN 'other product (' || coalesce(description, 'no description') || ')'
+            WHEN external_id IS NULL THEN 'missing External ID'
+            WHEN email IS NULL THEN 'missing email'
+            WHEN NOT regexp_like(email, '^[^@\s]+@[^@\s]+\.[^@\s.]+$') THEN 'invalid email'
+            WHEN amount_php IS NULL THEN 'unreadable amount (' || coalesce(amount_raw, 'NULL') || ')'
+            WHEN amount_php <= 0 THEN 'amount not positive'
+            WHEN utc_offset IS NULL THEN 'unknown timezone (' || timezone_raw || ')'
+            WHEN created_text IS NOT NULL AND created_utc IS NULL THEN 'unreadable created timestamp'
+            WHEN updated_text IS NOT NULL AND updated_utc IS NULL THEN 'unreadable updated timestamp'
+            WHEN paid_at_text IS NOT NULL AND paid_at_utc IS NULL THEN 'unreadable paid timestamp'
+            WHEN settled_at_text IS NOT NULL AND settled_at_utc IS NULL THEN 'unreadable settled timestamp'
+        END AS judgement_reason
+    FROM cleaned
+),
+
+ranked AS (
+    SELECT
+        *,
+        CASE WHEN judgement = 'candidate' THEN
+            row_number() OVER (
+                PARTITION BY judgement, external_id
+                ORDER BY CASE status WHEN 'SETTLED' THEN 0 ELSE 1 END, _source_row
+            )
+        END AS rank_in_external_id,
+        CASE WHEN judgement = 'candidate' THEN
+            first_value(_source_row) OVER (
+                PARTITION BY judgement, external_id
+                ORDER BY CASE status WHEN 'SETTLED' THEN 0 ELSE 1 END, _source_row
+            )
+        END AS kept_source_row
+    FROM judged
+),
+
+final AS (
+    SELECT
+        _source_row,
+        external_id,
+        invoice_id,
+        email,
+        status,
+        product,
+        description,
+        amount_php,
+        fee_php,
+        currency,
+        customer_name,
+        customer_phone,
+        payment_method,
+        payment_channel,
+        failure_reason,
+        created_utc,
+        updated_utc,
+        paid_at_utc,
+        settled_at_utc,
+        -- when the money moved: paid, else settled, else created
+        coalesce(paid_at_utc, settled_at_utc, created_utc) AS payment_utc,
+        CASE
+            WHEN judgement <> 'candidate' THEN judgement
+            WHEN rank_in_external_id = 1 THEN 'kept'
+            ELSE 'merged'
+        END AS outcome,
+        CASE
+            WHEN judgement <> 'candidate' THEN judgement_reason
+            WHEN rank_in_external_id = 1 THEN NULL
+            ELSE 'same External ID as row ' || CAST(kept_source_row AS VARCHAR)
+        END AS reason
+    FROM ranked
+)
+
+SELECT * FROM final

@@ -1,0 +1,125 @@
+-- contacts: every systemeio row, parsed, with its outcome: kept (the contact a profile is
+-- built from), merged (another row of the same email), out_of_scope (neither tagged as a
+-- paid student nor a paid P2P payer) or rejected (tagged, but the email is broken).
+--
+-- Rules:
+--   * email trimmed and lower-cased; valid means `local@domain.tld`.
+--   * tags: the `tags` text split on commas; compared lower-cased with spaces removed, so
+--     "PaidP2P", " paidp2p" and "Paid P2P" are the same tag. Paid tags: settings.paid_tags.
+--   * one contact per email is kept: the most recently updated (updated_at, else
+--     created_at), then the lowest `_source_row`.
+--   * timestamps without an offset are in default_timezone.
+WITH source AS (
+    SELECT * FROM extract_systemeio
+),
+
+renamed AS (
+    SELECT
+        _source_row,
+        nullif(trim(contact_id), '') AS contact_id,
+        email AS email_raw,
+        nullif(trim(first_name), '') AS first_name,
+        nullif(trim(last_name), '') AS last_name,
+        nullif(trim(phone), '') AS phone,
+        nullif(trim(tags), '') AS tags_text,
+        nullif(trim(created_at), '') AS created_text,
+        nullif(trim(updated_at), '') AS updated_text
+    FROM source
+),
+
+cleaned AS (
+    SELECT
+        r._source_row,
+        r.contact_id,
+        lower(trim(r.email_raw)) AS email,
+        r.first_name,
+        r.last_name,
+        r.phone,
+        -- as written, with spaces around the commas removed
+        regexp_replace(r.tags_text, '\s*,\s*', ',', 'g') AS tags_text,
+        string_to_array(lower(regexp_replace(coalesce(r.tags_text, ''), '\s', '', 'g')), ',') AS tag_keys,
+        CASE
+            WHEN r.created_text IS NULL THEN NULL
+            WHEN regexp_like(r.created_text, '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
+                AND regexp_like(r.created_text, '[0-9]{2}:[0-9]{2}')
+                THEN TRY_CAST(r.created_text AS TIMESTAMP)
+            ELSE TRY_CAST(r.created_text || c.default_utc_offset AS TIMESTAMP)
+        END AS created_utc,
+        CASE
+            WHEN r.updated_text IS NULL THEN NULL
+            WHEN regexp_like(r.updated_text, '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
+                AND regexp_like(r.updated_text, '[0-9]{2}:[0-9]{2}')
+                THEN TRY_CAST(r.updated_text AS TIMESTAMP)
+            ELSE TRY_CAST(r.updated_text || c.default_utc_offset AS TIMESTAMP)
+        END AS updated_utc,
+        c.paid_tags
+    FROM renamed AS r
+    CROSS JOIN config AS c
+),
+
+p2p_payers AS (
+    SELECT DISTINCT email FROM payments WHERE outcome = 'kept' AND product = 'p2p'
+),
+
+flagged AS (
+    SELECT
+        c.*,
+        array_has_any(c.tag_keys, c.paid_tags) AS is_paid_tagged,
+        c.email IS NOT NULL AND regexp_like(c.email, '^[^@\s]+@[^@\s]+\.[^@\s.]+$') AS is_valid_email,
+        p.email IS NOT NULL AS is_p2p_payer
+    FROM cleaned AS c
+    LEFT JOIN p2p_payers AS p ON p.email = c.email
+),
+
+ranked AS (
+    SELECT
+        *,
+        CASE WHEN is_valid_email THEN
+            row_number() OVER (
+                PARTITION BY is_valid_email, email
+                ORDER BY coalesce(updated_utc, created_utc) DESC NULLS LAST, _source_row
+            )
+        END AS rank_in_email,
+        CASE WHEN is_valid_email THEN
+            first_value(_source_row) OVER (
+                PARTITION BY is_valid_email, email
+                ORDER BY coalesce(updated_utc, created_utc) DESC NULLS LAST, _source_row
+            )
+        END AS kept_source_row,
+        CASE WHEN is_valid_email THEN
+            bool_or(is_paid_tagged) OVER (PARTITION BY is_valid_email, email)
+        END AS email_is_paid_tagged
+    FROM flagged
+),
+
+final AS (
+    SELECT
+        _source_row,
+        contact_id,
+        email,
+        first_name,
+        last_name,
+        phone,
+        tags_text,
+        tag_keys,
+        created_utc,
+        updated_utc,
+        is_paid_tagged,
+        CASE
+            WHEN is_valid_email AND (email_is_paid_tagged OR is_p2p_payer) AND rank_in_email = 1 THEN 'kept'
+            WHEN is_valid_email AND (email_is_paid_tagged OR is_p2p_payer) THEN 'merged'
+            WHEN is_paid_tagged THEN 'rejected'
+            ELSE 'out_of_scope'
+        END AS outcome,
+        CASE
+            WHEN is_valid_email AND (email_is_paid_tagged OR is_p2p_payer) AND rank_in_email = 1 THEN NULL
+            WHEN is_valid_email AND (email_is_paid_tagged OR is_p2p_payer)
+                THEN 'same email as row ' || CAST(kept_source_row AS VARCHAR)
+            WHEN is_paid_tagged AND email IS NULL THEN 'missing email'
+            WHEN is_paid_tagged THEN 'invalid email'
+            ELSE 'not tagged as paid and no paid P2P payment'
+        END AS reason
+    FROM ranked
+)
+
+SELECT * FROM final

@@ -1,0 +1,451 @@
+//! The machinery that runs `pipeline/` SQL in DataFusion: registering artifacts and
+//! configuration as tables, generic UDFs, running files in order, shaping and sorting
+//! results. No business rule lives here.
+
+use anyhow::{bail, Context, Result};
+use arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
+use arrow::compute::{cast, concat_batches, take};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::row::{RowConverter, SortField};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Namespace of every deterministic id the pipeline makes: UUIDv5 of the DNS name `cleanmig`
+/// (`uuid_v5(name)` in SQL is UUIDv5(NAMESPACE, name)).
+pub fn id_namespace() -> uuid::Uuid {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, b"cleanmig")
+}
+
+/// A DataFusion session with the generic functions the pipeline may call.
+pub fn session() -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(2)
+        .with_information_schema(true)
+        .set_str("datafusion.sql_parser.enable_ident_normalization", "true")
+        // plain Utf8 everywhere, as the artifacts store it
+        .set_str(
+            "datafusion.execution.parquet.schema_force_view_types",
+            "false",
+        )
+        .set_str(
+            "datafusion.sql_parser.map_string_types_to_utf8view",
+            "false",
+        );
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_udf(ScalarUDF::from(UuidV5::new()));
+    ctx.register_udf(ScalarUDF::from(JsonObject::new()));
+    ctx
+}
+
+/// Register every `*.parquet` in `dir` as `<prefix><stem>`; returns the names registered,
+/// with their files.
+pub async fn register_parquet_dir(
+    ctx: &SessionContext,
+    dir: &Path,
+    prefix: &str,
+) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if stem.starts_with('.') {
+            continue;
+        }
+        let name = format!("{prefix}{stem}");
+        ctx.register_parquet(
+            name.as_str(),
+            path.to_string_lossy().as_ref(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .with_context(|| format!("cannot register {}", path.display()))?;
+        out.insert(name, path);
+    }
+    Ok(out)
+}
+
+/// Register every `*.csv` in `dir` as a table named by its stem, every column text.
+pub async fn register_csv_dir(ctx: &SessionContext, dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    if !dir.is_dir() {
+        return Ok(names);
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let header = text.lines().next().unwrap_or_default();
+        let schema = Schema::new(
+            header
+                .split(',')
+                .map(|h| Field::new(h.trim(), DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        );
+        ctx.register_csv(
+            stem.as_str(),
+            path.to_string_lossy().as_ref(),
+            CsvReadOptions::new().has_header(true).schema(&schema),
+        )
+        .await
+        .with_context(|| format!("cannot register {}", path.display()))?;
+        names.push(stem);
+    }
+    Ok(names)
+}
+
+/// The Arrow schema of a Parquet file (with field metadata).
+pub fn parquet_schema(path: &Path) -> Result<SchemaRef> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a Parquet file", path.display()))?;
+    Ok(builder.schema().clone())
+}
+
+/// Register batches as a table (replacing one of the same name).
+pub fn register_batches(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
+    let _ = ctx.deregister_table(name)?;
+    let table = MemTable::try_new(schema, vec![batches])?;
+    ctx.register_table(name, Arc::new(table))?;
+    Ok(())
+}
+
+/// Header comments a SQL file may carry (`-- severity: warning`).
+pub const HEADER_KEYS: &[&str] = &["severity", "description", "generated"];
+
+/// One SQL file of the pipeline.
+#[derive(Debug, Clone)]
+pub struct SqlFile {
+    pub path: PathBuf,
+    /// Output name: the file stem without a leading `NN_` order prefix.
+    pub name: String,
+    pub sql: String,
+    /// `-- key: value` header comments (lower-cased keys).
+    pub headers: BTreeMap<String, String>,
+    /// The first comment line, as a description.
+    pub description: String,
+}
+
+impl SqlFile {
+    pub fn read(path: &Path) -> Result<Self> {
+        let sql = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = match stem.split_once('_') {
+            Some((n, rest)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+                rest.to_string()
+            }
+            _ => stem,
+        };
+        let mut headers = BTreeMap::new();
+        let mut description = String::new();
+        for line in sql.lines() {
+            let Some(comment) = line.trim().strip_prefix("--") else {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                break;
+            };
+            let comment = comment.trim();
+            match comment.split_once(':') {
+                Some((k, v)) if HEADER_KEYS.contains(&k.trim().to_ascii_lowercase().as_str()) => {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+                _ => {
+                    if description.is_empty() {
+                        description = comment.to_string();
+                    }
+                }
+            }
+        }
+        if let Some(d) = headers.get("description") {
+            description = d.clone();
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            name,
+            sql,
+            headers,
+            description,
+        })
+    }
+
+    /// The `*.sql` files of a directory in file-name order.
+    pub fn read_dir(dir: &Path) -> Result<Vec<Self>> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| Self::read(p)).collect()
+    }
+
+    /// Run the statement and collect its result into one batch.
+    pub async fn run(&self, ctx: &SessionContext) -> Result<RecordBatch> {
+        let context = || format!("{} failed", self.path.display());
+        let df = ctx.sql(&self.sql).await.with_context(context)?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.with_context(context)?;
+        let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
+        Ok(concat_batches(&schema, &batches).with_context(context)?)
+    }
+}
+
+/// Sort every row of a batch by all its columns, left to right, so that the same content
+/// always gives the same bytes whatever order the engine produced it in.
+pub fn sort_all_columns(batch: &RecordBatch) -> Result<RecordBatch> {
+    if batch.num_rows() <= 1 || batch.num_columns() == 0 {
+        return Ok(batch.clone());
+    }
+    let fields = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(fields)?;
+    let rows = converter.convert_columns(batch.columns())?;
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    order.sort_by(|a, b| rows.row(*a as usize).cmp(&rows.row(*b as usize)));
+    let indices = arrow::array::UInt32Array::from(order);
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// Shape a result to a target schema: the target's columns in the target's order and types
+/// (field metadata included). Target columns listed in `not_written` (generated columns)
+/// are left out; any other target column the SQL does not produce, or a column the SQL
+/// produces that the target lacks, is an error naming the file.
+pub fn conform(
+    batch: &RecordBatch,
+    target: &Schema,
+    not_written: &[String],
+    file: &Path,
+) -> Result<RecordBatch> {
+    let produced = batch.schema();
+    for f in produced.fields() {
+        if target.field_with_name(f.name()).is_err() {
+            bail!(
+                "{} produces column `{}`, which the destination table does not have (its columns: {})",
+                file.display(),
+                f.name(),
+                target.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for f in target.fields() {
+        if not_written.iter().any(|n| n == f.name()) {
+            continue;
+        }
+        let Ok(idx) = produced.index_of(f.name()) else {
+            bail!(
+                "{} does not produce column `{}` of the destination table; add it (NULL if unknown) or list it under `-- generated:`",
+                file.display(),
+                f.name()
+            );
+        };
+        let col = batch.column(idx);
+        let col = if col.data_type() == f.data_type() {
+            col.clone()
+        } else if col.data_type() == &DataType::Null {
+            new_null_array(f.data_type(), batch.num_rows())
+        } else {
+            cast(col.as_ref(), f.data_type()).with_context(|| {
+                format!(
+                    "{}: column `{}` is {} and cannot become {}",
+                    file.display(),
+                    f.name(),
+                    col.data_type(),
+                    f.data_type()
+                )
+            })?
+        };
+        if !f.is_nullable() && col.null_count() > 0 {
+            bail!(
+                "{}: column `{}` is NOT NULL in the destination table but {} rows are NULL",
+                file.display(),
+                f.name(),
+                col.null_count()
+            );
+        }
+        fields.push(f.as_ref().clone());
+        columns.push(col);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// Drop all metadata from a schema's fields (for artifacts that have no destination table).
+pub fn plain_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), f.is_nullable()))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generic functions for SQL
+
+/// `uuid_v5(name)`: the UUIDv5 of `name` in [`id_namespace`], canonical lowercase text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct UuidV5 {
+    signature: Signature,
+}
+
+impl UuidV5 {
+    fn new() -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for UuidV5 {
+    fn name(&self) -> &str {
+        "uuid_v5"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let input = cast(&arrays[0], &DataType::Utf8)?;
+        let input = input
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("cast to Utf8");
+        let ns = id_namespace();
+        let out: StringArray = input
+            .iter()
+            .map(|v| v.map(|s| uuid::Uuid::new_v5(&ns, s.as_bytes()).to_string()))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `json_object(key1, value1, key2, value2, ...)`: a JSON object as text; values are written
+/// as JSON strings (NULL as null), keys in the order given.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonObject {
+    signature: Signature,
+}
+
+impl JsonObject {
+    fn new() -> Self {
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for JsonObject {
+    fn name(&self) -> &str {
+        "json_object"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        if args.args.len() % 2 != 0 {
+            return Err(datafusion::error::DataFusionError::Plan(
+                "json_object takes key, value pairs".into(),
+            ));
+        }
+        let n = args.number_rows;
+        // booleans stay JSON booleans; everything else is written as a string
+        let kinds: Vec<bool> = args
+            .args
+            .iter()
+            .map(|a| a.data_type() == DataType::Boolean)
+            .collect();
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| {
+                let arr = a.to_array(n)?;
+                Ok(cast(&arr, &DataType::Utf8)?)
+            })
+            .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+        let strings: Vec<&StringArray> = arrays
+            .iter()
+            .map(|a| a.as_any().downcast_ref::<StringArray>().expect("Utf8"))
+            .collect();
+        let mut out = StringBuilder::new();
+        for row in 0..n {
+            let mut map = serde_json::Map::new();
+            for (i, pair) in strings.chunks(2).enumerate() {
+                if pair[0].is_null(row) {
+                    continue;
+                }
+                let key = pair[0].value(row).to_string();
+                let value = if pair[1].is_null(row) {
+                    serde_json::Value::Null
+                } else if kinds[2 * i + 1] {
+                    serde_json::Value::Bool(pair[1].value(row) == "true")
+                } else {
+                    serde_json::Value::String(pair[1].value(row).to_string())
+                };
+                map.insert(key, value);
+            }
+            out.append_value(serde_json::Value::Object(map).to_string());
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
