@@ -29,6 +29,16 @@ use tokio_postgres::{Client, Transaction};
 /// refused at once instead of queueing behind the first.
 pub const ADVISORY_LOCK_KEY: i64 = 0x636c_6561_6e6d_6967;
 
+/// The `transactions` columns the plan adds when absent (`sql/align.sql`).
+pub const ALIGNED_COLUMNS: [&str; 6] = [
+    "api_source",
+    "last_api_sync_at",
+    "api_sync_version",
+    "processed_at",
+    "fiscal_year",
+    "fiscal_quarter",
+];
+
 /// A run id: UTC time plus a random suffix, e.g. `20261125T131500Z-3f9a1c`.
 pub fn new_run_id() -> String {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
@@ -344,9 +354,19 @@ async fn load(
     drift::check_sources(&tx, &inputs.extract).await?;
 
     // 2. Schema alignment (idempotent).
-    tx.batch_execute(include_str!("sql/align.sql"))
-        .await
-        .context("cannot add the missing transactions columns")?;
+    let present: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.transactions'::regclass \
+             AND NOT attisdropped AND attname = ANY ($1::text[])",
+            &[&ALIGNED_COLUMNS.to_vec()],
+        )
+        .await?
+        .get(0);
+    if present < ALIGNED_COLUMNS.len() as i64 {
+        tx.batch_execute(include_str!("sql/align.sql"))
+            .await
+            .context("cannot add the missing transactions columns")?;
+    }
 
     // 3. Staged artifacts into temporary tables (binary COPY).
     let staged_path = |name: &str| -> Option<std::path::PathBuf> {
@@ -689,4 +709,21 @@ async fn validate(
         .into());
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_schema_is_derived_from_the_run_id_and_rejects_anything_else() {
+        let id = new_run_id();
+        let schema = backup_schema(&id).unwrap();
+        assert!(schema.starts_with("cleanmig_backup_"), "{schema}");
+        assert!(schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert!(backup_schema("x; DROP TABLE users").is_err());
+        assert!(backup_schema("").is_err());
+    }
 }

@@ -545,3 +545,67 @@ pub async fn schema_exists(tx: &Transaction<'_>, schema: &str) -> Result<bool> {
         .await?
         .get(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profiles() -> Reconcile {
+        Reconcile {
+            target: "public.\"unified_profiles\"".into(),
+            source: "cm_stage_unified_profiles".into(),
+            insert_columns: vec![
+                "id".into(),
+                "email".into(),
+                "tier".into(),
+                "updated_at".into(),
+            ],
+            update_columns: vec!["email".into()],
+            touch_updated_at: true,
+        }
+    }
+
+    #[test]
+    fn updates_touch_only_rows_that_differ_and_set_updated_at_with_them() {
+        // Guards idempotence: a second load updates nothing and moves no timestamp.
+        assert_eq!(
+            profiles().update_sql(),
+            "UPDATE public.\"unified_profiles\" t SET \"email\" = s.\"email\", \"updated_at\" = now() \
+             FROM cm_stage_unified_profiles s WHERE t.id = s.id AND ROW(t.\"email\") IS DISTINCT FROM ROW(s.\"email\")"
+        );
+    }
+
+    #[test]
+    fn inserts_only_missing_rows_with_every_staged_column() {
+        assert_eq!(
+            profiles().insert_sql(),
+            "INSERT INTO public.\"unified_profiles\" (\"id\", \"email\", \"tier\", \"updated_at\") \
+             SELECT \"id\", \"email\", \"tier\", \"updated_at\" FROM cm_stage_unified_profiles s \
+             WHERE NOT EXISTS (SELECT 1 FROM public.\"unified_profiles\" t WHERE t.id = s.id)"
+        );
+    }
+
+    #[test]
+    fn app_owned_columns_are_listed_for_profiles_and_enrollments() {
+        let by_table = |t: &str| {
+            DESTINATIONS
+                .iter()
+                .find(|d| d.table == t)
+                .unwrap()
+                .app_owned
+        };
+        assert_eq!(
+            by_table("unified_profiles"),
+            [
+                "tier",
+                "tier_assignment",
+                "tier_assignment_notes",
+                "last_active_at"
+            ]
+        );
+        assert_eq!(
+            by_table("enrollments"),
+            ["progress", "last_activity_at", "completion_date", "notes"]
+        );
+    }
+}

@@ -152,7 +152,7 @@ async fn database_section(out: &mut String, args: &StatusArgs, extract: Option<&
                 };
             let _ = writeln!(
                 out,
-                "  {:<8} {:<26} {state}",
+                "  {:<11} {:<26} {state}",
                 entry.role,
                 display_name(&entry.qualified)
             );
