@@ -130,7 +130,13 @@ async fn key_diff(
     let (treatment, staged) = staged_for(&name);
     let match_on = |a: &str, b: &str| -> String {
         keys.iter()
-            .map(|k| format!("{a}.{q} IS NOT DISTINCT FROM {b}.{q}", q = quote_ident(k)))
+            // Text equality with a NULL marker: hashable, so this stays a hash join at scale.
+            .map(|k| {
+                format!(
+                    "coalesce({a}.{q}::text, '<null>') = coalesce({b}.{q}::text, '<null>')",
+                    q = quote_ident(k)
+                )
+            })
             .collect::<Vec<_>>()
             .join(" AND ")
     };
