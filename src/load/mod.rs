@@ -348,10 +348,14 @@ async fn load(
 ) -> Result<Report> {
     let stage_dir = artifacts_dir.join(STAGE_DIR);
     let backup = backup_schema(run_id)?;
+    let started = std::time::Instant::now();
+    let step = |what: &str| tracing::info!("{what} ({:.2} s)", started.elapsed().as_secs_f64());
     let tx = begin_guarded(client, args.lock_timeout_ms, args.statement_timeout_ms).await?;
+    step("transaction started, advisory lock held");
 
     // 1. Sources unchanged since extraction.
     drift::check_sources(&tx, &inputs.extract).await?;
+    step("sources unchanged since extraction");
 
     // 2. Schema alignment (idempotent).
     let present: i64 = tx
@@ -420,6 +424,7 @@ async fn load(
 
     // 4. Destination tables gained or lost no rows since extraction.
     drift::check_destinations(&tx, artifacts_dir, &inputs.extract).await?;
+    step("destination tables gained or lost no rows since extraction");
 
     // 5. Snapshots for the validation pack: existing auth users and identities.
     tx.batch_execute(
@@ -477,6 +482,7 @@ async fn load(
 
     // 7. Backup of the destination tables under this run's id.
     reconcile::create_backup(&tx, &backup).await?;
+    step(&format!("backup in schema {backup}"));
     let dependents_deleted = if args.dependents == DependentsPolicy::Delete {
         reconcile::delete_dependents(&tx, &keys, &backup).await?
     } else {
@@ -534,8 +540,11 @@ async fn load(
         c.unchanged = c.staged.saturating_sub(c.inserted + c.updated);
     }
 
+    step("reconciled");
+
     // 10. Validation pack on the real tables, inside the transaction.
     let validation = validate(&tx, &counts, &reconcilers).await?;
+    step("validation pack passed");
 
     let report = Report {
         tables: counts,
