@@ -483,3 +483,61 @@ async fn rollback_restores_the_exact_previous_contents() {
     assert!(text.contains("artifacts match it"), "{text}");
     assert!(text.contains("public.xendit"), "{text}");
 }
+
+#[tokio::test]
+async fn ctrl_c_while_waiting_for_a_lock_rolls_back_and_is_logged() {
+    // Guards: Ctrl-C in the maintenance window leaves the database exactly as before.
+    let fx = fixture("load_ctrl_c").await;
+    fx.approve();
+    let before = fx.checksums(None).await;
+    let holder = crate::support::connect(&fx.url).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE public.enrollments IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let child = Command::new(assert_cmd::cargo::cargo_bin("cleanmig"))
+        .args([
+            "load",
+            "--apply",
+            "--lock-timeout-ms",
+            "600000",
+            "--database-url",
+            &fx.url,
+        ])
+        .env("CLEANMIG_ARTIFACTS", &fx.artifacts)
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waiting = false;
+    for _ in 0..1200 {
+        waiting = fx
+            .count(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cleanmig' \
+                 AND datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await
+            > 0;
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGINT is what Ctrl-C sends.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(waiting, "the load never waited for the lock");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "failed");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    wait_for_sessions_to_end(&fx).await;
+    assert_eq!(fx.checksums(None).await, before);
+    let log = log_rows(&fx).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].2, "failed");
+    assert!(log[0].3.as_deref().unwrap().contains("interrupted"));
+}
