@@ -372,6 +372,24 @@ async fn foreign_key_dependents_refuse_by_default_and_follow_the_chosen_policy()
     expected.retain(|k, _| !k.starts_with("columns ") && k != "schemas");
     now.remove("schemas");
     assert_eq!(now, expected);
+
+    // keep, applied twice: the test account stays with its tag; the second run changes nothing.
+    let (ok, _, stderr) = fx.load(&["--apply", "--dependents", "keep"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        fx.count(&format!(
+            "SELECT count(*) FROM unified_profiles WHERE id = '{TESTER}'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(fx.count("SELECT count(*) FROM user_tags").await, 1);
+    let (ok, again, stderr) = fx.load(&["--apply", "--dependents", "keep"]);
+    assert!(ok, "{stderr}");
+    for table in ["unified_profiles", "transactions", "enrollments"] {
+        let (i, u, d, _) = counts(&again, table);
+        assert_eq!((i, u, d), (0, 0, 0), "{table}: {again}");
+    }
 }
 
 #[tokio::test]
