@@ -431,6 +431,12 @@ async fn a_load_killed_in_the_middle_of_its_copy_leaves_the_database_unchanged()
         log[0].2, "running",
         "a killed run stays visibly unfinished in the log"
     );
+    let out = fx.cmd(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unfinished (killed; nothing committed)"),
+        "{text}"
+    );
     // And the next load runs normally.
     let (ok, _, stderr) = fx.load(&[]);
     assert!(ok, "{stderr}");
