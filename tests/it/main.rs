@@ -4,6 +4,7 @@
 mod support;
 
 mod approve;
+mod demo_data;
 mod devdb;
 mod extract;
 mod fingerprint;

@@ -468,11 +468,19 @@ fn file_hashes(dir: &Path) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn transform_twice_gives_byte_identical_files() {
+    // Once in this process, once by the binary: no wall clock, random id or hash-map order
+    // may leak into the files.
     let dir = transformed().await;
     let first = file_hashes(&dir.path().join("stage"));
-    cleanmig::transform::transform(dir.path(), Path::new(PIPELINE))
-        .await
+    let out = crate::support::cleanmig(dir.path())
+        .arg("transform")
+        .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let second = file_hashes(&dir.path().join("stage"));
     assert!(first.len() > 15, "{first:?}");
     assert_eq!(first, second);
@@ -610,7 +618,7 @@ VALUES
   ('hank@example.com', 'Hank', 'Lim', 'Imported', '2024-02-02 09:00:00');
 "#;
 
-async fn extract_and_transform(legacy: bool, sources: &str) -> tempfile::TempDir {
+async fn extract_and_transform(legacy: bool, sources: &str) -> (tempfile::TempDir, String) {
     let url = crate::support::supabase_database("transform_e2e", legacy).await;
     let client = crate::support::connect(&url).await;
     client.batch_execute(DESTINATION_ROWS).await.unwrap();
@@ -640,13 +648,13 @@ async fn extract_and_transform(legacy: bool, sources: &str) -> tempfile::TempDir
         stdout.contains("Every source row accounted for"),
         "reconciliation on stdout: {stdout}"
     );
-    dir
+    (dir, url)
 }
 
 #[tokio::test]
 async fn extract_then_transform_in_both_source_shapes() {
-    let canonical = extract_and_transform(false, CANONICAL_SOURCE_ROWS).await;
-    let legacy = extract_and_transform(true, LEGACY_SOURCE_ROWS).await;
+    let (canonical, url) = extract_and_transform(false, CANONICAL_SOURCE_ROWS).await;
+    let (legacy, _) = extract_and_transform(true, LEGACY_SOURCE_ROWS).await;
     let views = [
         "SELECT id, email, first_name, last_name, tags, cohort_date, created_at, tier, tier_assignment, last_active_at FROM stage_profiles ORDER BY email",
         "SELECT id, user_id, amount, currency, status, payment_provider_id, payment_provider_fee, product_type, created_at, paid_at, settled_at, fiscal_year, fiscal_quarter FROM stage_transactions ORDER BY payment_provider_id",
@@ -719,4 +727,32 @@ async fn extract_then_transform_in_both_source_shapes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n4\n");
+
+    // The staged artifacts load: approve, load, and every customer can still log in with
+    // their id, the lesson progress survives, the test account's profile is gone.
+    for args in [vec!["approve", "--by", "test"], vec!["load", "--apply"]] {
+        let out = crate::support::cleanmig(a)
+            .args(&args)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let client = crate::support::connect(&url).await;
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM unified_profiles), \
+                    (SELECT count(*) FROM lesson_progress), \
+                    (SELECT count(*) FROM unified_profiles WHERE email = 'test1@test.com'), \
+                    (SELECT count(*) FROM auth.users u JOIN unified_profiles p ON p.id = u.id)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let counts: Vec<i64> = (0..4).map(|i| row.get(i)).collect();
+    assert_eq!(counts, vec![4, 1, 0, 4]);
 }
