@@ -464,6 +464,29 @@ async fn rollback_restores_the_exact_previous_contents() {
     assert_eq!(dry["status"], "dry_run_completed");
     assert_eq!(fx.checksums(None).await, loaded);
 
+    // A created user who already signed in is never removed.
+    fx.client
+        .batch_execute(&format!(
+            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = '{CAROL}'"
+        ))
+        .await
+        .unwrap();
+    let out = fx.cmd(&["rollback", "--run", &run, "--remove-created-users"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["auth_users_removed"], 0);
+    assert_eq!(dry["auth_users_kept_signed_in"], 1);
+    fx.client
+        .batch_execute(&format!(
+            "UPDATE auth.users SET last_sign_in_at = NULL WHERE id = '{CAROL}'"
+        ))
+        .await
+        .unwrap();
+
     let out = fx.cmd(&[
         "rollback",
         "--run",
@@ -490,6 +513,7 @@ async fn rollback_restores_the_exact_previous_contents() {
         ops,
         vec![
             ("load", "success"),
+            ("rollback", "dry_run_completed"),
             ("rollback", "dry_run_completed"),
             ("rollback", "success")
         ]
