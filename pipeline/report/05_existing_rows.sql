@@ -54,6 +54,7 @@ final AS (
     UNION ALL SELECT 4, * FROM auth_rows
 )
 
+-- UNION ALL gives no order of its own: the report must read the same on every run.
 SELECT destination_table, existing, kept, keep_listed, deleted, new, updated, staged
 FROM final
 ORDER BY n

@@ -60,7 +60,8 @@ pub fn backup_schema(run_id: &str) -> Result<String> {
     ))
 }
 
-/// Start a transaction with the run's timeouts and the advisory lock.
+/// Start a transaction with the run's timeouts and the advisory lock, and lock the destination
+/// tables against writes.
 pub async fn begin_guarded<'a>(
     client: &'a mut Client,
     lock_timeout_ms: u64,
@@ -105,6 +106,14 @@ pub async fn begin_guarded<'a>(
             .unwrap_or_default();
         bail!("another cleanmig load or rollback is running on this database{holder}; this run is refused rather than queued. Wait for it to finish (`cleanmig status`) and run again");
     }
+    // The app must not write the destination tables between the drift check and the commit:
+    // reads go on, writes wait (or the load gives up after lock_timeout).
+    tx.batch_execute(
+        "LOCK TABLE public.unified_profiles, public.transactions, public.enrollments \
+         IN SHARE ROW EXCLUSIVE MODE",
+    )
+    .await
+    .context("cannot lock the destination tables against writes")?;
     Ok(tx)
 }
 
@@ -351,7 +360,7 @@ async fn load(
     let started = std::time::Instant::now();
     let step = |what: &str| tracing::info!("{what} ({:.2} s)", started.elapsed().as_secs_f64());
     let tx = begin_guarded(client, args.lock_timeout_ms, args.statement_timeout_ms).await?;
-    step("transaction started, advisory lock held");
+    step("transaction started, advisory lock held, destination tables locked against writes");
 
     // 1. Sources unchanged since extraction.
     drift::check_sources(&tx, &inputs.extract).await?;

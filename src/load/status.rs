@@ -176,11 +176,24 @@ async fn database_section(out: &mut String, args: &StatusArgs, extract: Option<&
             &[],
         )
         .await;
+    // A `running` row while no run holds the advisory lock was killed before it finished.
+    let lock_held: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND ((classid::int8 << 32) | objid::int8) = $1)",
+            &[&super::ADVISORY_LOCK_KEY],
+        )
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(true);
     match rows {
         Ok(rows) => {
             let _ = writeln!(out, "  last runs (newest first; population_operation_log):");
             for r in rows {
-                let status: String = r.get(3);
+                let mut status: String = r.get(3);
+                if status == "running" && !lock_held {
+                    status = "unfinished (killed; nothing committed)".into();
+                }
                 let error: String = r.get(7);
                 let target: String = r.get(8);
                 let _ = writeln!(

@@ -431,6 +431,12 @@ async fn a_load_killed_in_the_middle_of_its_copy_leaves_the_database_unchanged()
         log[0].2, "running",
         "a killed run stays visibly unfinished in the log"
     );
+    let out = fx.cmd(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unfinished (killed; nothing committed)"),
+        "{text}"
+    );
     // And the next load runs normally.
     let (ok, _, stderr) = fx.load(&[]);
     assert!(ok, "{stderr}");
@@ -458,6 +464,29 @@ async fn rollback_restores_the_exact_previous_contents() {
     assert_eq!(dry["status"], "dry_run_completed");
     assert_eq!(fx.checksums(None).await, loaded);
 
+    // A created user who already signed in is never removed.
+    fx.client
+        .batch_execute(&format!(
+            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = '{CAROL}'"
+        ))
+        .await
+        .unwrap();
+    let out = fx.cmd(&["rollback", "--run", &run, "--remove-created-users"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["auth_users_removed"], 0);
+    assert_eq!(dry["auth_users_kept_signed_in"], 1);
+    fx.client
+        .batch_execute(&format!(
+            "UPDATE auth.users SET last_sign_in_at = NULL WHERE id = '{CAROL}'"
+        ))
+        .await
+        .unwrap();
+
     let out = fx.cmd(&[
         "rollback",
         "--run",
@@ -484,6 +513,7 @@ async fn rollback_restores_the_exact_previous_contents() {
         ops,
         vec![
             ("load", "success"),
+            ("rollback", "dry_run_completed"),
             ("rollback", "dry_run_completed"),
             ("rollback", "success")
         ]
