@@ -148,7 +148,10 @@ pub fn collect_files(
     for extra in STAGE_EXTRAS.iter().chain([&MANIFEST]) {
         let path = stage_dir.join(extra);
         if path.exists() {
-            files.insert(format!("{STAGE_DIR}/{extra}"), artifacts::sha256_file(&path)?);
+            files.insert(
+                format!("{STAGE_DIR}/{extra}"),
+                artifacts::sha256_file(&path)?,
+            );
         }
     }
     // The load reads the extract's manifest (fingerprints, key columns) and the extracted

@@ -45,9 +45,16 @@ auth_rows AS (
         (SELECT count(*) FROM auth_users) AS new,
         0 AS updated,
         (SELECT count(*) FROM extract_auth_users) + (SELECT count(*) FROM auth_users) AS staged
+),
+
+final AS (
+    SELECT 1 AS n, * FROM profile_rows
+    UNION ALL SELECT 2, * FROM transaction_rows
+    UNION ALL SELECT 3, * FROM enrollment_rows
+    UNION ALL SELECT 4, * FROM auth_rows
 )
 
-SELECT * FROM profile_rows
-UNION ALL SELECT * FROM transaction_rows
-UNION ALL SELECT * FROM enrollment_rows
-UNION ALL SELECT * FROM auth_rows
+-- UNION ALL gives no order of its own: the report must read the same on every run.
+SELECT destination_table, existing, kept, keep_listed, deleted, new, updated, staged
+FROM final
+ORDER BY n

@@ -40,7 +40,7 @@ named_payment AS (
             email, customer_name, customer_phone,
             row_number() OVER (
                 PARTITION BY email
-                ORDER BY CASE WHEN customer_name IS NULL THEN 1 ELSE 0 END, payment_utc DESC NULLS LAST, external_id
+                ORDER BY CASE WHEN customer_name IS NULL THEN 1 ELSE 0 END, payment_utc DESC NULLS LAST, external_id, _source_row
             ) AS n
         FROM payments
         WHERE outcome IN ('kept', 'merged') AND product = 'p2p'

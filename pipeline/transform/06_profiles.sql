@@ -4,7 +4,7 @@
 --   * one profile per customer (see customers.sql); id = the existing auth.users id of the
 --     email, else uuid_v5(email), so every existing customer keeps their login.
 --   * names, phone, systemeio_id, tags from the kept systemeio contact; else the Xendit
---     customer name and phone.
+--     customer name and phone; a phone no source has stays as the existing profile has it.
 --   * tags: every tag of the email's contacts (as written), each once, sorted;
 --     systemeio_tags: the kept contact's tag text.
 --   * cohort_date: the day (default_timezone) of the first paid P2P payment, else of the
@@ -38,7 +38,7 @@ clean AS (
         s.email,
         s.first_name,
         s.last_name,
-        s.phone,
+        coalesce(s.phone, e.phone) AS phone,
         t.tags,
         CASE WHEN s.is_paid_tagged THEN 'systemeio' ELSE 'xendit' END AS acquisition_source,
         CASE WHEN s.is_p2p_payer THEN 'xendit' END AS payment_source,

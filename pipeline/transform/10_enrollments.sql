@@ -10,7 +10,8 @@
 --   * id: the existing enrollment of the same (user_id, course_id) keeps its id, else
 --     uuid_v5('enrollment:' || user_id || ':' || course_id).
 --   * columns the app owns (progress, last_activity_at, completion_date, notes) and
---     created_at, updated_at, expiry_date are carried over from the existing enrollment.
+--     status, created_at, updated_at, expiry_date are carried over from the existing
+--     enrollment; a new enrollment is 'active'.
 --   * keep-listed profiles (kept as they are) keep their existing enrollments; the
 --     transaction link stays only if that transaction is in the clean set.
 WITH source AS (
@@ -34,7 +35,7 @@ clean AS (
         s.profile_id AS user_id,
         c.id AS course_id,
         t.id AS transaction_id,
-        'active' AS status,
+        coalesce(e.status, 'active') AS status,
         coalesce(e.created_at, s.first_p2p_payment_utc, p.created_at, cfg.now_utc) AS created_at,
         coalesce(e.updated_at, s.first_p2p_payment_utc, p.created_at, cfg.now_utc) AS updated_at,
         coalesce(CAST(s.first_p2p_payment_utc + cfg.default_utc_offset_interval AS DATE), p.cohort_date) AS start_date,

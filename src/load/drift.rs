@@ -54,7 +54,10 @@ pub async fn check_sources(tx: &Transaction<'_>, extract: &Manifest) -> Result<(
             return Err(Refusal::SourceDrift {
                 table: display_name(&entry.qualified),
                 detail: if now.rows != entry.fingerprint.rows {
-                    format!("{} rows at extraction, {} now", entry.fingerprint.rows, now.rows)
+                    format!(
+                        "{} rows at extraction, {} now",
+                        entry.fingerprint.rows, now.rows
+                    )
                 } else {
                     format!("{} rows, contents differ", now.rows)
                 },
@@ -127,7 +130,13 @@ async fn key_diff(
     let (treatment, staged) = staged_for(&name);
     let match_on = |a: &str, b: &str| -> String {
         keys.iter()
-            .map(|k| format!("{a}.{q} IS NOT DISTINCT FROM {b}.{q}", q = quote_ident(k)))
+            // Text equality with a NULL marker: hashable, so this stays a hash join at scale.
+            .map(|k| {
+                format!(
+                    "coalesce({a}.{q}::text, '<null>') = coalesce({b}.{q}::text, '<null>')",
+                    q = quote_ident(k)
+                )
+            })
             .collect::<Vec<_>>()
             .join(" AND ")
     };
@@ -147,7 +156,10 @@ async fn key_diff(
         None => None,
     };
     let not_staged = |alias: &str| match staged {
-        Some(t) => format!(" AND NOT EXISTS (SELECT 1 FROM {t} s WHERE {})", match_on("s", alias)),
+        Some(t) => format!(
+            " AND NOT EXISTS (SELECT 1 FROM {t} s WHERE {})",
+            match_on("s", alias)
+        ),
         None => String::new(),
     };
     // Identities the load creates carry the new users' ids.
@@ -166,7 +178,10 @@ async fn key_diff(
     let lost_filter = match (treatment, staged) {
         // Rows the staged data drops may be gone already (a previous apply of this approval).
         (Treatment::Reconciled, Some(t)) => {
-            format!(" AND EXISTS (SELECT 1 FROM {t} s WHERE {})", match_on("s", "e"))
+            format!(
+                " AND EXISTS (SELECT 1 FROM {t} s WHERE {})",
+                match_on("s", "e")
+            )
         }
         _ => String::new(),
     };
@@ -182,10 +197,18 @@ async fn key_diff(
     }
     let mut parts = Vec::new();
     if gained.0 > 0 {
-        parts.push(format!("{} rows added, e.g. {}", gained.0, gained.1.join("; ")));
+        parts.push(format!(
+            "{} rows added, e.g. {}",
+            gained.0,
+            gained.1.join("; ")
+        ));
     }
     if lost.0 > 0 {
-        parts.push(format!("{} rows removed, e.g. {}", lost.0, lost.1.join("; ")));
+        parts.push(format!(
+            "{} rows removed, e.g. {}",
+            lost.0,
+            lost.1.join("; ")
+        ));
     }
     Err(Refusal::SourceDrift {
         table: name,

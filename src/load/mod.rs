@@ -29,6 +29,16 @@ use tokio_postgres::{Client, Transaction};
 /// refused at once instead of queueing behind the first.
 pub const ADVISORY_LOCK_KEY: i64 = 0x636c_6561_6e6d_6967;
 
+/// The `transactions` columns the plan adds when absent (`sql/align.sql`).
+pub const ALIGNED_COLUMNS: [&str; 6] = [
+    "api_source",
+    "last_api_sync_at",
+    "api_sync_version",
+    "processed_at",
+    "fiscal_year",
+    "fiscal_quarter",
+];
+
 /// A run id: UTC time plus a random suffix, e.g. `20261125T131500Z-3f9a1c`.
 pub fn new_run_id() -> String {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
@@ -44,10 +54,14 @@ pub fn backup_schema(run_id: &str) -> Result<String> {
     {
         bail!("`{run_id}` is not a run id (see `cleanmig status` for the last runs)");
     }
-    Ok(format!("cleanmig_backup_{}", run_id.to_lowercase().replace('-', "_")))
+    Ok(format!(
+        "cleanmig_backup_{}",
+        run_id.to_lowercase().replace('-', "_")
+    ))
 }
 
-/// Start a transaction with the run's timeouts and the advisory lock.
+/// Start a transaction with the run's timeouts and the advisory lock, and lock the destination
+/// tables against writes.
 pub async fn begin_guarded<'a>(
     client: &'a mut Client,
     lock_timeout_ms: u64,
@@ -61,7 +75,10 @@ pub async fn begin_guarded<'a>(
     ))
     .await?;
     let locked: bool = tx
-        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&ADVISORY_LOCK_KEY])
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1)",
+            &[&ADVISORY_LOCK_KEY],
+        )
         .await?
         .get(0);
     if !locked {
@@ -89,11 +106,23 @@ pub async fn begin_guarded<'a>(
             .unwrap_or_default();
         bail!("another cleanmig load or rollback is running on this database{holder}; this run is refused rather than queued. Wait for it to finish (`cleanmig status`) and run again");
     }
+    // The app must not write the destination tables between the drift check and the commit:
+    // reads go on, writes wait (or the load gives up after lock_timeout).
+    tx.batch_execute(
+        "LOCK TABLE public.unified_profiles, public.transactions, public.enrollments \
+         IN SHARE ROW EXCLUSIVE MODE",
+    )
+    .await
+    .context("cannot lock the destination tables against writes")?;
     Ok(tx)
 }
 
 /// Turn lock and statement timeouts into messages that say what to do.
-pub fn explain(err: anyhow::Error, lock_timeout_ms: u64, statement_timeout_ms: u64) -> anyhow::Error {
+pub fn explain(
+    err: anyhow::Error,
+    lock_timeout_ms: u64,
+    statement_timeout_ms: u64,
+) -> anyhow::Error {
     let code = err
         .chain()
         .find_map(|e| e.downcast_ref::<tokio_postgres::Error>())
@@ -174,7 +203,11 @@ pub async fn run(global: &GlobalArgs, args: &LoadArgs) -> Result<()> {
     let fingerprint = inputs.as_ref().map(|i| i.approval.fingerprint.as_str());
     match outcome {
         Ok(report) => {
-            let status = if args.apply { "success" } else { "dry_run_completed" };
+            let status = if args.apply {
+                "success"
+            } else {
+                "dry_run_completed"
+            };
             let result = report.to_json(&run_id, status, args.apply, approval_hash, elapsed_ms);
             log.finish(RunEnd {
                 status,
@@ -303,7 +336,14 @@ impl Report {
         for (t, n) in &self.dependents_deleted {
             eprintln!("  dependents        {:>9} deleted from {t}", h(*n));
         }
-        eprintln!("  validation passed; backup schema {}", if applied { self.backup_schema.as_str() } else { "(rolled back)" });
+        eprintln!(
+            "  validation passed; backup schema {}",
+            if applied {
+                self.backup_schema.as_str()
+            } else {
+                "(rolled back)"
+            }
+        );
     }
 }
 
@@ -317,15 +357,29 @@ async fn load(
 ) -> Result<Report> {
     let stage_dir = artifacts_dir.join(STAGE_DIR);
     let backup = backup_schema(run_id)?;
+    let started = std::time::Instant::now();
+    let step = |what: &str| tracing::info!("{what} ({:.2} s)", started.elapsed().as_secs_f64());
     let tx = begin_guarded(client, args.lock_timeout_ms, args.statement_timeout_ms).await?;
+    step("transaction started, advisory lock held, destination tables locked against writes");
 
     // 1. Sources unchanged since extraction.
     drift::check_sources(&tx, &inputs.extract).await?;
+    step("sources unchanged since extraction");
 
     // 2. Schema alignment (idempotent).
-    tx.batch_execute(include_str!("sql/align.sql"))
-        .await
-        .context("cannot add the missing transactions columns")?;
+    let present: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.transactions'::regclass \
+             AND NOT attisdropped AND attname = ANY ($1::text[])",
+            &[&ALIGNED_COLUMNS.to_vec()],
+        )
+        .await?
+        .get(0);
+    if present < ALIGNED_COLUMNS.len() as i64 {
+        tx.batch_execute(include_str!("sql/align.sql"))
+            .await
+            .context("cannot add the missing transactions columns")?;
+    }
 
     // 3. Staged artifacts into temporary tables (binary COPY).
     let staged_path = |name: &str| -> Option<std::path::PathBuf> {
@@ -338,10 +392,30 @@ async fn load(
     let mut staged = BTreeMap::new();
     for (artifact, like, temp, required) in [
         ("auth_users", "auth.users", "cm_stage_auth_users", false),
-        ("auth_identities", "auth.identities", "cm_stage_auth_identities", false),
-        ("profiles", "public.unified_profiles", "cm_stage_unified_profiles", true),
-        ("transactions", "public.transactions", "cm_stage_transactions", true),
-        ("enrollments", "public.enrollments", "cm_stage_enrollments", true),
+        (
+            "auth_identities",
+            "auth.identities",
+            "cm_stage_auth_identities",
+            false,
+        ),
+        (
+            "profiles",
+            "public.unified_profiles",
+            "cm_stage_unified_profiles",
+            true,
+        ),
+        (
+            "transactions",
+            "public.transactions",
+            "cm_stage_transactions",
+            true,
+        ),
+        (
+            "enrollments",
+            "public.enrollments",
+            "cm_stage_enrollments",
+            true,
+        ),
     ] {
         let s = match staged_path(artifact) {
             Some(path) => stage::copy_into_temp(&tx, &path, like, temp).await?,
@@ -350,12 +424,16 @@ async fn load(
             ),
             None => stage::empty_temp(&tx, like, temp).await?,
         };
-        tracing::info!("staged {artifact}: {} rows", crate::artifacts::human_count(s.rows));
+        tracing::info!(
+            "staged {artifact}: {} rows",
+            crate::artifacts::human_count(s.rows)
+        );
         staged.insert(artifact, s);
     }
 
     // 4. Destination tables gained or lost no rows since extraction.
     drift::check_destinations(&tx, artifacts_dir, &inputs.extract).await?;
+    step("destination tables gained or lost no rows since extraction");
 
     // 5. Snapshots for the validation pack: existing auth users and identities.
     tx.batch_execute(
@@ -385,7 +463,10 @@ async fn load(
             reconcile::keep_referenced(&tx, &keys).await?;
             dependents = reconcile::find_dependents(&tx, &keys).await?;
             if !dependents.is_empty() {
-                bail!("--dependents keep could not keep every referenced row: {}", dependents[0]);
+                bail!(
+                    "--dependents keep could not keep every referenced row: {}",
+                    dependents[0]
+                );
             }
         }
         _ => {}
@@ -410,6 +491,7 @@ async fn load(
 
     // 7. Backup of the destination tables under this run's id.
     reconcile::create_backup(&tx, &backup).await?;
+    step(&format!("backup in schema {backup}"));
     let dependents_deleted = if args.dependents == DependentsPolicy::Delete {
         reconcile::delete_dependents(&tx, &keys, &backup).await?
     } else {
@@ -448,23 +530,30 @@ async fn load(
         );
     }
     // Children that go first, then profiles nothing points at (frees their unique emails).
-    counts.get_mut("enrollments").unwrap().deleted += reconcile::delete_rows(&tx, enrollments, false).await?;
-    counts.get_mut("unified_profiles").unwrap().deleted += reconcile::delete_rows(&tx, profiles, true).await?;
+    counts.get_mut("enrollments").unwrap().deleted +=
+        reconcile::delete_rows(&tx, enrollments, false).await?;
+    counts.get_mut("unified_profiles").unwrap().deleted +=
+        reconcile::delete_rows(&tx, profiles, true).await?;
     for dest in &DESTINATIONS {
         let r = &reconcilers[dest.table];
         let c = counts.get_mut(dest.table).unwrap();
         c.updated = r.update(&tx).await?;
         c.inserted = r.insert(&tx).await?;
     }
-    counts.get_mut("transactions").unwrap().deleted += reconcile::delete_rows(&tx, transactions, false).await?;
-    counts.get_mut("unified_profiles").unwrap().deleted += reconcile::delete_rows(&tx, profiles, false).await?;
+    counts.get_mut("transactions").unwrap().deleted +=
+        reconcile::delete_rows(&tx, transactions, false).await?;
+    counts.get_mut("unified_profiles").unwrap().deleted +=
+        reconcile::delete_rows(&tx, profiles, false).await?;
     for dest in &DESTINATIONS {
         let c = counts.get_mut(dest.table).unwrap();
         c.unchanged = c.staged.saturating_sub(c.inserted + c.updated);
     }
 
+    step("reconciled");
+
     // 10. Validation pack on the real tables, inside the transaction.
     let validation = validate(&tx, &counts, &reconcilers).await?;
+    step("validation pack passed");
 
     let report = Report {
         tables: counts,
@@ -477,7 +566,9 @@ async fn load(
         backup_schema: backup,
     };
     if args.apply {
-        tx.commit().await.context("COMMIT failed; nothing was changed")?;
+        tx.commit()
+            .await
+            .context("COMMIT failed; nothing was changed")?;
     } else {
         tx.rollback().await?;
     }
@@ -509,9 +600,16 @@ async fn create_auth_users(
             conflicts.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("; ")
         );
     }
-    let user_cols = Reconcile::new(tx, "auth.users", &users.temp, &users.columns, &[], UpdateMode::Restore)
-        .await?
-        .insert_columns;
+    let user_cols = Reconcile::new(
+        tx,
+        "auth.users",
+        &users.temp,
+        &users.columns,
+        &[],
+        UpdateMode::Restore,
+    )
+    .await?
+    .insert_columns;
     let cols = user_cols
         .iter()
         .map(|c| crate::fingerprint::quote_ident(c))
@@ -532,14 +630,21 @@ async fn create_auth_users(
     let ids = &staged["auth_identities"];
     let mut identities = 0;
     if !ids.columns.is_empty() {
-        let id_cols = Reconcile::new(tx, "auth.identities", &ids.temp, &with_id(&ids.columns), &[], UpdateMode::Restore)
-            .await?
-            .insert_columns
-            .into_iter()
-            .filter(|c| ids.columns.contains(c))
-            .map(|c| crate::fingerprint::quote_ident(&c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let id_cols = Reconcile::new(
+            tx,
+            "auth.identities",
+            &ids.temp,
+            &with_id(&ids.columns),
+            &[],
+            UpdateMode::Restore,
+        )
+        .await?
+        .insert_columns
+        .into_iter()
+        .filter(|c| ids.columns.contains(c))
+        .map(|c| crate::fingerprint::quote_ident(&c))
+        .collect::<Vec<_>>()
+        .join(", ");
         identities = tx
             .execute(
                 &format!(
@@ -571,11 +676,24 @@ async fn validate(
 ) -> Result<Value> {
     let expected = |t: &str| counts[t].staged + counts[t].kept;
     let sql = include_str!("sql/validation_checks.sql")
-        .replace("{expected_profiles}", &expected("unified_profiles").to_string())
-        .replace("{expected_transactions}", &expected("transactions").to_string())
-        .replace("{expected_enrollments}", &expected("enrollments").to_string());
+        .replace(
+            "{expected_profiles}",
+            &expected("unified_profiles").to_string(),
+        )
+        .replace(
+            "{expected_transactions}",
+            &expected("transactions").to_string(),
+        )
+        .replace(
+            "{expected_enrollments}",
+            &expected("enrollments").to_string(),
+        );
     let mut checks = Vec::new();
-    for row in tx.query(&sql, &[]).await.context("validation pack failed to run")? {
+    for row in tx
+        .query(&sql, &[])
+        .await
+        .context("validation pack failed to run")?
+    {
         let name: String = row.get(0);
         let failing: i64 = row.get(1);
         checks.push((name, failing));
@@ -609,4 +727,21 @@ async fn validate(
         .into());
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_schema_is_derived_from_the_run_id_and_rejects_anything_else() {
+        let id = new_run_id();
+        let schema = backup_schema(&id).unwrap();
+        assert!(schema.starts_with("cleanmig_backup_"), "{schema}");
+        assert!(schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert!(backup_schema("x; DROP TABLE users").is_err());
+        assert!(backup_schema("").is_err());
+    }
 }

@@ -11,7 +11,12 @@ pub static DESTINATIONS: [Destination; 3] = [
     Destination {
         table: "unified_profiles",
         artifact: "profiles",
-        app_owned: &["tier", "tier_assignment", "tier_assignment_notes", "last_active_at"],
+        app_owned: &[
+            "tier",
+            "tier_assignment",
+            "tier_assignment_notes",
+            "last_active_at",
+        ],
     },
     Destination {
         table: "transactions",
@@ -147,7 +152,11 @@ impl Reconcile {
             .iter()
             .map(|c| format!("s.{}", quote_ident(c)))
             .collect();
-        format!("ROW({}) IS DISTINCT FROM ROW({})", t.join(", "), s.join(", "))
+        format!(
+            "ROW({}) IS DISTINCT FROM ROW({})",
+            t.join(", "),
+            s.join(", ")
+        )
     }
 
     /// SQL: update the rows whose compared columns differ.
@@ -210,7 +219,11 @@ impl Reconcile {
 }
 
 /// Fill the delete set of `dest`: rows of the table whose id is not among the clean rows.
-pub async fn compute_delete_set(tx: &Transaction<'_>, dest: &Destination, source: &str) -> Result<u64> {
+pub async fn compute_delete_set(
+    tx: &Transaction<'_>,
+    dest: &Destination,
+    source: &str,
+) -> Result<u64> {
     let set = quote_ident(&dest.delete_set());
     tx.batch_execute(&format!(
         "DROP TABLE IF EXISTS {set}; \
@@ -225,7 +238,11 @@ pub async fn compute_delete_set(tx: &Transaction<'_>, dest: &Destination, source
 }
 
 /// Delete the rows of the delete set, optionally only those nothing in `enrollments` points at.
-pub async fn delete_rows(tx: &Transaction<'_>, dest: &Destination, unreferenced_only: bool) -> Result<u64> {
+pub async fn delete_rows(
+    tx: &Transaction<'_>,
+    dest: &Destination,
+    unreferenced_only: bool,
+) -> Result<u64> {
     let guard = if unreferenced_only {
         " AND NOT EXISTS (SELECT 1 FROM public.enrollments e WHERE e.user_id = t.id)"
     } else {
@@ -369,7 +386,11 @@ pub async fn find_dependents(tx: &Transaction<'_>, keys: &[ForeignKey]) -> Resul
     let mut found = Vec::new();
     for fk in keys {
         let cond = fk.references_deleted();
-        let n = count(tx, &format!("SELECT count(*) FROM {} c WHERE {cond}", fk.child)).await?;
+        let n = count(
+            tx,
+            &format!("SELECT count(*) FROM {} c WHERE {cond}", fk.child),
+        )
+        .await?;
         if n == 0 {
             continue;
         }
@@ -509,15 +530,82 @@ pub async fn create_backup(tx: &Transaction<'_>, backup_schema: &str) -> Result<
             q = dest.qualified()
         ));
     }
-    tx.batch_execute(&sql)
-        .await
-        .with_context(|| format!("cannot back up the destination tables into schema {backup_schema}"))
+    tx.batch_execute(&sql).await.with_context(|| {
+        format!("cannot back up the destination tables into schema {backup_schema}")
+    })
 }
 
 /// Whether a schema exists.
 pub async fn schema_exists(tx: &Transaction<'_>, schema: &str) -> Result<bool> {
     Ok(tx
-        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&schema])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
         .await?
         .get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profiles() -> Reconcile {
+        Reconcile {
+            target: "public.\"unified_profiles\"".into(),
+            source: "cm_stage_unified_profiles".into(),
+            insert_columns: vec![
+                "id".into(),
+                "email".into(),
+                "tier".into(),
+                "updated_at".into(),
+            ],
+            update_columns: vec!["email".into()],
+            touch_updated_at: true,
+        }
+    }
+
+    #[test]
+    fn updates_touch_only_rows_that_differ_and_set_updated_at_with_them() {
+        // Guards idempotence: a second load updates nothing and moves no timestamp.
+        assert_eq!(
+            profiles().update_sql(),
+            "UPDATE public.\"unified_profiles\" t SET \"email\" = s.\"email\", \"updated_at\" = now() \
+             FROM cm_stage_unified_profiles s WHERE t.id = s.id AND ROW(t.\"email\") IS DISTINCT FROM ROW(s.\"email\")"
+        );
+    }
+
+    #[test]
+    fn inserts_only_missing_rows_with_every_staged_column() {
+        assert_eq!(
+            profiles().insert_sql(),
+            "INSERT INTO public.\"unified_profiles\" (\"id\", \"email\", \"tier\", \"updated_at\") \
+             SELECT \"id\", \"email\", \"tier\", \"updated_at\" FROM cm_stage_unified_profiles s \
+             WHERE NOT EXISTS (SELECT 1 FROM public.\"unified_profiles\" t WHERE t.id = s.id)"
+        );
+    }
+
+    #[test]
+    fn app_owned_columns_are_listed_for_profiles_and_enrollments() {
+        let by_table = |t: &str| {
+            DESTINATIONS
+                .iter()
+                .find(|d| d.table == t)
+                .unwrap()
+                .app_owned
+        };
+        assert_eq!(
+            by_table("unified_profiles"),
+            [
+                "tier",
+                "tier_assignment",
+                "tier_assignment_notes",
+                "last_active_at"
+            ]
+        );
+        assert_eq!(
+            by_table("enrollments"),
+            ["progress", "last_activity_at", "completion_date", "notes"]
+        );
+    }
 }

@@ -24,7 +24,10 @@ pub async fn run(_global: &GlobalArgs, args: &RollbackArgs) -> Result<()> {
     let info = ConnInfo::resolve(args.db.database_url.as_deref())?;
     let run_id = new_run_id();
     let mode = if args.apply { "apply" } else { "dry_run" };
-    tracing::info!("rollback {run_id} of load {} ({mode}) on {info}", args.run_id);
+    tracing::info!(
+        "rollback {run_id} of load {} ({mode}) on {info}",
+        args.run_id
+    );
     let mut client = info.connect().await?;
     let log = OpLog::start(
         &info,
@@ -44,7 +47,11 @@ pub async fn run(_global: &GlobalArgs, args: &RollbackArgs) -> Result<()> {
     let elapsed_ms = log.elapsed_ms();
     let (status, result, error) = match &outcome {
         Ok(report) => {
-            let status = if args.apply { "success" } else { "dry_run_completed" };
+            let status = if args.apply {
+                "success"
+            } else {
+                "dry_run_completed"
+            };
             (
                 status,
                 json!({
@@ -141,7 +148,11 @@ struct RollbackReport {
     validation: Value,
 }
 
-async fn rollback(client: &mut Client, args: &RollbackArgs, backup: &str) -> Result<RollbackReport> {
+async fn rollback(
+    client: &mut Client,
+    args: &RollbackArgs,
+    backup: &str,
+) -> Result<RollbackReport> {
     let tx = begin_guarded(client, LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS).await?;
     if !reconcile::schema_exists(&tx, backup).await? {
         bail!(
@@ -171,8 +182,19 @@ async fn rollback(client: &mut Client, args: &RollbackArgs, backup: &str) -> Res
     for dest in &DESTINATIONS {
         let src = source(dest.table);
         let cols = reconcile::writable_columns(&tx, &src).await?;
-        let r = Reconcile::new(&tx, &dest.qualified(), &src, &cols, &[], UpdateMode::Restore).await?;
-        let rows: i64 = tx.query_one(&format!("SELECT count(*) FROM {src}"), &[]).await?.get(0);
+        let r = Reconcile::new(
+            &tx,
+            &dest.qualified(),
+            &src,
+            &cols,
+            &[],
+            UpdateMode::Restore,
+        )
+        .await?;
+        let rows: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {src}"), &[])
+            .await?
+            .get(0);
         counts.insert(
             dest.table,
             TableCounts {
@@ -183,8 +205,10 @@ async fn rollback(client: &mut Client, args: &RollbackArgs, backup: &str) -> Res
         reconcilers.insert(dest.table, r);
     }
     let [profiles, transactions, enrollments] = &DESTINATIONS;
-    counts.get_mut("enrollments").unwrap().deleted += reconcile::delete_rows(&tx, enrollments, false).await?;
-    counts.get_mut("unified_profiles").unwrap().deleted += reconcile::delete_rows(&tx, profiles, true).await?;
+    counts.get_mut("enrollments").unwrap().deleted +=
+        reconcile::delete_rows(&tx, enrollments, false).await?;
+    counts.get_mut("unified_profiles").unwrap().deleted +=
+        reconcile::delete_rows(&tx, profiles, true).await?;
     for dest in &DESTINATIONS {
         let r = &reconcilers[dest.table];
         let c = counts.get_mut(dest.table).unwrap();
@@ -192,8 +216,10 @@ async fn rollback(client: &mut Client, args: &RollbackArgs, backup: &str) -> Res
         c.inserted = r.insert(&tx).await?;
         c.unchanged = c.staged.saturating_sub(c.updated + c.inserted);
     }
-    counts.get_mut("transactions").unwrap().deleted += reconcile::delete_rows(&tx, transactions, false).await?;
-    counts.get_mut("unified_profiles").unwrap().deleted += reconcile::delete_rows(&tx, profiles, false).await?;
+    counts.get_mut("transactions").unwrap().deleted +=
+        reconcile::delete_rows(&tx, transactions, false).await?;
+    counts.get_mut("unified_profiles").unwrap().deleted +=
+        reconcile::delete_rows(&tx, profiles, false).await?;
 
     // Dependents the load deleted with --dependents delete.
     let mut dependents_restored = Vec::new();
@@ -215,7 +241,9 @@ async fn rollback(client: &mut Client, args: &RollbackArgs, backup: &str) -> Res
             .join(", ");
         let n = tx
             .execute(
-                &format!("INSERT INTO {target} ({cols}) SELECT {cols} FROM {src} ON CONFLICT DO NOTHING"),
+                &format!(
+                    "INSERT INTO {target} ({cols}) SELECT {cols} FROM {src} ON CONFLICT DO NOTHING"
+                ),
                 &[],
             )
             .await
@@ -226,7 +254,9 @@ async fn rollback(client: &mut Client, args: &RollbackArgs, backup: &str) -> Res
     // Auth users the load created: removed only when asked and only if they never signed in.
     let created: i64 = tx
         .query_one(
-            &format!("SELECT count(*) FROM {bk}.created_auth_users c JOIN auth.users u ON u.id = c.id"),
+            &format!(
+                "SELECT count(*) FROM {bk}.created_auth_users c JOIN auth.users u ON u.id = c.id"
+            ),
             &[],
         )
         .await?
@@ -253,7 +283,10 @@ async fn rollback(client: &mut Client, args: &RollbackArgs, backup: &str) -> Res
         ))
         .await?;
         users_removed = tx
-            .execute("DELETE FROM auth.users u USING cm_remove_users r WHERE u.id = r.id", &[])
+            .execute(
+                "DELETE FROM auth.users u USING cm_remove_users r WHERE u.id = r.id",
+                &[],
+            )
             .await
             .context("cannot remove the auth users the load created")?;
     }
@@ -277,7 +310,9 @@ async fn rollback(client: &mut Client, args: &RollbackArgs, backup: &str) -> Res
         };
         let live: String = tx.query_one(&digest(dest.qualified()), &[]).await?.get(0);
         let saved: String = tx.query_one(&digest(source(dest.table)), &[]).await?.get(0);
-        checks.push(json!({"name": format!("{} equals its backup", dest.table), "passed": live == saved}));
+        checks.push(
+            json!({"name": format!("{} equals its backup", dest.table), "passed": live == saved}),
+        );
         if live != saved {
             bail!(crate::error::Refusal::ValidationFailed {
                 checks: format!("{} differs from its backup after the restore", dest.table),
@@ -294,7 +329,9 @@ async fn rollback(client: &mut Client, args: &RollbackArgs, backup: &str) -> Res
         validation: json!({"passed": true, "checks": checks}),
     };
     if args.apply {
-        tx.commit().await.context("COMMIT failed; nothing was changed")?;
+        tx.commit()
+            .await
+            .context("COMMIT failed; nothing was changed")?;
     } else {
         tx.rollback().await?;
     }

@@ -33,9 +33,9 @@ pub fn read_parquet(
         let schema = builder.schema().clone();
         let mut roots = Vec::new();
         for name in names {
-            let idx = schema.index_of(name).with_context(|| {
-                format!("{} has no column `{name}`", path.display())
-            })?;
+            let idx = schema
+                .index_of(name)
+                .with_context(|| format!("{} has no column `{name}`", path.display()))?;
             roots.push(idx);
         }
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);

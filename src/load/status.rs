@@ -49,8 +49,14 @@ fn artifacts_section(out: &mut String, dir: &Path) -> Option<Manifest> {
                 })
                 .collect();
             let _ = writeln!(out, "  stage:     {}", listed.join(", "));
-            if extract.as_ref().is_some_and(|e| e.fingerprint != m.fingerprint) {
-                let _ = writeln!(out, "             computed from another extract: re-run `cleanmig transform`");
+            if extract
+                .as_ref()
+                .is_some_and(|e| e.fingerprint != m.fingerprint)
+            {
+                let _ = writeln!(
+                    out,
+                    "             computed from another extract: re-run `cleanmig transform`"
+                );
             }
         }
         Err(_) => {
@@ -107,7 +113,10 @@ async fn database_section(out: &mut String, args: &StatusArgs, extract: Option<&
     let info = match ConnInfo::resolve(args.db.database_url.as_deref()) {
         Ok(i) => i,
         Err(_) => {
-            let _ = writeln!(out, "database: not configured (--database-url, DATABASE_URL or PG*)");
+            let _ = writeln!(
+                out,
+                "database: not configured (--database-url, DATABASE_URL or PG*)"
+            );
             return;
         }
     };
@@ -126,25 +135,36 @@ async fn database_section(out: &mut String, args: &StatusArgs, extract: Option<&
             } else {
                 Coverage::Keys
             };
-            let state = match fingerprint::compute(&client, &entry.qualified, coverage, &entry.key_columns).await {
-                Ok(now) if now == entry.fingerprint => "unchanged since extraction".to_string(),
-                Ok(now) if entry.role == "source" => format!(
+            let state =
+                match fingerprint::compute(&client, &entry.qualified, coverage, &entry.key_columns)
+                    .await
+                {
+                    Ok(now) if now == entry.fingerprint => "unchanged since extraction".to_string(),
+                    Ok(now) if entry.role == "source" => format!(
                     "CHANGED since extraction ({} -> {} rows): re-run extract, transform, approve",
                     entry.fingerprint.rows, now.rows
                 ),
-                Ok(now) => format!(
-                    "differs from the extract ({} -> {} rows; expected after a load)",
-                    entry.fingerprint.rows, now.rows
-                ),
-                Err(e) => format!("cannot fingerprint: {e:#}"),
-            };
-            let _ = writeln!(out, "  {:<8} {:<26} {state}", entry.role, display_name(&entry.qualified));
+                    Ok(now) => format!(
+                        "differs from the extract ({} -> {} rows; expected after a load)",
+                        entry.fingerprint.rows, now.rows
+                    ),
+                    Err(e) => format!("cannot fingerprint: {e:#}"),
+                };
+            let _ = writeln!(
+                out,
+                "  {:<11} {:<26} {state}",
+                entry.role,
+                display_name(&entry.qualified)
+            );
         }
     }
     match super::oplog::exists(&client).await {
         Ok(true) => {}
         _ => {
-            let _ = writeln!(out, "  runs: none yet (population_operation_log does not exist)");
+            let _ = writeln!(
+                out,
+                "  runs: none yet (population_operation_log does not exist)"
+            );
             return;
         }
     }
@@ -156,11 +176,24 @@ async fn database_section(out: &mut String, args: &StatusArgs, extract: Option<&
             &[],
         )
         .await;
+    // A `running` row while no run holds the advisory lock was killed before it finished.
+    let lock_held: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND ((classid::int8 << 32) | objid::int8) = $1)",
+            &[&super::ADVISORY_LOCK_KEY],
+        )
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(true);
     match rows {
         Ok(rows) => {
             let _ = writeln!(out, "  last runs (newest first; population_operation_log):");
             for r in rows {
-                let status: String = r.get(3);
+                let mut status: String = r.get(3);
+                if status == "running" && !lock_held {
+                    status = "unfinished (killed; nothing committed)".into();
+                }
                 let error: String = r.get(7);
                 let target: String = r.get(8);
                 let _ = writeln!(
@@ -172,9 +205,16 @@ async fn database_section(out: &mut String, args: &StatusArgs, extract: Option<&
                     status,
                     r.get::<_, String>(4),
                     r.get::<_, i64>(5),
-                    if target.is_empty() { String::new() } else { format!(" of {target}") },
+                    if target.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" of {target}")
+                    },
                     if status == "success" && r.get::<_, String>(1) == "load" {
-                        format!(" (rollback: cleanmig rollback --run {})", r.get::<_, String>(0))
+                        format!(
+                            " (rollback: cleanmig rollback --run {})",
+                            r.get::<_, String>(0)
+                        )
                     } else {
                         String::new()
                     },

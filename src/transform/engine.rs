@@ -218,12 +218,24 @@ impl SqlFile {
 
     /// Run the statement and collect its result into one batch.
     pub async fn run(&self, ctx: &SessionContext) -> Result<RecordBatch> {
+        let started = std::time::Instant::now();
+        let batch = self.run_inner(ctx).await?;
+        tracing::debug!(
+            "{}: {} rows, {:.2} s",
+            self.path.display(),
+            batch.num_rows(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(batch)
+    }
+
+    async fn run_inner(&self, ctx: &SessionContext) -> Result<RecordBatch> {
         let context = || format!("{} failed", self.path.display());
         let df = ctx.sql(&self.sql).await.with_context(context)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.with_context(context)?;
         let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
-        Ok(concat_batches(&schema, &batches).with_context(context)?)
+        concat_batches(&schema, &batches).with_context(context)
     }
 }
 
@@ -447,5 +459,73 @@ impl ScalarUDFImpl for JsonObject {
             out.append_value(serde_json::Value::Object(map).to_string());
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_uuid_v5_in_a_fixed_namespace() {
+        // Guards the ids of every new profile, transaction and enrollment: changing the
+        // namespace would give every re-run different ids.
+        assert_eq!(
+            id_namespace().to_string(),
+            "0a659f84-839a-52dc-8b2e-ac0b08b20336"
+        );
+        assert_eq!(
+            uuid::Uuid::new_v5(&id_namespace(), b"gina@example.com").to_string(),
+            "eac2590e-8f87-5d69-98e5-18646a5ad15d"
+        );
+    }
+
+    #[test]
+    fn sql_file_names_and_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("07_auth_users.sql");
+        std::fs::write(
+            &path,
+            "-- The new logins: one per profile.\n-- generated: confirmed_at\n-- severity: warning\nSELECT 1\n",
+        )
+        .unwrap();
+        let f = SqlFile::read(&path).unwrap();
+        assert_eq!(f.name, "auth_users");
+        assert_eq!(f.description, "The new logins: one per profile.");
+        assert_eq!(f.headers["generated"], "confirmed_at");
+        assert_eq!(f.headers["severity"], "warning");
+        let plain = dir.path().join("checks_x.sql");
+        std::fs::write(
+            &plain,
+            "-- Customers: a description with a colon\nSELECT 1\n",
+        )
+        .unwrap();
+        let f = SqlFile::read(&plain).unwrap();
+        assert_eq!(f.name, "checks_x");
+        assert_eq!(f.description, "Customers: a description with a colon");
+    }
+
+    #[test]
+    fn sorting_makes_row_order_irrelevant() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Utf8, true)]));
+        let a = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![
+                Some("b"),
+                None,
+                Some("a"),
+            ]))],
+        )
+        .unwrap();
+        let b = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some("b"),
+                None,
+            ]))],
+        )
+        .unwrap();
+        assert_eq!(sort_all_columns(&a).unwrap(), sort_all_columns(&b).unwrap());
     }
 }

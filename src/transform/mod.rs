@@ -107,7 +107,6 @@ pub async fn transform(artifacts: &Path, pipeline: &Path) -> Result<Outcome> {
     let mut results: BTreeMap<String, (RecordBatch, SqlFile)> = BTreeMap::new();
     for file in files {
         let batch = file.run(&ctx).await?;
-        tracing::debug!("{}: {} rows", file.path.display(), batch.num_rows());
         engine::register_batches(&ctx, &file.name, batch.schema(), vec![batch.clone()])?;
         results.insert(file.name.clone(), (batch, file));
     }
@@ -202,7 +201,10 @@ pub async fn transform(artifacts: &Path, pipeline: &Path) -> Result<Outcome> {
         check_results.len(),
         report_path.display()
     );
-    println!("{}", report::render_sections(&sections));
+    println!(
+        "{}",
+        report::render_sections(&sections, Some(report::STDOUT_MAX_ROWS))
+    );
 
     Ok(Outcome {
         stage_dir,

@@ -86,12 +86,29 @@ pub fn markdown_table(batch: &RecordBatch) -> String {
     s
 }
 
-/// The reconciliation sections (also printed to stdout).
-pub fn render_sections(sections: &[Section]) -> String {
+/// Sections longer than this are summarised on stdout (report.md has every row).
+pub const STDOUT_MAX_ROWS: usize = 50;
+
+/// The reconciliation sections; with `max_rows`, longer tables show their first rows and
+/// say how many there are.
+pub fn render_sections(sections: &[Section], max_rows: Option<usize>) -> String {
     let mut s = String::new();
     for sec in sections {
         let _ = writeln!(s, "### {}\n", sec.title);
-        let _ = writeln!(s, "{}", markdown_table(&sec.batch));
+        let rows = sec.batch.num_rows();
+        match max_rows {
+            Some(max) if rows > max => {
+                let _ = writeln!(s, "{}", markdown_table(&sec.batch.slice(0, max)));
+                let _ = writeln!(
+                    s,
+                    "({} rows in all; every row is in report.md)\n",
+                    human_count(rows as u64)
+                );
+            }
+            _ => {
+                let _ = writeln!(s, "{}", markdown_table(&sec.batch));
+            }
+        }
     }
     s
 }
@@ -134,7 +151,7 @@ pub fn render(
     }
 
     let _ = writeln!(s, "## Reconciliation\n");
-    s.push_str(&render_sections(sections));
+    s.push_str(&render_sections(sections, None));
 
     let _ = writeln!(s, "## Checks\n");
     let _ = writeln!(

@@ -26,7 +26,10 @@ async fn approve_refuses_a_failing_blocking_check_until_it_is_accepted_with_a_re
     let out = approve(&["--by", "ana"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("every_profile_has_auth_user (3 failing rows)"), "{err}");
+    assert!(
+        err.contains("every_profile_has_auth_user (3 failing rows)"),
+        "{err}"
+    );
     assert!(err.contains("--accept"), "{err}");
     assert!(!fx.artifacts.join("approved.json").exists());
 
@@ -35,7 +38,10 @@ async fn approve_refuses_a_failing_blocking_check_until_it_is_accepted_with_a_re
     assert!(String::from_utf8_lossy(&out.stderr).contains("--reason"));
 
     let out = approve(&["--accept", "names_present", "--reason", "x"]);
-    assert!(!out.status.success(), "a warning is not a failing blocking check");
+    assert!(
+        !out.status.success(),
+        "a warning is not a failing blocking check"
+    );
 
     let out = approve(&[
         "--by",
@@ -45,12 +51,23 @@ async fn approve_refuses_a_failing_blocking_check_until_it_is_accepted_with_a_re
         "--reason",
         "three staff accounts, handled by hand",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let approval: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fx.artifacts.join("approved.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(fx.artifacts.join("approved.json")).unwrap())
+            .unwrap();
     assert_eq!(approval["approved_by"], "ana");
-    assert_eq!(approval["accepted"][0]["name"], "every_profile_has_auth_user");
-    assert_eq!(approval["accepted"][0]["reason"], "three staff accounts, handled by hand");
+    assert_eq!(
+        approval["accepted"][0]["name"],
+        "every_profile_has_auth_user"
+    );
+    assert_eq!(
+        approval["accepted"][0]["reason"],
+        "three staff accounts, handled by hand"
+    );
     assert_eq!(approval["checks"].as_array().unwrap().len(), 3);
     let files = approval["files"].as_object().unwrap();
     for f in [
@@ -66,7 +83,8 @@ async fn approve_refuses_a_failing_blocking_check_until_it_is_accepted_with_a_re
         assert_eq!(files[f].as_str().unwrap().len(), 64, "{f} in {files:?}");
     }
     let extract: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fx.artifacts.join("extract/manifest.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(fx.artifacts.join("extract/manifest.json")).unwrap())
+            .unwrap();
     assert_eq!(approval["fingerprint"], extract["fingerprint"]);
     // stdout: the approval's own sha256, for the runbook.
     let sha = String::from_utf8(out.stdout).unwrap();

@@ -47,6 +47,9 @@ async fn start_paused_load(fx: &Fixture) -> Child {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the paused load never reached its COPY");
 }
 
@@ -85,7 +88,10 @@ async fn dry_run_leaves_every_table_byte_identical_and_is_logged() {
     assert_eq!(fx.checksums(None).await, before);
     let log = log_rows(&fx).await;
     assert_eq!(log.len(), 1);
-    assert_eq!((log[0].1.as_str(), log[0].2.as_str()), ("dry_run", "dry_run_completed"));
+    assert_eq!(
+        (log[0].1.as_str(), log[0].2.as_str()),
+        ("dry_run", "dry_run_completed")
+    );
 }
 
 #[tokio::test]
@@ -95,7 +101,10 @@ async fn apply_keeps_every_customer_removes_test_accounts_and_a_second_apply_cha
     fx.approve();
     let auth_before = fx
         .client
-        .query("SELECT id::text, md5(u::text) FROM auth.users u ORDER BY 1", &[])
+        .query(
+            "SELECT id::text, md5(u::text) FROM auth.users u ORDER BY 1",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -104,7 +113,10 @@ async fn apply_keeps_every_customer_removes_test_accounts_and_a_second_apply_cha
     let (ok, result, stderr) = fx.load(&["--apply"]);
     assert!(ok, "{stderr}");
     assert_eq!(result["status"], "success");
-    assert!(result["backup_schema"].as_str().unwrap().starts_with("cleanmig_backup_"));
+    assert!(result["backup_schema"]
+        .as_str()
+        .unwrap()
+        .starts_with("cleanmig_backup_"));
 
     // Every existing auth user unchanged; Carol created with her identity.
     for (id, md5) in &auth_before {
@@ -115,7 +127,13 @@ async fn apply_keeps_every_customer_removes_test_accounts_and_a_second_apply_cha
             .await;
         assert_eq!(now, 1, "auth user {id} changed");
     }
-    assert_eq!(fx.count(&format!("SELECT count(*) FROM auth.identities WHERE user_id = '{CAROL}'")).await, 1);
+    assert_eq!(
+        fx.count(&format!(
+            "SELECT count(*) FROM auth.identities WHERE user_id = '{CAROL}'"
+        ))
+        .await,
+        1
+    );
     // Profiles: the customers, with their auth ids; the test account gone.
     let ids: Vec<String> = fx
         .client
@@ -126,8 +144,20 @@ async fn apply_keeps_every_customer_removes_test_accounts_and_a_second_apply_cha
         .map(|r| r.get(0))
         .collect();
     assert_eq!(ids, vec![ALICE, BOB, CAROL]);
-    assert_eq!(fx.count(&format!("SELECT count(*) FROM transactions WHERE id = '{TX_TEST}' OR user_id = '{TESTER}'")).await, 0);
-    assert_eq!(fx.count(&format!("SELECT count(*) FROM enrollments WHERE id = '{EN_TEST}'")).await, 0);
+    assert_eq!(
+        fx.count(&format!(
+            "SELECT count(*) FROM transactions WHERE id = '{TX_TEST}' OR user_id = '{TESTER}'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        fx.count(&format!(
+            "SELECT count(*) FROM enrollments WHERE id = '{EN_TEST}'"
+        ))
+        .await,
+        0
+    );
     // App-owned columns kept, source-owned columns updated.
     let alice = fx
         .client
@@ -151,8 +181,20 @@ async fn apply_keeps_every_customer_removes_test_accounts_and_a_second_apply_cha
         .unwrap();
     assert_eq!(en.get::<_, String>(0), "50");
     assert_eq!(en.get::<_, String>(1), "halfway through");
-    assert_eq!(fx.count(&format!("SELECT count(*) FROM enrollments WHERE id IN ('{EN_BOB}', '{EN_CAROL}')")).await, 2);
-    assert_eq!(fx.count(&format!("SELECT count(*) FROM transactions WHERE id = '{TX_CAROL}' AND amount = 1500.50")).await, 1);
+    assert_eq!(
+        fx.count(&format!(
+            "SELECT count(*) FROM enrollments WHERE id IN ('{EN_BOB}', '{EN_CAROL}')"
+        ))
+        .await,
+        2
+    );
+    assert_eq!(
+        fx.count(&format!(
+            "SELECT count(*) FROM transactions WHERE id = '{TX_CAROL}' AND amount = 1500.50"
+        ))
+        .await,
+        1
+    );
     assert_eq!(
         fx.count("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'transactions' AND column_name IN ('api_source','last_api_sync_at','api_sync_version','processed_at','fiscal_year','fiscal_quarter')").await,
         6
@@ -176,7 +218,10 @@ async fn apply_keeps_every_customer_removes_test_accounts_and_a_second_apply_cha
     assert_eq!(after_second, first);
     let log = log_rows(&fx).await;
     assert_eq!(log.len(), 2);
-    assert!(log.iter().all(|l| l.1 == "apply" && l.2 == "success"), "{log:?}");
+    assert!(
+        log.iter().all(|l| l.1 == "apply" && l.2 == "success"),
+        "{log:?}"
+    );
 }
 
 #[tokio::test]
@@ -195,12 +240,19 @@ async fn tampered_artifact_is_refused_by_name_and_changes_nothing() {
     std::fs::write(&path, bytes).unwrap();
     let (ok, result, stderr) = fx.load(&["--apply"]);
     assert!(!ok);
-    assert!(stderr.contains("artifact stage/enrollments.parquet changed after approval"), "{stderr}");
+    assert!(
+        stderr.contains("artifact stage/enrollments.parquet changed after approval"),
+        "{stderr}"
+    );
     assert_eq!(result["status"], "failed");
     assert_eq!(fx.checksums(None).await, before);
     let log = log_rows(&fx).await;
     assert_eq!(log.len(), 2);
-    assert!(log[1].3.as_deref().unwrap().contains("stage/enrollments.parquet"));
+    assert!(log[1]
+        .3
+        .as_deref()
+        .unwrap()
+        .contains("stage/enrollments.parquet"));
 }
 
 #[tokio::test]
@@ -215,7 +267,10 @@ async fn drifted_source_is_refused_naming_the_table() {
     let before = fx.checksums(None).await;
     let (ok, _, stderr) = fx.load(&["--apply"]);
     assert!(!ok);
-    assert!(stderr.contains("table public.xendit changed since extraction"), "{stderr}");
+    assert!(
+        stderr.contains("table public.xendit changed since extraction"),
+        "{stderr}"
+    );
     assert_eq!(fx.checksums(None).await, before);
 }
 
@@ -235,7 +290,10 @@ async fn destination_rows_gained_since_extraction_are_refused_and_named() {
     let (ok, _, stderr) = fx.load(&["--apply"]);
     assert!(!ok);
     assert!(stderr.contains("changed since extraction"), "{stderr}");
-    assert!(stderr.contains("id=f5555555-5555-4555-8555-555555555555"), "{stderr}");
+    assert!(
+        stderr.contains("id=f5555555-5555-4555-8555-555555555555"),
+        "{stderr}"
+    );
     assert_eq!(fx.checksums(None).await, before);
 }
 
@@ -274,7 +332,10 @@ async fn foreign_key_dependents_refuse_by_default_and_follow_the_chosen_policy()
     let before = fx.checksums(None).await;
     let (ok, _, stderr) = fx.load(&["--apply"]);
     assert!(!ok);
-    assert!(stderr.contains("public.user_tags: 1 rows reference unified_profiles"), "{stderr}");
+    assert!(
+        stderr.contains("public.user_tags: 1 rows reference unified_profiles"),
+        "{stderr}"
+    );
     assert!(stderr.contains("ON DELETE CASCADE"), "{stderr}");
     assert!(stderr.contains("public.purchase_leads"), "{stderr}");
     assert!(stderr.contains(&format!("user_id={TESTER}")), "{stderr}");
@@ -294,13 +355,41 @@ async fn foreign_key_dependents_refuse_by_default_and_follow_the_chosen_policy()
     assert_eq!(fx.count("SELECT count(*) FROM user_tags").await, 0);
     assert_eq!(fx.count("SELECT count(*) FROM purchase_leads").await, 0);
     let run = result["run_id"].as_str().unwrap().to_string();
-    let out = fx.cmd(&["rollback", "--run", &run, "--apply", "--remove-created-users"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fx.cmd(&[
+        "rollback",
+        "--run",
+        &run,
+        "--apply",
+        "--remove-created-users",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut now = fx.checksums(Some(&before)).await;
     let mut expected = before.clone();
     expected.retain(|k, _| !k.starts_with("columns ") && k != "schemas");
     now.remove("schemas");
     assert_eq!(now, expected);
+
+    // keep, applied twice: the test account stays with its tag; the second run changes nothing.
+    let (ok, _, stderr) = fx.load(&["--apply", "--dependents", "keep"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        fx.count(&format!(
+            "SELECT count(*) FROM unified_profiles WHERE id = '{TESTER}'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(fx.count("SELECT count(*) FROM user_tags").await, 1);
+    let (ok, again, stderr) = fx.load(&["--apply", "--dependents", "keep"]);
+    assert!(ok, "{stderr}");
+    for table in ["unified_profiles", "transactions", "enrollments"] {
+        let (i, u, d, _) = counts(&again, table);
+        assert_eq!((i, u, d), (0, 0, 0), "{table}: {again}");
+    }
 }
 
 #[tokio::test]
@@ -312,7 +401,10 @@ async fn a_second_concurrent_load_is_refused_not_queued() {
     let mut first = start_paused_load(&fx).await;
     let (ok, result, stderr) = fx.load(&["--apply"]);
     assert!(!ok);
-    assert!(stderr.contains("another cleanmig load or rollback is running"), "{stderr}");
+    assert!(
+        stderr.contains("another cleanmig load or rollback is running"),
+        "{stderr}"
+    );
     assert_eq!(result["status"], "failed");
     first.kill().unwrap();
     first.wait().unwrap();
@@ -335,7 +427,16 @@ async fn a_load_killed_in_the_middle_of_its_copy_leaves_the_database_unchanged()
     assert_eq!(fx.checksums(None).await, before);
     let log = log_rows(&fx).await;
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0].2, "running", "a killed run stays visibly unfinished in the log");
+    assert_eq!(
+        log[0].2, "running",
+        "a killed run stays visibly unfinished in the log"
+    );
+    let out = fx.cmd(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unfinished (killed; nothing committed)"),
+        "{text}"
+    );
     // And the next load runs normally.
     let (ok, _, stderr) = fx.load(&[]);
     assert!(ok, "{stderr}");
@@ -354,13 +455,50 @@ async fn rollback_restores_the_exact_previous_contents() {
 
     // Dry run by default.
     let out = fx.cmd(&["rollback", "--run", &run]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(dry["status"], "dry_run_completed");
     assert_eq!(fx.checksums(None).await, loaded);
 
-    let out = fx.cmd(&["rollback", "--run", &run, "--apply", "--remove-created-users"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A created user who already signed in is never removed.
+    fx.client
+        .batch_execute(&format!(
+            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = '{CAROL}'"
+        ))
+        .await
+        .unwrap();
+    let out = fx.cmd(&["rollback", "--run", &run, "--remove-created-users"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["auth_users_removed"], 0);
+    assert_eq!(dry["auth_users_kept_signed_in"], 1);
+    fx.client
+        .batch_execute(&format!(
+            "UPDATE auth.users SET last_sign_in_at = NULL WHERE id = '{CAROL}'"
+        ))
+        .await
+        .unwrap();
+
+    let out = fx.cmd(&[
+        "rollback",
+        "--run",
+        &run,
+        "--apply",
+        "--remove-created-users",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(done["status"], "success");
     assert_eq!(done["auth_users_removed"], 1);
@@ -371,13 +509,83 @@ async fn rollback_restores_the_exact_previous_contents() {
     assert_eq!(now, expected);
     let log = log_rows(&fx).await;
     let ops: Vec<(&str, &str)> = log.iter().map(|l| (l.0.as_str(), l.2.as_str())).collect();
-    assert_eq!(ops, vec![("load", "success"), ("rollback", "dry_run_completed"), ("rollback", "success")]);
+    assert_eq!(
+        ops,
+        vec![
+            ("load", "success"),
+            ("rollback", "dry_run_completed"),
+            ("rollback", "dry_run_completed"),
+            ("rollback", "success")
+        ]
+    );
 
     // Status shows the runs.
     let out = fx.cmd(&["status"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains(&run), "{text}");
     assert!(text.contains("artifacts match it"), "{text}");
     assert!(text.contains("public.xendit"), "{text}");
+}
+
+#[tokio::test]
+async fn ctrl_c_while_waiting_for_a_lock_rolls_back_and_is_logged() {
+    // Guards: Ctrl-C in the maintenance window leaves the database exactly as before.
+    let fx = fixture("load_ctrl_c").await;
+    fx.approve();
+    let before = fx.checksums(None).await;
+    let holder = crate::support::connect(&fx.url).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE public.enrollments IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let child = Command::new(assert_cmd::cargo::cargo_bin("cleanmig"))
+        .args([
+            "load",
+            "--apply",
+            "--lock-timeout-ms",
+            "600000",
+            "--database-url",
+            &fx.url,
+        ])
+        .env("CLEANMIG_ARTIFACTS", &fx.artifacts)
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waiting = false;
+    for _ in 0..1200 {
+        waiting = fx
+            .count(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cleanmig' \
+                 AND datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await
+            > 0;
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGINT is what Ctrl-C sends.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(waiting, "the load never waited for the lock");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "failed");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    wait_for_sessions_to_end(&fx).await;
+    assert_eq!(fx.checksums(None).await, before);
+    let log = log_rows(&fx).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].2, "failed");
+    assert!(log[0].3.as_deref().unwrap().contains("interrupted"));
 }

@@ -141,7 +141,12 @@ fn quoted(table: &str) -> String {
 }
 
 /// Export a table (all columns but `skip`) to Parquet with pg_arrow's mapping.
-async fn export(client: &Client, table: &str, skip: &[&str], dest: &Path) -> (PathBuf, u64, arrow::datatypes::SchemaRef) {
+async fn export(
+    client: &Client,
+    table: &str,
+    skip: &[&str],
+    dest: &Path,
+) -> (PathBuf, u64, arrow::datatypes::SchemaRef) {
     let cols = pg_arrow::table_columns(client, table).await.unwrap();
     let mut fields = Vec::new();
     let mut kinds = Vec::new();
@@ -164,7 +169,12 @@ async fn export(client: &Client, table: &str, skip: &[&str], dest: &Path) -> (Pa
         } else {
             expr
         };
-        fields.push(pg_arrow::field(&col.name, &kind, &col.type_name, !col.not_null));
+        fields.push(pg_arrow::field(
+            &col.name,
+            &kind,
+            &col.type_name,
+            !col.not_null,
+        ));
         kinds.push(kind);
         exprs.push(expr);
     }
@@ -208,7 +218,11 @@ pub async fn fixture_with_checks(prefix: &str, checks: &[(&str, &str, bool, u64)
         .args(["extract", "--database-url", &url])
         .output()
         .unwrap();
-    assert!(out.status.success(), "extract: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "extract: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let extract = Manifest::read(&extract_dir).unwrap();
     let fingerprint = extract.fingerprint.clone();
     let extracted_at = extract.extracted_at.clone();
@@ -223,14 +237,22 @@ pub async fn fixture_with_checks(prefix: &str, checks: &[(&str, &str, bool, u64)
         ("fx.transactions", "transactions", &[][..]),
         ("fx.enrollments", "enrollments", &[][..]),
     ] {
-        let (path, rows, schema) =
-            export(&client, &quoted(table), skip, &stage_dir.join(format!("{artifact}.parquet"))).await;
+        let (path, rows, schema) = export(
+            &client,
+            &quoted(table),
+            skip,
+            &stage_dir.join(format!("{artifact}.parquet")),
+        )
+        .await;
         staged.insert(
             artifact.to_string(),
             ArtifactEntry::describe(&stage_dir, &path, rows, &schema).unwrap(),
         );
     }
-    client.batch_execute("DROP SCHEMA fx CASCADE").await.unwrap();
+    client
+        .batch_execute("DROP SCHEMA fx CASCADE")
+        .await
+        .unwrap();
     let checks: Vec<serde_json::Value> = checks
         .iter()
         .map(|(name, severity, passed, failing)| {
@@ -238,7 +260,11 @@ pub async fn fixture_with_checks(prefix: &str, checks: &[(&str, &str, bool, u64)
                                "failing_rows": failing, "description": "fixture", "sample": []})
         })
         .collect();
-    cleanmig::artifacts::write_json(&stage_dir.join("checks.json"), &serde_json::json!({"checks": checks})).unwrap();
+    cleanmig::artifacts::write_json(
+        &stage_dir.join("checks.json"),
+        &serde_json::json!({"checks": checks}),
+    )
+    .unwrap();
     cleanmig::artifacts::write_atomic(&stage_dir.join("report.md"), b"# report\n").unwrap();
     Manifest {
         stage: "transform".into(),
@@ -274,7 +300,11 @@ impl Fixture {
             .args(["approve", "--by", "tester"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Run `load` with extra args; returns (success, stdout JSON, stderr).
@@ -283,15 +313,22 @@ impl Fixture {
         all.extend_from_slice(args);
         let out = self.cmd(&all);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let json = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("load printed no JSON ({e}): {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "load printed no JSON ({e}): {}\n{stderr}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
         (out.status.success(), json, stderr)
     }
 
     /// md5 of every table's rows (all tables of public and auth, except the operation log),
     /// each table's column list, and the schemas. With `columns`, tables are read with those
     /// columns only (to compare contents across a schema alignment).
-    pub async fn checksums(&self, columns: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    pub async fn checksums(
+        &self,
+        columns: Option<&BTreeMap<String, String>>,
+    ) -> BTreeMap<String, String> {
         let tables = self
             .client
             .query(
@@ -329,7 +366,10 @@ impl Fixture {
         }
         let schemas: String = self
             .client
-            .query_one("SELECT string_agg(nspname::text, ',' ORDER BY nspname) FROM pg_namespace", &[])
+            .query_one(
+                "SELECT string_agg(nspname::text, ',' ORDER BY nspname) FROM pg_namespace",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);

@@ -468,11 +468,19 @@ fn file_hashes(dir: &Path) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn transform_twice_gives_byte_identical_files() {
+    // Once in this process, once by the binary: no wall clock, random id or hash-map order
+    // may leak into the files.
     let dir = transformed().await;
     let first = file_hashes(&dir.path().join("stage"));
-    cleanmig::transform::transform(dir.path(), Path::new(PIPELINE))
-        .await
+    let out = crate::support::cleanmig(dir.path())
+        .arg("transform")
+        .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let second = file_hashes(&dir.path().join("stage"));
     assert!(first.len() > 15, "{first:?}");
     assert_eq!(first, second);
@@ -610,7 +618,7 @@ VALUES
   ('hank@example.com', 'Hank', 'Lim', 'Imported', '2024-02-02 09:00:00');
 "#;
 
-async fn extract_and_transform(legacy: bool, sources: &str) -> tempfile::TempDir {
+async fn extract_and_transform(legacy: bool, sources: &str) -> (tempfile::TempDir, String) {
     let url = crate::support::supabase_database("transform_e2e", legacy).await;
     let client = crate::support::connect(&url).await;
     client.batch_execute(DESTINATION_ROWS).await.unwrap();
@@ -640,13 +648,13 @@ async fn extract_and_transform(legacy: bool, sources: &str) -> tempfile::TempDir
         stdout.contains("Every source row accounted for"),
         "reconciliation on stdout: {stdout}"
     );
-    dir
+    (dir, url)
 }
 
 #[tokio::test]
 async fn extract_then_transform_in_both_source_shapes() {
-    let canonical = extract_and_transform(false, CANONICAL_SOURCE_ROWS).await;
-    let legacy = extract_and_transform(true, LEGACY_SOURCE_ROWS).await;
+    let (canonical, url) = extract_and_transform(false, CANONICAL_SOURCE_ROWS).await;
+    let (legacy, _) = extract_and_transform(true, LEGACY_SOURCE_ROWS).await;
     let views = [
         "SELECT id, email, first_name, last_name, tags, cohort_date, created_at, tier, tier_assignment, last_active_at FROM stage_profiles ORDER BY email",
         "SELECT id, user_id, amount, currency, status, payment_provider_id, payment_provider_fee, product_type, created_at, paid_at, settled_at, fiscal_year, fiscal_quarter FROM stage_transactions ORDER BY payment_provider_id",
@@ -719,4 +727,262 @@ async fn extract_then_transform_in_both_source_shapes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n4\n");
+
+    // The staged artifacts load: approve, load, and every customer can still log in with
+    // their id, the lesson progress survives, the test account's profile is gone.
+    for args in [vec!["approve", "--by", "test"], vec!["load", "--apply"]] {
+        let out = crate::support::cleanmig(a)
+            .args(&args)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let client = crate::support::connect(&url).await;
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM unified_profiles), \
+                    (SELECT count(*) FROM lesson_progress), \
+                    (SELECT count(*) FROM unified_profiles WHERE email = 'test1@test.com'), \
+                    (SELECT count(*) FROM auth.users u JOIN unified_profiles p ON p.id = u.id)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let counts: Vec<i64> = (0..4).map(|i| row.get(i)).collect();
+    assert_eq!(counts, vec![4, 1, 0, 4]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The demo data at scale 1 against the generator's ground truth.
+
+async fn column_strings(artifacts: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    let global = cleanmig::cli::GlobalArgs {
+        artifacts: artifacts.to_path_buf(),
+        pipeline: PathBuf::from(PIPELINE),
+    };
+    let ctx = cleanmig::query::session(&global).await.unwrap();
+    let batches = cleanmig::query::execute(&ctx, sql).await.unwrap();
+    let mut rows = Vec::new();
+    for b in &batches {
+        let cols: Vec<ArrayRef> = b
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::cast(c, &DataType::Utf8).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            rows.push(
+                cols.iter()
+                    .map(|c| {
+                        let s = c.as_any().downcast_ref::<StringArray>().unwrap();
+                        s.is_valid(r).then(|| s.value(r).to_string())
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+fn as_map(rows: Vec<Vec<Option<String>>>) -> BTreeMap<String, Vec<Option<String>>> {
+    rows.into_iter()
+        .map(|mut r| (r.remove(0).unwrap(), r))
+        .collect()
+}
+
+async fn demo_matches_ground_truth(legacy: bool) {
+    let url = crate::support::fresh_database(if legacy {
+        "truth_legacy"
+    } else {
+        "truth_canon"
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let truth_path = dir.path().join("ground_truth.json");
+    let mut demo = crate::support::cleanmig(dir.path());
+    demo.args([
+        "demo-data",
+        "--scale",
+        "1",
+        "--seed",
+        "42",
+        "--ground-truth",
+    ])
+    .arg(&truth_path)
+    .env("DATABASE_URL", &url);
+    if legacy {
+        demo.arg("--legacy");
+    }
+    let out = demo.output().unwrap();
+    assert!(
+        out.status.success(),
+        "demo-data: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in ["extract", "transform"] {
+        let out = crate::support::cleanmig(dir.path())
+            .arg(step)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Same inputs, same bytes, on realistic data too.
+    let first = file_hashes(&dir.path().join("stage"));
+    let out = crate::support::cleanmig(dir.path())
+        .arg("transform")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        first,
+        file_hashes(&dir.path().join("stage")),
+        "re-run differs"
+    );
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&truth_path).unwrap()).unwrap();
+    let a = dir.path();
+    let count = |v: &serde_json::Value| v.as_u64().unwrap().to_string();
+    let counts = &truth["counts"];
+    let one =
+        |sql: &'static str| async move { column_strings(a, sql).await[0][0].clone().unwrap() };
+    assert_eq!(
+        one("SELECT count(*) FROM stage_profiles").await,
+        count(&counts["profiles"])
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM stage_auth_users").await,
+        count(&counts["auth_users_to_create"])
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM stage_transactions").await,
+        count(&counts["transactions"])
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM stage_transactions WHERE product_type = 'ebook'").await,
+        count(&counts["transactions_canva"])
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM stage_transactions WHERE user_id IS NULL").await,
+        count(&counts["transactions_without_user"])
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM stage_enrollments").await,
+        count(&counts["enrollments"])
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM stage_enrollments WHERE transaction_id IS NULL").await,
+        count(&counts["enrollments_without_payment"])
+    );
+
+    // Every real customer, with their existing login id.
+    let profiles = as_map(column_strings(a, "SELECT email, id FROM stage_profiles").await);
+    for c in truth["customers"].as_array().unwrap() {
+        let email = c["email"].as_str().unwrap();
+        let got = profiles
+            .get(email)
+            .unwrap_or_else(|| panic!("customer {email} missing"));
+        if let Some(id) = c["auth_user_id"].as_str() {
+            assert_eq!(got[0].as_deref(), Some(id), "{email} keeps their auth id");
+        }
+    }
+    for k in truth["kept_profiles"].as_array().unwrap() {
+        let email = k["email"].as_str().unwrap();
+        assert_eq!(
+            profiles.get(email).and_then(|r| r[0].clone()).as_deref(),
+            k["id"].as_str(),
+            "kept profile {email}"
+        );
+    }
+    // Every payment, Canva included, with the existing id where there was one.
+    let transactions = as_map(
+        column_strings(a, "SELECT payment_provider_id, id, product_type, CAST(amount AS VARCHAR), status FROM stage_transactions").await,
+    );
+    for t in truth["transactions"].as_array().unwrap() {
+        let ext = t["external_id"].as_str().unwrap();
+        let got = transactions
+            .get(ext)
+            .unwrap_or_else(|| panic!("payment {ext} missing"));
+        if let Some(id) = t["existing_id"].as_str() {
+            assert_eq!(got[0].as_deref(), Some(id), "{ext} keeps its id");
+        }
+        assert_eq!(got[3].as_deref(), t["status"].as_str(), "{ext} status");
+    }
+    // Enrollments: existing id and progress kept, linked to the first payment.
+    let enrollments = as_map(
+        column_strings(
+            a,
+            "SELECT p.email, e.id, CAST(e.progress AS DOUBLE), t.payment_provider_id FROM stage_enrollments e JOIN stage_profiles p ON p.id = e.user_id LEFT JOIN stage_transactions t ON t.id = e.transaction_id",
+        )
+        .await,
+    );
+    for e in truth["enrollments"].as_array().unwrap() {
+        let email = e["email"].as_str().unwrap();
+        let got = enrollments
+            .get(email)
+            .unwrap_or_else(|| panic!("enrollment of {email} missing"));
+        if let Some(id) = e["existing_id"].as_str() {
+            assert_eq!(
+                got[0].as_deref(),
+                Some(id),
+                "{email} keeps the enrollment id"
+            );
+            let progress: f64 = got[1].as_deref().unwrap().parse().unwrap();
+            let want = e["progress"]
+                .as_str()
+                .and_then(|s| s.parse::<f64>().ok())
+                .or(e["progress"].as_f64())
+                .unwrap();
+            assert!((progress - want).abs() < 1e-9, "{email} progress");
+        }
+        assert_eq!(
+            got[2].as_deref(),
+            e["transaction_external_id"].as_str(),
+            "{email} transaction"
+        );
+    }
+    // The test contamination is exactly the delete list.
+    for (table, key) in [
+        ("profiles", "delete_profile_ids"),
+        ("transactions", "delete_transaction_ids"),
+        ("enrollments", "delete_enrollment_ids"),
+    ] {
+        let got: Vec<String> = column_strings(
+            a,
+            &format!("SELECT id FROM diff_{table}_delete ORDER BY id"),
+        )
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+        let want: Vec<String> = truth[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, want, "{table} to delete");
+    }
+}
+
+#[tokio::test]
+async fn demo_data_canonical_matches_ground_truth() {
+    demo_matches_ground_truth(false).await;
+}
+
+#[tokio::test]
+async fn demo_data_legacy_matches_ground_truth() {
+    demo_matches_ground_truth(true).await;
 }
