@@ -161,7 +161,7 @@ class Bench:
                 total, peak = 0.0, 0.0
                 for q, name, _ in tables:
                     t, r = measure([a.pg2parquet, "export", "--quiet", "-H", "127.0.0.1", "-p", self.port, "-U", "postgres",
-                                    "-d", db, "--compression", "snappy", "-q", f"SELECT * FROM {q}",
+                                    "-d", db, "--password", "unused-trust-auth", "--compression", "snappy", "-q", f"SELECT * FROM {q}",
                                     "-o", str(out / f"{name}.parquet")])
                     total, peak = total + t, max(peak, r)
                 return total, peak
@@ -177,7 +177,7 @@ class Bench:
             out = WORK / "cx_out"
             out.mkdir(exist_ok=True)
             args = [x for q, name, _ in tables for x in (q, name)]
-            cx_url = self.db_url(db).replace("?sslmode=disable", "").replace("postgresql://", "postgresql://") 
+            cx_url = self.db_url(db).replace("?sslmode=disable", "")
             res["connectorx"] = repeat(a.runs, lambda: measure([a.python, str(script), cx_url, str(out), *args]))
 
         # transform
@@ -187,11 +187,16 @@ class Bench:
         stage_rows = json.loads((artifacts / "stage" / "manifest.json").read_text())["artifacts"]
         res["stage_rows"] = sum(v["rows"] for k, v in stage_rows.items() if k in ("profiles", "transactions", "enrollments", "auth_users", "auth_identities"))
 
-        # whole pipeline on the live-shaped database
+        # whole pipeline on a fresh copy of the live-shaped database
         def pipeline():
+            run_db = db + "_run"
+            self.sql("postgres", f"DROP DATABASE IF EXISTS {run_db}", f"CREATE DATABASE {run_db} TEMPLATE {db}")
+            pa = WORK / f"artifacts_{run_db}"
+            shutil.rmtree(pa, ignore_errors=True)
+            e = self.env(run_db, pa)
             total, peak = 0.0, 0.0
             for step in (["extract"], ["transform"], ["approve", "--by", "bench"], ["load", "--apply", "--dependents", "delete"]):
-                t, r = measure(self.cleanmig(db, artifacts, *step), env=env, stdout=subprocess.DEVNULL)
+                t, r = measure(self.cleanmig(run_db, pa, *step), env=e, stdout=subprocess.DEVNULL)
                 total, peak = total + t, max(peak, r)
             return total, peak
 
