@@ -267,6 +267,14 @@ class Bench:
             return None, f"not portable: {last}"
 
 
+def to_json(res):
+    return {k: ({"samples": v.samples} if isinstance(v, Stat) else v) for k, v in res.items()}
+
+
+def from_json(d):
+    return {k: (Stat([tuple(x) for x in v["samples"]]) if isinstance(v, dict) and "samples" in v else v) for k, v in d.items()}
+
+
 def ratio(a, b):
     if a is None or b is None:
         return "n/a"
@@ -275,7 +283,8 @@ def ratio(a, b):
 
 def render(res):
     s = res["scale"]
-    lines = [f"### scale {s}: {res['source_rows']:,} source rows, {res['extract_rows']:,} rows extracted, {res['stage_rows']:,} staged rows", ""]
+    runs = len(res["extract"].samples)
+    lines = [f"### scale {s}: {res['source_rows']:,} source rows, {res['extract_rows']:,} rows extracted, {res['stage_rows']:,} staged rows ({runs} run{'s' if runs > 1 else ''} each)", ""]
     lines.append("| step | tool | time (median, min–max) | rows/s | peak RSS | ours / this |")
     lines.append("|---|---|---|---|---|---|")
     ex = res["extract"]
@@ -348,13 +357,17 @@ def main():
     try:
         for scale in a.scales.split():
             res = b.bench_scale(float(scale) if "." in scale else int(scale))
-            results.append(res)
+            (WORK / f"result_scale_{scale}.json").write_text(json.dumps(to_json(res)))
             print(render(res), flush=True)
     finally:
         b.stop_db()
     cpu = run(["sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2; free -g | awk '/Mem/{print $2}'"]).split("\n")
-    header = (f"# cleanmig benchmark\n\nMachine: {cpu[0]} cores,{cpu[1]}, {cpu[2]} GiB. Median of {a.runs} runs (min–max). "
+    header = (f"# cleanmig benchmark\n\nMachine: {cpu[0]} cores,{cpu[1]}, {cpu[2]} GiB. Each figure is the median of the runs named in its table's heading (min–max). "
               f"Postgres: throwaway local cluster (fsync off). Binary: release build.\n\n")
+    # Every scale measured so far on this machine (a later run of one scale replaces its figures).
+    for f in WORK.glob("result_scale_*.json"):
+        results.append(from_json(json.loads(f.read_text())))
+    results.sort(key=lambda r: float(r["scale"]))
     out = ROOT / "bench" / "results.md"
     out.write_text(header + "\n".join(render(r) for r in results))
     plot(results, ROOT / "bench" / "time_per_row.png")
