@@ -45,6 +45,17 @@ pub fn session() -> SessionContext {
     ctx
 }
 
+/// The files of `dir` ending in `.ext`, in file-name order.
+fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// Register every `*.parquet` in `dir` as `<prefix><stem>`; returns the names registered,
 /// with their files.
 pub async fn register_parquet_dir(
@@ -56,13 +67,7 @@ pub async fn register_parquet_dir(
     if !dir.is_dir() {
         return Ok(out);
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    entries.sort();
-    for path in entries {
+    for path in files_with_extension(dir, "parquet")? {
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -89,13 +94,7 @@ pub async fn register_csv_dir(ctx: &SessionContext, dir: &Path) -> Result<Vec<St
     if !dir.is_dir() {
         return Ok(names);
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    entries.sort();
-    for path in entries {
+    for path in files_with_extension(dir, "csv")? {
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -207,13 +206,10 @@ impl SqlFile {
 
     /// The `*.sql` files of a directory in file-name order.
     pub fn read_dir(dir: &Path) -> Result<Vec<Self>> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot list {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-            .collect();
-        paths.sort();
-        paths.iter().map(|p| Self::read(p)).collect()
+        files_with_extension(dir, "sql")?
+            .iter()
+            .map(|p| Self::read(p))
+            .collect()
     }
 
     /// Run the statement and collect its result into one batch.
