@@ -435,10 +435,12 @@ async fn load(
     drift::check_destinations(&tx, artifacts_dir, &inputs.extract).await?;
     step("destination tables gained or lost no rows since extraction");
 
-    // 5. Snapshots for the validation pack: existing auth users and identities.
+    // 5. For the validation pack: the ids of existing auth users and identities. The load only
+    // inserts there; a changed row would carry this transaction's id in xmin.
     tx.batch_execute(
-        "CREATE TEMP TABLE cm_auth_users_before ON COMMIT DROP AS SELECT id, md5(u::text) AS row_md5 FROM auth.users u; \
-         CREATE TEMP TABLE cm_auth_identities_before ON COMMIT DROP AS SELECT id, md5(i::text) AS row_md5 FROM auth.identities i",
+        "CREATE TEMP TABLE cm_auth_users_before ON COMMIT DROP AS SELECT id FROM auth.users; \
+         CREATE TEMP TABLE cm_auth_identities_before ON COMMIT DROP AS SELECT id FROM auth.identities; \
+         ANALYZE cm_auth_users_before; ANALYZE cm_auth_identities_before",
     )
     .await?;
 
@@ -492,6 +494,15 @@ async fn load(
     // 7. Backup of the destination tables under this run's id.
     reconcile::create_backup(&tx, &backup).await?;
     step(&format!("backup in schema {backup}"));
+    let parents: Vec<String> = DESTINATIONS.iter().map(|d| d.name()).collect();
+    let parents: Vec<&str> = parents.iter().map(String::as_str).collect();
+    let fk_indexes = reconcile::ForeignKeyIndexes::create(&tx, &parents).await?;
+    if !fk_indexes.is_empty() {
+        step(&format!(
+            "{} unindexed foreign keys indexed for the run",
+            fk_indexes.len()
+        ));
+    }
     let dependents_deleted = if args.dependents == DependentsPolicy::Delete {
         reconcile::delete_dependents(&tx, &keys, &backup).await?
     } else {
@@ -549,6 +560,7 @@ async fn load(
         c.unchanged = c.staged.saturating_sub(c.inserted + c.updated);
     }
 
+    fk_indexes.drop(&tx).await?;
     step("reconciled");
 
     // 10. Validation pack on the real tables, inside the transaction.

@@ -204,6 +204,19 @@ async fn rollback(
         );
         reconcilers.insert(dest.table, r);
     }
+    // Rollback deletes from the destination tables and, when asked, auth.users.
+    let mut parents: Vec<String> = DESTINATIONS.iter().map(|d| d.name()).collect();
+    if args.remove_created_users {
+        parents.push("auth.users".into());
+    }
+    let parents: Vec<&str> = parents.iter().map(String::as_str).collect();
+    let fk_indexes = reconcile::ForeignKeyIndexes::create(&tx, &parents).await?;
+    if !fk_indexes.is_empty() {
+        tracing::info!(
+            "{} unindexed foreign keys indexed for the run",
+            fk_indexes.len()
+        );
+    }
     let [profiles, transactions, enrollments] = &DESTINATIONS;
     counts.get_mut("enrollments").unwrap().deleted +=
         reconcile::delete_rows(&tx, enrollments, false).await?;
@@ -295,6 +308,8 @@ async fn rollback(
     } else {
         (created - signed_in) as u64
     };
+
+    fk_indexes.drop(&tx).await?;
 
     // Validation: every table is exactly its backup.
     let mut checks = Vec::new();

@@ -589,3 +589,83 @@ async fn ctrl_c_while_waiting_for_a_lock_rolls_back_and_is_logged() {
     assert_eq!(log[0].2, "failed");
     assert!(log[0].3.as_deref().unwrap().contains("interrupted"));
 }
+
+async fn index_names(fx: &Fixture) -> String {
+    fx.client
+        .query_one(
+            "SELECT string_agg(schemaname || '.' || indexname, ',' ORDER BY 1) FROM pg_indexes \
+             WHERE schemaname IN ('public', 'auth') AND tablename <> 'population_operation_log'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn unindexed_foreign_keys_are_indexed_for_the_run_and_the_indexes_leave_with_it() {
+    // Guards: a DELETE checks each referencing table once per deleted row; without an index
+    // that is a scan per row (quadratic). The run's indexes must not outlive it.
+    let fx = fixture("load_fk_index").await;
+    fx.client
+        .batch_execute(&format!(
+            "INSERT INTO public.purchase_leads (email, user_id, transaction_id) VALUES ('qa+1@test.com', '{TESTER}', '{TX_TEST}')"
+        ))
+        .await
+        .unwrap();
+    fx.approve();
+    let indexes = index_names(&fx).await;
+    // enrollments.transaction_id, lesson_progress.enrollment_id, and user_id and transaction_id
+    // of purchase_leads and ebook_contacts have no index of their own in the Supabase schema.
+    let (ok, result, stderr) = fx.load(&["--apply", "--dependents", "delete"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("6 unindexed foreign keys indexed for the run"),
+        "{stderr}"
+    );
+    assert_eq!(result["dependents"]["deleted"][0]["rows"], 1, "{result}");
+    assert_eq!(index_names(&fx).await, indexes);
+    // Rollback deletes auth users too when asked: transactions.user_id joins the list.
+    let run = result["run_id"].as_str().unwrap().to_string();
+    let out = fx.cmd(&[
+        "rollback",
+        "--run",
+        &run,
+        "--apply",
+        "--remove-created-users",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("7 unindexed foreign keys indexed for the run"),
+        "{stderr}"
+    );
+    assert_eq!(index_names(&fx).await, indexes);
+}
+
+#[tokio::test]
+async fn a_trigger_that_changes_an_existing_auth_user_fails_the_validation() {
+    // Guards: the load only ever adds auth users and identities; if anything in the database
+    // (here a profile-sync trigger) rewrites an existing one during the load, nothing commits.
+    let fx = fixture("load_auth_guard").await;
+    fx.client
+        .batch_execute(
+            "CREATE FUNCTION public.sync_profile_to_auth() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN UPDATE auth.users SET raw_user_meta_data = coalesce(raw_user_meta_data, '{}') \
+                   || jsonb_build_object('first_name', NEW.first_name) WHERE id = NEW.id; RETURN NEW; END $$; \
+             CREATE TRIGGER sync_profile_to_auth AFTER UPDATE ON public.unified_profiles \
+             FOR EACH ROW EXECUTE FUNCTION public.sync_profile_to_auth()",
+        )
+        .await
+        .unwrap();
+    fx.approve();
+    let before = fx.checksums(None).await;
+    let (ok, result, stderr) = fx.load(&["--apply"]);
+    assert!(!ok);
+    assert_eq!(result["status"], "failed");
+    assert!(
+        stderr.contains("no existing auth user lost or changed (1 failing)"),
+        "{stderr}"
+    );
+    assert_eq!(fx.checksums(None).await, before);
+}
