@@ -88,7 +88,13 @@ pub struct ExtractArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct TransformArgs {}
+pub struct TransformArgs {
+    /// Memory pool of the query engine, in MiB. Sorts and aggregations spill to disk (in the
+    /// artifacts directory) beyond it; a join that needs more stops with an error naming this
+    /// option.
+    #[arg(long, env = "CLEANMIG_MEMORY_LIMIT_MIB", default_value_t = crate::transform::DEFAULT_MEMORY_LIMIT_MIB)]
+    pub memory_limit_mib: usize,
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
 pub enum OutputFormat {

@@ -5,6 +5,11 @@ FROM profiles AS p
 JOIN extract_auth_users AS a ON lower(trim(a.email)) = lower(trim(p.email))
 WHERE p.id <> a.id AND p.id NOT IN (SELECT id FROM extract_auth_users)
 UNION ALL
+-- (two equality joins rather than one join on `id OR email`, which no engine can hash)
 SELECT n.id, a.id, n.email, 'new auth user collides with an existing one'
 FROM auth_users AS n
-JOIN extract_auth_users AS a ON a.id = n.id OR lower(trim(a.email)) = n.email
+JOIN extract_auth_users AS a ON a.id = n.id
+UNION
+SELECT n.id, a.id, n.email, 'new auth user collides with an existing one'
+FROM auth_users AS n
+JOIN extract_auth_users AS a ON lower(trim(a.email)) = n.email

@@ -4,12 +4,9 @@
 //! compared. `auth_users` and `auth_identities` hold new rows only (existing auth users are
 //! never changed), so they get an insert list only.
 
-use anyhow::{Context, Result};
-use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, SchemaRef};
-use arrow::record_batch::RecordBatch;
+use anyhow::Result;
+use arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
-use std::sync::Arc;
 
 /// (staged table, extracted table, whether updates and deletes are computed).
 pub const DIFFS: &[(&str, &str, bool)] = &[
@@ -20,29 +17,15 @@ pub const DIFFS: &[(&str, &str, bool)] = &[
     ("enrollments", "extract_enrollments", true),
 ];
 
-pub struct Diff {
+/// One difference to compute: run `sql`, sort, write `diff/<name>.parquet`.
+pub struct DiffQuery {
     /// `<table>_insert`, `<table>_update`, `<table>_delete`.
     pub name: String,
-    pub batch: RecordBatch,
+    pub sql: String,
 }
 
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-async fn collect(ctx: &SessionContext, sql: &str, what: &str) -> Result<RecordBatch> {
-    let df = ctx
-        .sql(sql)
-        .await
-        .with_context(|| format!("diff {what} failed"))?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df
-        .collect()
-        .await
-        .with_context(|| format!("diff {what} failed"))?;
-    let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
-    let batch = concat_batches(&schema, &batches)?;
-    super::engine::sort_all_columns(&batch)
 }
 
 fn comparable(ty: &DataType) -> String {
@@ -52,20 +35,18 @@ fn comparable(ty: &DataType) -> String {
     }
 }
 
-pub async fn compute(ctx: &SessionContext) -> Result<Vec<Diff>> {
+/// The difference queries, in a stable order; run one at a time so that only one result is in
+/// memory.
+pub async fn queries(ctx: &SessionContext) -> Result<Vec<DiffQuery>> {
     let mut out = Vec::new();
     for (stage, current, full) in DIFFS {
         let stage_schema = ctx.table(*stage).await?.schema().as_arrow().clone();
         let current_schema = ctx.table(*current).await?.schema().as_arrow().clone();
-        let insert = collect(
-            ctx,
-            &format!("SELECT s.* FROM {stage} AS s WHERE s.id NOT IN (SELECT id FROM {current})"),
-            &format!("{stage} insert"),
-        )
-        .await?;
-        out.push(Diff {
+        out.push(DiffQuery {
             name: format!("{stage}_insert"),
-            batch: insert,
+            sql: format!(
+                "SELECT s.* FROM {stage} AS s WHERE s.id NOT IN (SELECT id FROM {current})"
+            ),
         });
         if !full {
             continue;
@@ -98,29 +79,19 @@ pub async fn compute(ctx: &SessionContext) -> Result<Vec<Diff>> {
         } else {
             format!("concat_ws(',', {})", changes.join(", "))
         };
-        let update = collect(
-            ctx,
-            &format!(
+        out.push(DiffQuery {
+            name: format!("{stage}_update"),
+            sql: format!(
                 "SELECT * FROM (SELECT {changed} AS changed_columns, s.* \
                  FROM {stage} AS s JOIN {current} AS c ON s.id = c.id) AS u \
                  WHERE changed_columns <> ''"
             ),
-            &format!("{stage} update"),
-        )
-        .await?;
-        out.push(Diff {
-            name: format!("{stage}_update"),
-            batch: update,
         });
-        let delete = collect(
-            ctx,
-            &format!("SELECT c.* FROM {current} AS c WHERE c.id NOT IN (SELECT id FROM {stage})"),
-            &format!("{stage} delete"),
-        )
-        .await?;
-        out.push(Diff {
+        out.push(DiffQuery {
             name: format!("{stage}_delete"),
-            batch: delete,
+            sql: format!(
+                "SELECT c.* FROM {current} AS c WHERE c.id NOT IN (SELECT id FROM {stage})"
+            ),
         });
     }
     Ok(out)

@@ -2,16 +2,22 @@
 //! configuration as tables, generic UDFs, running files in order, shaping and sorting
 //! results. No business rule lives here.
 
+use crate::artifacts::ParquetArtifact;
 use anyhow::{bail, Context, Result};
 use arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
 use arrow::compute::{cast, concat_batches, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
+use datafusion::common::Column;
 use datafusion::datasource::MemTable;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
+use datafusion::logical_expr::{Expr, SortExpr};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use futures_util::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,7 +32,34 @@ pub fn id_namespace() -> uuid::Uuid {
 
 /// A DataFusion session with the generic functions the pipeline may call.
 pub fn session() -> SessionContext {
-    let config = SessionConfig::new()
+    let ctx = SessionContext::new_with_config(session_config());
+    register_udfs(&ctx);
+    ctx
+}
+
+/// A session whose operators share a memory pool of `memory_limit` bytes and spill sorts and
+/// aggregations to files in `spill_dir` when it is full.
+pub fn bounded_session(memory_limit: usize, spill_dir: &Path) -> Result<SessionContext> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(memory_limit),
+            std::num::NonZeroUsize::new(5).expect("non-zero"),
+        )))
+        .with_temp_file_path(spill_dir)
+        .build_arc()
+        .context("cannot set up the query engine's memory pool")?;
+    let ctx = SessionContext::new_with_config_rt(session_config(), runtime);
+    register_udfs(&ctx);
+    Ok(ctx)
+}
+
+fn register_udfs(ctx: &SessionContext) {
+    ctx.register_udf(ScalarUDF::from(UuidV5::new()));
+    ctx.register_udf(ScalarUDF::from(JsonObject::new()));
+}
+
+fn session_config() -> SessionConfig {
+    SessionConfig::new()
         .with_target_partitions(2)
         .with_information_schema(true)
         .set_str("datafusion.sql_parser.enable_ident_normalization", "true")
@@ -38,11 +71,7 @@ pub fn session() -> SessionContext {
         .set_str(
             "datafusion.sql_parser.map_string_types_to_utf8view",
             "false",
-        );
-    let ctx = SessionContext::new_with_config(config);
-    ctx.register_udf(ScalarUDF::from(UuidV5::new()));
-    ctx.register_udf(ScalarUDF::from(JsonObject::new()));
-    ctx
+        )
 }
 
 /// The files of `dir` ending in `.ext`, in file-name order.
@@ -126,6 +155,58 @@ pub fn parquet_schema(path: &Path) -> Result<SchemaRef> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{} is not a Parquet file", path.display()))?;
     Ok(builder.schema().clone())
+}
+
+/// Register one Parquet file as a table (replacing one of the same name).
+pub async fn register_parquet_file(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
+    let _ = ctx.deregister_table(name)?;
+    ctx.register_parquet(
+        name,
+        path.to_string_lossy().as_ref(),
+        ParquetReadOptions::default(),
+    )
+    .await
+    .with_context(|| format!("cannot register {}", path.display()))
+}
+
+/// Where a pipeline file's result is kept.
+pub enum Intermediate {
+    Memory(RecordBatch),
+    File(PathBuf),
+}
+
+/// Run `query`, sort its rows by every column (ascending, NULLs first) and stream them through
+/// `shape` into the Parquet file `dest`; returns the rows written and the file's schema.
+/// The sort spills to disk when the memory pool is full, so no result is held whole.
+pub async fn write_sorted(
+    ctx: &SessionContext,
+    query: &str,
+    dest: &Path,
+    shape: &dyn Fn(&RecordBatch) -> Result<RecordBatch>,
+    what: &str,
+) -> Result<(u64, SchemaRef)> {
+    let context = || format!("{what} failed");
+    let df = ctx.sql(query).await.with_context(context)?;
+    let keys: Vec<SortExpr> = df
+        .schema()
+        .iter()
+        .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())).sort(true, true))
+        .collect();
+    let df = if keys.is_empty() {
+        df
+    } else {
+        df.sort(keys).with_context(context)?
+    };
+    let mut stream = df.execute_stream().await.with_context(context)?;
+    let schema = shape(&RecordBatch::new_empty(stream.schema()))?.schema();
+    let mut out = ParquetArtifact::create(dest, schema.clone())?;
+    while let Some(batch) = stream.next().await {
+        let batch = shape(&batch.with_context(context)?)?;
+        out.write(&batch)
+            .with_context(|| format!("cannot write {}", dest.display()))?;
+    }
+    let (_, rows) = out.finish()?;
+    Ok((rows, schema))
 }
 
 /// Register batches as a table (replacing one of the same name).
@@ -225,6 +306,77 @@ impl SqlFile {
         Ok(batch)
     }
 
+    /// Run the statement and register its result as table `name` for the files that follow.
+    ///
+    /// A small result stays in memory. One that outgrows `in_memory_limit` bytes streams
+    /// into a Parquet file at `spill_path`, so that only the operators' working state is held in
+    /// memory, not the result. Both carry exact row counts, which the planner needs to pick
+    /// the small side of a join (without them a cross join with a one-row settings table
+    /// buffers the large side).
+    pub async fn run_into(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        spill_path: &Path,
+        in_memory_limit: usize,
+    ) -> Result<Intermediate> {
+        let started = std::time::Instant::now();
+        let context = || format!("{} failed", self.path.display());
+        let df = ctx.sql(&self.sql).await.with_context(context)?;
+        let mut stream = df.execute_stream().await.with_context(context)?;
+        let schema = stream.schema();
+        let mut held: Vec<RecordBatch> = Vec::new();
+        let mut held_bytes = 0usize;
+        let mut writer: Option<ParquetArtifact> = None;
+        let mut rows = 0u64;
+        let write_error = || format!("cannot write {}", spill_path.display());
+        while let Some(batch) = stream.next().await {
+            let batch = batch.with_context(context)?;
+            // Batches may differ from the plan's schema in field nullability or metadata.
+            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                .with_context(context)?;
+            rows += batch.num_rows() as u64;
+            if let Some(w) = writer.as_mut() {
+                w.write(&batch).with_context(write_error)?;
+                continue;
+            }
+            held_bytes += batch.get_array_memory_size();
+            held.push(batch);
+            if held_bytes > in_memory_limit {
+                let mut w = ParquetArtifact::create(spill_path, schema.clone())
+                    .with_context(write_error)?;
+                for b in held.drain(..) {
+                    w.write(&b).with_context(write_error)?;
+                }
+                writer = Some(w);
+            }
+        }
+        let result = match writer {
+            Some(w) => {
+                w.finish().with_context(write_error)?;
+                register_parquet_file(ctx, name, spill_path).await?;
+                Intermediate::File(spill_path.to_path_buf())
+            }
+            None => {
+                let batch = concat_batches(&schema, &held).with_context(context)?;
+                register_batches(ctx, name, schema, vec![batch.clone()])?;
+                Intermediate::Memory(batch)
+            }
+        };
+        tracing::debug!(
+            "{}: {} rows{}, {:.2} s",
+            self.path.display(),
+            rows,
+            if matches!(result, Intermediate::File(_)) {
+                " (on disk)"
+            } else {
+                ""
+            },
+            started.elapsed().as_secs_f64()
+        );
+        Ok(result)
+    }
+
     async fn run_inner(&self, ctx: &SessionContext) -> Result<RecordBatch> {
         let context = || format!("{} failed", self.path.display());
         let df = ctx.sql(&self.sql).await.with_context(context)?;
@@ -312,7 +464,7 @@ pub fn conform(
         };
         if !f.is_nullable() && col.null_count() > 0 {
             bail!(
-                "{}: column `{}` is NOT NULL in the destination table but {} rows are NULL",
+                "{}: column `{}` is NOT NULL in the destination table but is NULL in {} rows of one batch of the result",
                 file.display(),
                 f.name(),
                 col.null_count()
@@ -461,6 +613,51 @@ impl ScalarUDFImpl for JsonObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn run_with_limit(limit: usize) -> (Intermediate, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = dir.path().join("01_numbers.sql");
+        std::fs::write(
+            &sql,
+            "-- numbers\nSELECT x, 'row ' || x AS label FROM unnest(range(1, 1001)) AS t(x)\n",
+        )
+        .unwrap();
+        let ctx = bounded_session(64 << 20, dir.path()).unwrap();
+        let file = SqlFile::read(&sql).unwrap();
+        let spill = dir.path().join("numbers.parquet");
+        let result = file
+            .run_into(&ctx, &file.name, &spill, limit)
+            .await
+            .unwrap();
+        let batches = ctx
+            .sql("SELECT count(*), sum(x), max(label) FROM numbers")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let shown = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        (result, shown, dir)
+    }
+
+    #[tokio::test]
+    async fn a_result_over_the_in_memory_limit_is_read_back_from_a_private_file() {
+        // Guards bounded memory: large intermediate results live on disk, readable by the
+        // owner only, and later statements see exactly the same rows.
+        let (small, in_memory, _d1) = run_with_limit(usize::MAX).await;
+        assert!(matches!(small, Intermediate::Memory(_)));
+        let (large, on_disk, _d2) = run_with_limit(0).await;
+        let Intermediate::File(path) = large else {
+            panic!("expected a scratch file")
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(in_memory, on_disk);
+        assert!(on_disk.contains("500500"), "{on_disk}");
+    }
 
     #[test]
     fn ids_are_uuid_v5_in_a_fixed_namespace() {

@@ -13,9 +13,7 @@ pub mod diff;
 pub mod engine;
 pub mod report;
 
-use crate::artifacts::{
-    ArtifactEntry, Manifest, ParquetArtifact, EXTRACT_DIR, MANIFEST, STAGE_DIR,
-};
+use crate::artifacts::{ArtifactEntry, Manifest, EXTRACT_DIR, MANIFEST, STAGE_DIR};
 use crate::cli::{GlobalArgs, TransformArgs};
 use crate::error::Refusal;
 use anyhow::{bail, Context, Result};
@@ -50,8 +48,13 @@ pub struct Outcome {
     pub manifest: Manifest,
 }
 
-pub async fn run(global: &GlobalArgs, _args: &TransformArgs) -> Result<Outcome> {
-    let outcome = transform(&global.artifacts, &global.pipeline).await?;
+pub async fn run(global: &GlobalArgs, args: &TransformArgs) -> Result<Outcome> {
+    let outcome = transform_with(
+        &global.artifacts,
+        &global.pipeline,
+        args.memory_limit_mib * 1024 * 1024,
+    )
+    .await?;
     let failed: Vec<&checks::CheckResult> = outcome
         .checks
         .iter()
@@ -77,8 +80,25 @@ pub async fn run(global: &GlobalArgs, _args: &TransformArgs) -> Result<Outcome> 
     Ok(outcome)
 }
 
+/// Memory pool of the query engine when none is given (`--memory-limit-mib`).
+pub const DEFAULT_MEMORY_LIMIT_MIB: usize = 1024;
+
 /// Run the whole stage; checks that fail are reported in the outcome, not as an error.
 pub async fn transform(artifacts: &Path, pipeline: &Path) -> Result<Outcome> {
+    transform_with(artifacts, pipeline, DEFAULT_MEMORY_LIMIT_MIB * 1024 * 1024).await
+}
+
+/// [`transform`] with the query engine's memory pool set to `memory_limit` bytes.
+///
+/// Memory stays bounded whatever the size of the extract: a pipeline file's result larger than
+/// a sixteenth of the pool streams into a Parquet file in a private scratch directory (removed
+/// afterwards) and later files read it from there; outputs are sorted by the engine and written
+/// as they stream; sorts and aggregations spill to the scratch directory when the pool is full.
+pub async fn transform_with(
+    artifacts: &Path,
+    pipeline: &Path,
+    memory_limit: usize,
+) -> Result<Outcome> {
     let extract_dir = artifacts.join(EXTRACT_DIR);
     let stage_dir = artifacts.join(STAGE_DIR);
     let extract = Manifest::read(&extract_dir).with_context(|| {
@@ -91,7 +111,17 @@ pub async fn transform(artifacts: &Path, pipeline: &Path) -> Result<Outcome> {
         .with_context(|| format!("extracted_at `{}` is not RFC 3339", extract.extracted_at))?
         .with_timezone(&chrono::Utc);
 
-    let ctx = engine::session();
+    crate::artifacts::create_private_dir(artifacts)?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".transform.tmp-")
+        .tempdir_in(artifacts)
+        .with_context(|| {
+            format!(
+                "cannot create a scratch directory in {}",
+                artifacts.display()
+            )
+        })?;
+    let ctx = engine::bounded_session(memory_limit, scratch.path())?;
     let registered = engine::register_parquet_dir(&ctx, &extract_dir, "extract_").await?;
     engine::register_csv_dir(&ctx, pipeline).await?;
     register_extraction(&ctx, now)?;
@@ -104,18 +134,21 @@ pub async fn transform(artifacts: &Path, pipeline: &Path) -> Result<Outcome> {
     if files.is_empty() {
         bail!("no SQL files in {}", pipeline.join("transform").display());
     }
-    let mut results: BTreeMap<String, (RecordBatch, SqlFile)> = BTreeMap::new();
+    let mut results: BTreeMap<String, (engine::Intermediate, SqlFile)> = BTreeMap::new();
     for file in files {
-        let batch = file.run(&ctx).await?;
-        engine::register_batches(&ctx, &file.name, batch.schema(), vec![batch.clone()])?;
-        results.insert(file.name.clone(), (batch, file));
+        let spill = scratch.path().join(format!("{}.parquet", file.name));
+        let result = file
+            .run_into(&ctx, &file.name, &spill, memory_limit / 16)
+            .await
+            .map_err(|e| explain_memory(e, memory_limit))?;
+        results.insert(file.name.clone(), (result, file));
     }
 
     // Shape and write the outputs.
     clear_stage(&stage_dir)?;
     let mut artifacts_out: BTreeMap<String, ArtifactEntry> = BTreeMap::new();
     for (name, table) in TABLE_OUTPUTS {
-        let (batch, file) = results.get(*name).with_context(|| {
+        let (_, file) = results.get(*name).with_context(|| {
             format!("pipeline/transform has no file that produces `{name}` (e.g. NN_{name}.sql)")
         })?;
         let path = registered
@@ -130,35 +163,50 @@ pub async fn transform(artifacts: &Path, pipeline: &Path) -> Result<Outcome> {
             .get("generated")
             .map(|g| g.split(',').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default();
-        let shaped = engine::conform(batch, &target, &not_written, &file.path)?;
-        let shaped = engine::sort_all_columns(&shaped)?;
-        engine::register_batches(&ctx, name, shaped.schema(), vec![shaped.clone()])?;
-        let entry = write_parquet(&stage_dir, &format!("{name}.parquet"), &shaped)?;
+        let shape = |b: &RecordBatch| engine::conform(b, &target, &not_written, &file.path);
+        let entry = write_sorted(
+            &ctx,
+            &stage_dir,
+            &format!("{name}.parquet"),
+            name,
+            &shape,
+            memory_limit,
+        )
+        .await?;
         artifacts_out.insert(name.to_string(), entry);
     }
     for name in OTHER_OUTPUTS {
-        let (batch, file) = results
+        let (_, file) = results
             .get(*name)
             .with_context(|| format!("pipeline/transform has no file that produces `{name}`"))?;
-        let schema = engine::plain_schema(&batch.schema());
-        let plain = RecordBatch::try_new(schema, batch.columns().to_vec())
-            .with_context(|| format!("{}", file.path.display()))?;
-        let shaped = engine::sort_all_columns(&plain)?;
-        engine::register_batches(&ctx, name, shaped.schema(), vec![shaped.clone()])?;
-        let entry = write_parquet(&stage_dir, &format!("{name}.parquet"), &shaped)?;
+        let shape = |b: &RecordBatch| {
+            RecordBatch::try_new(engine::plain_schema(&b.schema()), b.columns().to_vec())
+                .with_context(|| format!("{}", file.path.display()))
+        };
+        let entry = write_sorted(
+            &ctx,
+            &stage_dir,
+            &format!("{name}.parquet"),
+            name,
+            &shape,
+            memory_limit,
+        )
+        .await?;
         artifacts_out.insert(name.to_string(), entry);
     }
 
     // Differences against what the database holds now.
-    for d in diff::compute(&ctx).await? {
-        let file = format!("diff/{}.parquet", d.name);
-        engine::register_batches(
+    for d in diff::queries(&ctx).await? {
+        let shape = |b: &RecordBatch| Ok(b.clone());
+        let entry = write_sorted(
             &ctx,
-            &format!("diff_{}", d.name),
-            d.batch.schema(),
-            vec![d.batch.clone()],
-        )?;
-        let entry = write_parquet(&stage_dir, &file, &d.batch)?;
+            &stage_dir,
+            &format!("diff/{}.parquet", d.name),
+            &format!("({})", d.sql),
+            &shape,
+            memory_limit,
+        )
+        .await?;
         artifacts_out.insert(format!("diff/{}", d.name), entry);
     }
 
@@ -211,6 +259,24 @@ pub async fn transform(artifacts: &Path, pipeline: &Path) -> Result<Outcome> {
         checks: check_results,
         manifest,
     })
+}
+
+/// A query stopped because the memory pool was full: say which setting to raise.
+fn explain_memory(err: anyhow::Error, memory_limit: usize) -> anyhow::Error {
+    let exhausted = err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<datafusion::error::DataFusionError>(),
+            Some(datafusion::error::DataFusionError::ResourcesExhausted(_))
+        ) || e.to_string().contains("Resources exhausted")
+    });
+    if exhausted {
+        err.context(format!(
+            "the query engine needed more than its {} MiB memory pool; run again with a larger --memory-limit-mib",
+            memory_limit / (1024 * 1024)
+        ))
+    } else {
+        err
+    }
 }
 
 /// `extraction`: one row, `extracted_at` = the extract's snapshot time (UTC, as a timestamp
@@ -305,12 +371,25 @@ fn clear_stage(stage_dir: &Path) -> Result<()> {
     crate::artifacts::create_private_dir(&stage_dir.join("diff"))
 }
 
-fn write_parquet(stage_dir: &Path, file: &str, batch: &RecordBatch) -> Result<ArtifactEntry> {
+/// Write `stage/<file>` from `relation` (a table name or a parenthesised query), sorted by every
+/// column and shaped by `shape`, and register it under its name (`diff/x` as `diff_x`) for the
+/// checks and the report.
+async fn write_sorted(
+    ctx: &SessionContext,
+    stage_dir: &Path,
+    file: &str,
+    relation: &str,
+    shape: &dyn Fn(&RecordBatch) -> Result<RecordBatch>,
+    memory_limit: usize,
+) -> Result<ArtifactEntry> {
     let path = stage_dir.join(file);
-    let mut writer = ParquetArtifact::create(&path, batch.schema())?;
-    writer.write(batch)?;
-    let (path, rows) = writer.finish()?;
-    ArtifactEntry::describe(stage_dir, &path, rows, &batch.schema())
+    let query = format!("SELECT * FROM {relation} AS r");
+    let (rows, schema) = engine::write_sorted(ctx, &query, &path, shape, file)
+        .await
+        .map_err(|e| explain_memory(e, memory_limit))?;
+    let name = file.trim_end_matches(".parquet").replace('/', "_");
+    engine::register_parquet_file(ctx, &name, &path).await?;
+    ArtifactEntry::describe(stage_dir, &path, rows, &schema)
 }
 
 fn file_entry(stage_dir: &Path, path: &Path, rows: u64) -> Result<ArtifactEntry> {

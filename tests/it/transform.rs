@@ -986,3 +986,30 @@ async fn demo_data_canonical_matches_ground_truth() {
 async fn demo_data_legacy_matches_ground_truth() {
     demo_matches_ground_truth(true).await;
 }
+
+#[tokio::test]
+async fn a_memory_pool_too_small_names_the_option_and_keeps_the_last_stage() {
+    // Guards bounded memory: when a join cannot fit the pool, the error says what to raise,
+    // and the stage from the previous run is untouched.
+    let dir = transformed().await;
+    let before = file_hashes(&dir.path().join("stage"));
+    let out = crate::support::cleanmig(dir.path())
+        .args(["transform", "--memory-limit-mib", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--memory-limit-mib"), "{stderr}");
+    assert!(stderr.contains(".sql failed"), "{stderr}");
+    assert_eq!(file_hashes(&dir.path().join("stage")), before);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".transform.tmp-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "scratch directory left behind");
+}
