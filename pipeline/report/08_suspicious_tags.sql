@@ -7,8 +7,8 @@ WITH source AS (
 
 flagged AS (
     SELECT s.*
-    FROM source AS s
-    CROSS JOIN config AS cfg
+    FROM config AS cfg
+    CROSS JOIN source AS s
     WHERE array_has(cfg.suspicious_tags, s.tag)
         AND (s.email IS NULL OR s.email NOT IN (SELECT email FROM profiles))
 ),

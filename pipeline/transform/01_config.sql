@@ -1,5 +1,8 @@
 -- config: pipeline/settings.csv as one typed row, joined by the rules below.
 -- Edit settings.csv, not this file, to change a setting.
+-- Join it first: `FROM config AS c CROSS JOIN big AS b`. DataFusion's cross join buffers its
+-- left input and emits one batch per left row, so `big CROSS JOIN config` turns a large table
+-- into one-row batches (measured: 03_payments ran 6x slower that way).
 WITH source AS (
     SELECT trim(name) AS name, trim(value) AS value FROM settings
 ),

@@ -11,8 +11,8 @@ matched AS (
         s.slug,
         s.title,
         CASE WHEN s.slug = cfg.p2p_course_slug THEN 0 ELSE 1 END AS preference
-    FROM source AS s
-    CROSS JOIN config AS cfg
+    FROM config AS cfg
+    CROSS JOIN source AS s
     WHERE s.slug = cfg.p2p_course_slug
         OR lower(trim(s.title)) = lower(trim(cfg.p2p_course_title))
 ),

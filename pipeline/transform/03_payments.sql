@@ -53,8 +53,8 @@ zoned AS (
             WHEN tz.utc_offset IS NOT NULL THEN tz.utc_offset
             WHEN regexp_like(r.timezone_raw, '^[+-][0-9]{2}:[0-9]{2}$') THEN r.timezone_raw
         END AS utc_offset
-    FROM renamed AS r
-    CROSS JOIN config AS c
+    FROM config AS c
+    CROSS JOIN renamed AS r
     LEFT JOIN timezones AS tz ON upper(trim(tz.zone)) = upper(r.timezone_raw)
 ),
 
@@ -120,8 +120,8 @@ cleaned AS (
             ELSE TRY_CAST(trim(z.settled_at_raw) || z.utc_offset AS TIMESTAMP)
         END AS settled_at_utc,
         array_has(c.paid_statuses, CASE upper(trim(z.status_raw)) WHEN 'UNPAID' THEN 'PENDING' ELSE upper(trim(z.status_raw)) END) AS is_paid
-    FROM zoned AS z
-    CROSS JOIN config AS c
+    FROM config AS c
+    CROSS JOIN zoned AS z
 ),
 
 judged AS (

@@ -53,8 +53,8 @@ cleaned AS (
             ELSE TRY_CAST(r.updated_text || c.default_utc_offset AS TIMESTAMP)
         END AS updated_utc,
         c.paid_tags
-    FROM renamed AS r
-    CROSS JOIN config AS c
+    FROM config AS c
+    CROSS JOIN renamed AS r
 ),
 
 p2p_payers AS (

@@ -66,8 +66,8 @@ clean AS (
         CASE WHEN s.contact_source_row IS NOT NULL THEN 'systemeio' ELSE 'xendit' END AS api_source,
         cfg.now_utc AS last_api_sync_at,
         coalesce(e.api_sync_version, 1) AS api_sync_version
-    FROM source AS s
-    CROSS JOIN config AS cfg
+    FROM config AS cfg
+    CROSS JOIN source AS s
     LEFT JOIN existing AS e ON e.id = s.existing_profile_id
     LEFT JOIN tags AS t ON t.email = s.email
 ),

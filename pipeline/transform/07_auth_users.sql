@@ -54,8 +54,8 @@ final AS (
         false AS is_sso_user,
         CAST(NULL AS TIMESTAMP) AS deleted_at,
         false AS is_anonymous
-    FROM source AS s
-    CROSS JOIN config AS cfg
+    FROM config AS cfg
+    CROSS JOIN source AS s
 )
 
 SELECT * FROM final

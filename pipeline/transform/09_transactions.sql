@@ -38,8 +38,8 @@ localised AS (
         s.payment_utc + cfg.default_utc_offset_interval AS payment_local,
         cfg.fiscal_year_start_month AS fy_start,
         cfg.now_utc
-    FROM source AS s
-    CROSS JOIN config AS cfg
+    FROM config AS cfg
+    CROSS JOIN source AS s
 ),
 
 final AS (

@@ -16,8 +16,8 @@
 --     transaction link stays only if that transaction is in the clean set.
 WITH source AS (
     SELECT c.*
-    FROM customers AS c
-    CROSS JOIN config AS cfg
+    FROM config AS cfg
+    CROSS JOIN customers AS c
     WHERE c.is_p2p_payer OR (c.is_paid_tagged AND cfg.enroll_tag_only)
 ),
 
@@ -45,9 +45,9 @@ clean AS (
         e.last_activity_at,
         e.notes,
         json_object('evidence', s.evidence, 'payment_provider_id', s.first_p2p_external_id) AS metadata
-    FROM source AS s
+    FROM config AS cfg
     CROSS JOIN course AS c
-    CROSS JOIN config AS cfg
+    CROSS JOIN source AS s
     JOIN profiles AS p ON p.id = s.profile_id
     LEFT JOIN transactions AS t ON t.payment_provider_id = s.first_p2p_external_id
     LEFT JOIN existing AS e ON e.user_id = s.profile_id AND e.course_id = c.id

@@ -169,12 +169,6 @@ pub async fn register_parquet_file(ctx: &SessionContext, name: &str, path: &Path
     .with_context(|| format!("cannot register {}", path.display()))
 }
 
-/// Where a pipeline file's result is kept.
-pub enum Intermediate {
-    Memory(RecordBatch),
-    File(PathBuf),
-}
-
 /// Run `query`, sort its rows by every column (ascending, NULLs first) and stream them through
 /// `shape` into the Parquet file `dest`; returns the rows written and the file's schema.
 /// The sort spills to disk when the memory pool is full, so no result is held whole.
@@ -306,7 +300,8 @@ impl SqlFile {
         Ok(batch)
     }
 
-    /// Run the statement and register its result as table `name` for the files that follow.
+    /// Run the statement and register its result as table `name` for the files that follow;
+    /// returns the scratch file when the result went to disk.
     ///
     /// A small result stays in memory. One that outgrows `in_memory_limit` bytes streams
     /// into a Parquet file at `spill_path`, so that only the operators' working state is held in
@@ -319,7 +314,7 @@ impl SqlFile {
         name: &str,
         spill_path: &Path,
         in_memory_limit: usize,
-    ) -> Result<Intermediate> {
+    ) -> Result<Option<PathBuf>> {
         let started = std::time::Instant::now();
         let context = || format!("{} failed", self.path.display());
         let df = ctx.sql(&self.sql).await.with_context(context)?;
@@ -351,30 +346,26 @@ impl SqlFile {
                 writer = Some(w);
             }
         }
-        let result = match writer {
+        let on_disk = match writer {
             Some(w) => {
                 w.finish().with_context(write_error)?;
                 register_parquet_file(ctx, name, spill_path).await?;
-                Intermediate::File(spill_path.to_path_buf())
+                Some(spill_path.to_path_buf())
             }
             None => {
                 let batch = concat_batches(&schema, &held).with_context(context)?;
-                register_batches(ctx, name, schema, vec![batch.clone()])?;
-                Intermediate::Memory(batch)
+                register_batches(ctx, name, schema, vec![batch])?;
+                None
             }
         };
         tracing::debug!(
             "{}: {} rows{}, {:.2} s",
             self.path.display(),
             rows,
-            if matches!(result, Intermediate::File(_)) {
-                " (on disk)"
-            } else {
-                ""
-            },
+            if on_disk.is_some() { " (on disk)" } else { "" },
             started.elapsed().as_secs_f64()
         );
-        Ok(result)
+        Ok(on_disk)
     }
 
     async fn run_inner(&self, ctx: &SessionContext) -> Result<RecordBatch> {
@@ -614,7 +605,7 @@ impl ScalarUDFImpl for JsonObject {
 mod tests {
     use super::*;
 
-    async fn run_with_limit(limit: usize) -> (Intermediate, String, tempfile::TempDir) {
+    async fn run_with_limit(limit: usize) -> (Option<PathBuf>, String, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let sql = dir.path().join("01_numbers.sql");
         std::fs::write(
@@ -647,11 +638,9 @@ mod tests {
         // Guards bounded memory: large intermediate results live on disk, readable by the
         // owner only, and later statements see exactly the same rows.
         let (small, in_memory, _d1) = run_with_limit(usize::MAX).await;
-        assert!(matches!(small, Intermediate::Memory(_)));
+        assert_eq!(small, None);
         let (large, on_disk, _d2) = run_with_limit(0).await;
-        let Intermediate::File(path) = large else {
-            panic!("expected a scratch file")
-        };
+        let path = large.expect("a scratch file");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

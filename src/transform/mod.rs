@@ -134,21 +134,20 @@ pub async fn transform_with(
     if files.is_empty() {
         bail!("no SQL files in {}", pipeline.join("transform").display());
     }
-    let mut results: BTreeMap<String, (engine::Intermediate, SqlFile)> = BTreeMap::new();
+    let mut results: BTreeMap<String, SqlFile> = BTreeMap::new();
     for file in files {
         let spill = scratch.path().join(format!("{}.parquet", file.name));
-        let result = file
-            .run_into(&ctx, &file.name, &spill, memory_limit / 16)
+        file.run_into(&ctx, &file.name, &spill, memory_limit / 16)
             .await
             .map_err(|e| explain_memory(e, memory_limit))?;
-        results.insert(file.name.clone(), (result, file));
+        results.insert(file.name.clone(), file);
     }
 
     // Shape and write the outputs.
     clear_stage(&stage_dir)?;
     let mut artifacts_out: BTreeMap<String, ArtifactEntry> = BTreeMap::new();
     for (name, table) in TABLE_OUTPUTS {
-        let (_, file) = results.get(*name).with_context(|| {
+        let file = results.get(*name).with_context(|| {
             format!("pipeline/transform has no file that produces `{name}` (e.g. NN_{name}.sql)")
         })?;
         let path = registered
@@ -176,7 +175,7 @@ pub async fn transform_with(
         artifacts_out.insert(name.to_string(), entry);
     }
     for name in OTHER_OUTPUTS {
-        let (_, file) = results
+        let file = results
             .get(*name)
             .with_context(|| format!("pipeline/transform has no file that produces `{name}`"))?;
         let shape = |b: &RecordBatch| {
