@@ -15,6 +15,7 @@ use crate::fingerprint::{self, quote_ident, Coverage};
 use crate::pg_arrow::{self, CopyDecoder, Kind, PgColumn, SOURCE_NAME_KEY};
 use anyhow::{bail, Context, Result};
 use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -587,9 +588,21 @@ async fn copy_table(
         plan.with_row_numbers,
     );
     let query = format!("SELECT {} FROM {}", plan.select.join(", "), plan.qualified);
-    let rows = pg_arrow::copy_out(txn, &query, decoder, |batch, done| {
-        file.write(&batch)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    // Parquet encoding runs on its own thread while this task decodes the next rows; the
+    // channel holds two batches, so memory stays flat.
+    let (to_writer, batches) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+    let writer_path = path.clone();
+    let writer = std::thread::spawn(move || -> Result<ParquetArtifact> {
+        for batch in batches {
+            file.write(&batch)
+                .with_context(|| format!("cannot write {}", writer_path.display()))?;
+        }
+        Ok(file)
+    });
+    let copied = pg_arrow::copy_out(txn, &query, decoder, |batch, done| {
+        if to_writer.send(batch).is_err() {
+            bail!("the writer of {} stopped", path.display());
+        }
         if let Some(bar) = &bar {
             if done > bar.length().unwrap_or(0) {
                 bar.set_length(done);
@@ -598,7 +611,13 @@ async fn copy_table(
         }
         Ok(())
     })
-    .await?;
+    .await;
+    drop(to_writer);
+    // The writer's own error says more than "the writer stopped".
+    let file = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer of {} panicked", path.display()))??;
+    let rows = copied?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
