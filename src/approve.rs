@@ -5,7 +5,6 @@
 //! accepted and why, who approved and when. `load` refuses anything that differs from it.
 
 use crate::artifacts::{self, Manifest, APPROVAL, EXTRACT_DIR, MANIFEST, STAGE_DIR};
-use crate::cli::{ApproveArgs, GlobalArgs};
 use crate::error::Refusal;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -173,8 +172,19 @@ pub fn collect_files(
     Ok(files)
 }
 
-pub async fn run(global: &GlobalArgs, args: &ApproveArgs) -> Result<()> {
-    let approval = approve(&global.artifacts, args)?;
+/// Who approves, and which failing blocking checks they accept and why.
+#[derive(Debug, Clone, Default)]
+pub struct ApproveOptions {
+    /// Failing blocking checks accepted by name.
+    pub accept: Vec<String>,
+    /// Why the accepted checks may fail (required with `accept`).
+    pub reason: Option<String>,
+    /// Who approves.
+    pub by: Option<String>,
+}
+
+pub async fn run(artifacts_dir: &Path, args: &ApproveOptions) -> Result<()> {
+    let approval = approve(artifacts_dir, args)?;
     let failing = approval.checks.iter().filter(|c| !c.passed).count();
     eprintln!(
         "approve: {} files frozen, {} checks ({} failing, {} accepted), by {} at {}; written to {}",
@@ -184,14 +194,14 @@ pub async fn run(global: &GlobalArgs, args: &ApproveArgs) -> Result<()> {
         approval.accepted.len(),
         approval.approved_by,
         approval.approved_at,
-        global.artifacts.join(APPROVAL).display()
+        artifacts_dir.join(APPROVAL).display()
     );
-    println!("{}", approval_sha256(&global.artifacts)?);
+    println!("{}", approval_sha256(artifacts_dir)?);
     Ok(())
 }
 
 /// Write `approved.json` for what is on disk now, or refuse.
-pub fn approve(artifacts_dir: &Path, args: &ApproveArgs) -> Result<Approval> {
+pub fn approve(artifacts_dir: &Path, args: &ApproveOptions) -> Result<Approval> {
     let stage_dir = artifacts_dir.join(STAGE_DIR);
     let extract_dir = artifacts_dir.join(EXTRACT_DIR);
     if !stage_dir.join(MANIFEST).exists() {

@@ -271,6 +271,10 @@ pub struct Manifest {
     pub tables: BTreeMap<String, TableEntry>,
     /// The files, keyed by artifact name (file stem).
     pub artifacts: BTreeMap<String, ArtifactEntry>,
+    /// The destination tables this extract was made for (`pipeline/destinations.csv` and
+    /// `added_columns.csv` as they were at extraction). Transform copies it, the load uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<crate::catalog::Catalog>,
 }
 
 /// Where an extracted artifact came from.
@@ -296,6 +300,16 @@ impl Manifest {
 
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_json(&dir.join(MANIFEST), self)
+    }
+
+    /// The catalogue recorded in this manifest.
+    pub fn catalog(&self) -> Result<&crate::catalog::Catalog> {
+        self.catalog.as_ref().with_context(|| {
+            format!(
+                "the {} manifest records no table catalogue (made by an older cleanmig); re-run `cleanmig extract` and `cleanmig transform`",
+                self.stage
+            )
+        })
     }
 }
 

@@ -1,4 +1,5 @@
 //! Command-line interface: one subcommand per stage, plus the tools beside the pipeline.
+//! Only `lib.rs` turns these into the stages' own options; no stage imports this module.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -147,6 +148,13 @@ pub struct LoadArgs {
     /// What to do with rows of other tables that reference rows about to be deleted.
     #[arg(long, value_enum, default_value_t = DependentsPolicy::Refuse)]
     pub dependents: DependentsPolicy,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+}
+
+/// Timeouts of a load or rollback transaction.
+#[derive(Debug, Args)]
+pub struct TimeoutArgs {
     /// Give up on a lock after this many milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub lock_timeout_ms: u64,
@@ -168,6 +176,8 @@ pub struct RollbackArgs {
     /// Also delete auth users that run created, if they never signed in.
     #[arg(long)]
     pub remove_created_users: bool,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
 }
 
 #[derive(Debug, Args)]

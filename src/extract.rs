@@ -8,11 +8,12 @@
 //! Destination tables keep their types (see [`crate::pg_arrow`]).
 
 use crate::artifacts::{self, ArtifactEntry, Manifest, ParquetArtifact, TableEntry, EXTRACT_DIR};
-use crate::cli::{ExtractArgs, GlobalArgs};
+use crate::catalog::{self, read_source_columns, CanonicalColumn, Catalog};
 use crate::connect::ConnInfo;
 use crate::error::Refusal;
-use crate::fingerprint::{self, quote_ident, Coverage};
+use crate::fingerprint::{self, Coverage, TableFingerprint};
 use crate::pg_arrow::{self, CopyDecoder, Kind, PgColumn, SOURCE_NAME_KEY};
+use crate::sql::{ident as quote_ident, qualified as qualify};
 use anyhow::{bail, Context, Result};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -23,113 +24,29 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio_postgres::{IsolationLevel, Transaction};
 
-/// The alias table, relative to the pipeline directory.
-pub const SOURCE_COLUMNS: &str = "source_columns.csv";
-
-/// The trusted source tables.
-pub const SOURCES: [(&str, &str); 2] = [("public", "xendit"), ("public", "systemeio")];
-/// The tables the load rebuilds or reads.
-pub const DESTINATIONS: [(&str, &str); 6] = [
-    ("auth", "users"),
-    ("auth", "identities"),
-    ("public", "courses"),
-    ("public", "unified_profiles"),
-    ("public", "transactions"),
-    ("public", "enrollments"),
-];
-/// Tables whose dependents (foreign keys pointing at them) are extracted too.
-const REFERENCED: [&str; 3] = [
-    "public.unified_profiles",
-    "public.transactions",
-    "public.enrollments",
-];
-
-pub async fn run(global: &GlobalArgs, args: &ExtractArgs, quiet: bool) -> Result<Manifest> {
-    let conn = ConnInfo::resolve(args.db.database_url.as_deref())?;
-    tracing::info!("extract from {conn} (settings from {})", conn.source);
-    extract(
-        &conn,
-        &global.artifacts,
-        &global.pipeline,
-        crate::logging::show_progress(quiet),
-    )
-    .await
-}
-
-/// One canonical column of a source table, from the alias table.
+/// What `cleanmig extract` reads and where it writes.
 #[derive(Debug, Clone)]
-pub struct CanonicalColumn {
-    pub name: String,
-    pub required: bool,
-    /// Accepted names besides `name`, as written in the alias table.
-    pub aliases: Vec<String>,
+pub struct ExtractOptions {
+    pub artifacts: PathBuf,
+    /// The pipeline folder: `source_columns.csv` names the sources, the catalogue the
+    /// destination tables.
+    pub pipeline: PathBuf,
+    pub conn: ConnInfo,
+    /// Progress bars on stderr.
+    pub progress: bool,
 }
 
-/// The alias table: canonical columns per source table, in order.
-pub fn read_source_columns(pipeline: &Path) -> Result<BTreeMap<String, Vec<CanonicalColumn>>> {
-    let path = pipeline.join(SOURCE_COLUMNS);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read the source column aliases {}", path.display()))?;
-    let mut out: BTreeMap<String, Vec<CanonicalColumn>> = BTreeMap::new();
-    for (n, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let fields = split_csv_line(line);
-        if fields.len() < 3 {
-            bail!(
-                "{} line {}: expected table,column,required,aliases",
-                path.display(),
-                n + 1
-            );
-        }
-        let required = match fields[2].trim() {
-            "yes" | "true" => true,
-            "no" | "false" | "" => false,
-            other => bail!(
-                "{} line {}: required must be yes or no, not `{other}`",
-                path.display(),
-                n + 1
-            ),
-        };
-        out.entry(fields[0].trim().to_string())
-            .or_default()
-            .push(CanonicalColumn {
-                name: fields[1].trim().to_string(),
-                required,
-                aliases: fields
-                    .get(3)
-                    .map(|a| {
-                        a.split('|')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(String::from)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
-    }
-    Ok(out)
-}
+/// Schema of the trusted source tables (their names come from `source_columns.csv`).
+const SOURCE_SCHEMA: &str = "public";
 
-fn split_csv_line(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    fields.push(cur);
-    fields
+#[tracing::instrument(name = "extract", skip_all)]
+pub async fn run(opts: &ExtractOptions) -> Result<Manifest> {
+    tracing::info!(
+        "extract from {} (settings from {})",
+        opts.conn,
+        opts.conn.source
+    );
+    extract(&opts.conn, &opts.artifacts, &opts.pipeline, opts.progress).await
 }
 
 /// Column names are matched without regard to case, spacing or punctuation.
@@ -180,7 +97,7 @@ fn plan_source(
     columns: &[PgColumn],
     canonical: &[CanonicalColumn],
 ) -> Result<TablePlan> {
-    let qualified = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let qualified = qualify(schema, table);
     let mut used = vec![false; columns.len()];
     let mut select = Vec::new();
     let mut fields = vec![Field::new("_source_row", DataType::Int64, false)];
@@ -283,60 +200,24 @@ fn plan_source(
     })
 }
 
-/// Destination and dependent tables keep their columns and types.
+/// Destination and dependent tables keep their columns and types. `drift_key`: the columns
+/// whose values are fingerprinted (the catalogue's, for destination tables); the primary key
+/// when `None`.
 async fn plan_typed(
     txn: &Transaction<'_>,
     schema: &str,
     table: &str,
     role: &'static str,
+    drift_key: Option<&[String]>,
 ) -> Result<TablePlan> {
-    let qualified = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let qualified = qualify(schema, table);
     let columns = pg_arrow::table_columns(txn, &qualified).await?;
     let mut select = Vec::new();
     let mut kinds = Vec::new();
     let mut fields = Vec::new();
     let mut notes = Vec::new();
     for col in &columns {
-        let (kind, expr) = if col.typname == "numeric" && col.category != 'A' {
-            let found = if pg_arrow::numeric_typmod(col.typmod).is_some() {
-                None
-            } else {
-                let row = txn
-                    .query_one(&pg_arrow::numeric_profile_sql(&qualified, &col.name), &[])
-                    .await
-                    .with_context(|| format!("cannot inspect {qualified}.{}", col.name))?;
-                Some((
-                    row.get::<_, i32>(0),
-                    row.get::<_, i32>(1),
-                    row.get::<_, bool>(2),
-                ))
-            };
-            let kind = pg_arrow::numeric_kind(col.typmod, found);
-            let expr = match kind {
-                Kind::Text => {
-                    notes.push(format!(
-                        "numeric column {} does not fit DECIMAL(38); written as text",
-                        col.name
-                    ));
-                    format!("{}::text", quote_ident(&col.name))
-                }
-                _ => quote_ident(&col.name),
-            };
-            (kind, expr)
-        } else {
-            pg_arrow::extract_kind(col)
-        };
-        if kind == Kind::Text
-            && !matches!(
-                col.typname.as_str(),
-                "text" | "varchar" | "bpchar" | "name" | "json" | "numeric"
-            )
-        {
-            notes.push(format!(
-                "column {} ({}) written as text",
-                col.name, col.type_name
-            ));
-        }
+        let (kind, expr) = typed_column(txn, &qualified, col, &mut notes).await?;
         fields.push(pg_arrow::field(
             &col.name,
             &kind,
@@ -346,27 +227,20 @@ async fn plan_typed(
         kinds.push(kind);
         select.push(expr);
     }
-    let mut key_columns: Vec<String> = txn
-        .query(
-            "SELECT a.attname::text FROM pg_index i \
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-             WHERE i.indrelid = $1::text::regclass AND i.indisprimary ORDER BY a.attnum",
-            &[&qualified],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if schema == "auth" && table == "users" {
-        // A user whose email changed since extraction is drift too.
-        key_columns.push("email".into());
-    }
-    if key_columns.is_empty() {
-        key_columns = columns.iter().map(|c| c.name.clone()).collect();
-    }
+    let key_columns = match drift_key {
+        Some(keys) => keys.to_vec(),
+        None => {
+            let pk = primary_key(txn, &qualified).await?;
+            if pk.is_empty() {
+                columns.iter().map(|c| c.name.clone()).collect()
+            } else {
+                pk
+            }
+        }
+    };
     Ok(TablePlan {
         qualified,
-        artifact: artifact_name(schema, table),
+        artifact: catalog::extract_artifact_name(schema, table),
         role,
         key_columns,
         coverage: Coverage::Keys,
@@ -378,19 +252,75 @@ async fn plan_typed(
     })
 }
 
-/// `auth.users` -> `auth_users`; public tables keep their name.
-pub fn artifact_name(schema: &str, table: &str) -> String {
-    if schema == "public" {
-        table.to_string()
+/// How one column of a typed table is extracted: its kind and select expression. Numeric
+/// columns without a declared precision are profiled first; anything written as text is noted.
+async fn typed_column(
+    txn: &Transaction<'_>,
+    qualified: &str,
+    col: &PgColumn,
+    notes: &mut Vec<String>,
+) -> Result<(Kind, String)> {
+    let (kind, expr) = if col.typname == "numeric" && col.category != 'A' {
+        let found = if pg_arrow::numeric_typmod(col.typmod).is_some() {
+            None
+        } else {
+            let row = txn
+                .query_one(&pg_arrow::numeric_profile_sql(qualified, &col.name), &[])
+                .await
+                .with_context(|| format!("cannot inspect {qualified}.{}", col.name))?;
+            Some((
+                row.get::<_, i32>(0),
+                row.get::<_, i32>(1),
+                row.get::<_, bool>(2),
+            ))
+        };
+        let kind = pg_arrow::numeric_kind(col.typmod, found);
+        let expr = match kind {
+            Kind::Text => {
+                notes.push(format!(
+                    "numeric column {} does not fit DECIMAL(38); written as text",
+                    col.name
+                ));
+                format!("{}::text", quote_ident(&col.name))
+            }
+            _ => quote_ident(&col.name),
+        };
+        (kind, expr)
     } else {
-        format!("{schema}_{table}")
+        pg_arrow::extract_kind(col)
+    };
+    if kind == Kind::Text
+        && !matches!(
+            col.typname.as_str(),
+            "text" | "varchar" | "bpchar" | "name" | "json" | "numeric"
+        )
+    {
+        notes.push(format!(
+            "column {} ({}) written as text",
+            col.name, col.type_name
+        ));
     }
+    Ok((kind, expr))
+}
+
+/// Primary-key columns of a table, in column order.
+async fn primary_key(txn: &Transaction<'_>, qualified: &str) -> Result<Vec<String>> {
+    Ok(txn
+        .query(
+            "SELECT a.attname::text FROM pg_index i \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = $1::text::regclass AND i.indisprimary ORDER BY a.attnum",
+            &[&qualified],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 async fn require_table(txn: &Transaction<'_>, schema: &str, table: &str, what: &str) -> Result<()> {
-    let qualified = format!("{}.{}", quote_ident(schema), quote_ident(table));
     let exists: Option<String> = txn
-        .query_one("SELECT to_regclass($1)::text", &[&qualified])
+        .query_one("SELECT to_regclass($1)::text", &[&qualify(schema, table)])
         .await?
         .get(0);
     if exists.is_none() {
@@ -406,7 +336,7 @@ pub async fn extract(
     pipeline_dir: &Path,
     progress: bool,
 ) -> Result<Manifest> {
-    let canonical = read_source_columns(pipeline_dir)?;
+    let catalog = Catalog::read(pipeline_dir)?;
     let mut client = conn.connect().await?;
     let txn = client
         .build_transaction()
@@ -422,41 +352,7 @@ pub async fn extract(
         )
         .await?
         .get(0);
-
-    let mut plans = Vec::new();
-    for (schema, table) in SOURCES {
-        require_table(&txn, schema, table, "source").await?;
-        let qualified = format!("{}.{}", quote_ident(schema), quote_ident(table));
-        let columns = pg_arrow::table_columns(&txn, &qualified).await?;
-        let canon = canonical.get(table).with_context(|| {
-            format!(
-                "{} lists no columns for {table}",
-                pipeline_dir.join(SOURCE_COLUMNS).display()
-            )
-        })?;
-        plans.push(plan_source(schema, table, &columns, canon)?);
-    }
-    for (schema, table) in DESTINATIONS {
-        require_table(&txn, schema, table, "destination").await?;
-        plans.push(plan_typed(&txn, schema, table, "destination").await?);
-    }
-    let dependents = txn
-        .query(
-            "SELECT DISTINCT n.nspname::text, c.relname::text \
-             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE k.contype = 'f' AND k.confrelid = ANY($1::text[]::regclass[]) ORDER BY 1, 2",
-            &[&REFERENCED.to_vec()],
-        )
-        .await
-        .context("cannot list the tables that reference the destination tables")?;
-    for row in dependents {
-        let (schema, table): (String, String) = (row.get(0), row.get(1));
-        if DESTINATIONS.contains(&(schema.as_str(), table.as_str())) {
-            continue;
-        }
-        plans.push(plan_typed(&txn, &schema, &table, "dependent").await?);
-    }
+    let plans = plan_tables(&txn, pipeline_dir, &catalog).await?;
 
     // Write into a fresh directory, then swap it in: a failed run leaves the last good extract.
     artifacts::create_private_dir(artifacts_dir)?;
@@ -466,18 +362,81 @@ pub async fn extract(
         std::fs::remove_dir_all(&tmp_dir)?;
     }
     artifacts::create_private_dir(&tmp_dir)?;
+    let (fingerprints, copies) =
+        copy_and_fingerprint(conn, &txn, &plans, &tmp_dir, progress).await?;
+    txn.commit().await?;
 
-    // Fingerprints are computed on a second connection that shares the snapshot, while the
-    // first one streams the rows.
+    let mut manifest = manifest_of(plans, fingerprints, copies)?;
+    manifest.extracted_at = extracted_at;
+    manifest.source = Some(conn.to_string());
+    manifest.catalog = Some(catalog);
+    manifest.write(&tmp_dir)?;
+    swap_dir(&tmp_dir, &artifacts_dir.join(EXTRACT_DIR))?;
+    let total: u64 = manifest.artifacts.values().map(|e| e.rows).sum();
+    tracing::info!(
+        "extract: {} tables, {} rows, fingerprint {}",
+        manifest.artifacts.len(),
+        artifacts::human_count(total),
+        &manifest.fingerprint[..12]
+    );
+    Ok(manifest)
+}
+
+/// What to read: the sources named in `source_columns.csv`, the catalogue's tables, and every
+/// other table with a foreign key to a reconciled table (its dependents).
+async fn plan_tables(
+    txn: &Transaction<'_>,
+    pipeline_dir: &Path,
+    catalog: &Catalog,
+) -> Result<Vec<TablePlan>> {
+    let canonical = read_source_columns(pipeline_dir)?;
+    let mut plans = Vec::new();
+    for (table, canon) in &canonical {
+        require_table(txn, SOURCE_SCHEMA, table, "source").await?;
+        let columns = pg_arrow::table_columns(txn, &qualify(SOURCE_SCHEMA, table)).await?;
+        plans.push(plan_source(SOURCE_SCHEMA, table, &columns, canon)?);
+    }
+    for t in &catalog.tables {
+        require_table(txn, &t.schema, &t.name, "destination").await?;
+        plans.push(plan_typed(txn, &t.schema, &t.name, "destination", Some(&t.drift_key)).await?);
+    }
+    let dependents = txn
+        .query(
+            "SELECT DISTINCT n.nspname::text, c.relname::text \
+             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE k.contype = 'f' AND k.confrelid = ANY($1::text[]::regclass[]) ORDER BY 1, 2",
+            &[&catalog
+                .reconciled()
+                .map(|t| t.qualified())
+                .collect::<Vec<_>>()],
+        )
+        .await
+        .context("cannot list the tables that reference the destination tables")?;
+    for row in dependents {
+        let (schema, table): (String, String) = (row.get(0), row.get(1));
+        if catalog.get(&format!("{schema}.{table}")).is_some() {
+            continue;
+        }
+        plans.push(plan_typed(txn, &schema, &table, "dependent", None).await?);
+    }
+    Ok(plans)
+}
+
+/// Stream every table into `dir` while a second connection, sharing the snapshot, fingerprints
+/// them.
+async fn copy_and_fingerprint(
+    conn: &ConnInfo,
+    txn: &Transaction<'_>,
+    plans: &[TablePlan],
+    dir: &Path,
+    progress: bool,
+) -> Result<(Vec<TableFingerprint>, Vec<ArtifactEntry>)> {
     let snapshot: String = txn
         .query_one("SELECT pg_export_snapshot()", &[])
         .await?
         .get(0);
     let mut fp_client = conn.connect().await?;
-    let fp_jobs: Vec<(String, Coverage, Vec<String>)> = plans
-        .iter()
-        .map(|p| (p.qualified.clone(), p.coverage, p.key_columns.clone()))
-        .collect();
     let fingerprints = async move {
         let fp_txn = fp_client
             .build_transaction()
@@ -486,25 +445,38 @@ pub async fn extract(
             .start()
             .await?;
         fp_txn
-            .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            .batch_execute(&format!(
+                "SET TRANSACTION SNAPSHOT {}",
+                crate::sql::literal(&snapshot)
+            ))
             .await
             .context("cannot share the snapshot with the fingerprint connection")?;
         let mut out = Vec::new();
-        for (qualified, coverage, keys) in &fp_jobs {
-            out.push(fingerprint::compute(&fp_txn, qualified, *coverage, keys).await?);
+        for p in plans {
+            out.push(
+                fingerprint::compute(&fp_txn, &p.qualified, p.coverage, &p.key_columns).await?,
+            );
         }
         fp_txn.commit().await?;
         Ok::<_, anyhow::Error>(out)
     };
     let copies = async {
         let mut out = Vec::new();
-        for plan in &plans {
-            out.push(copy_table(&txn, plan, &tmp_dir, progress).await?);
+        for plan in plans {
+            out.push(copy_table(txn, plan, dir, progress).await?);
         }
         Ok::<_, anyhow::Error>(out)
     };
-    let (fingerprints, copies) = tokio::try_join!(fingerprints, copies)?;
+    tokio::try_join!(fingerprints, copies)
+}
 
+/// The extract's manifest (without time, source and catalogue), checking that every table's
+/// rows were all read.
+fn manifest_of(
+    plans: Vec<TablePlan>,
+    fingerprints: Vec<TableFingerprint>,
+    copies: Vec<ArtifactEntry>,
+) -> Result<Manifest> {
     let mut tables = BTreeMap::new();
     let mut entries = BTreeMap::new();
     for ((plan, fp), entry) in plans.into_iter().zip(fingerprints).zip(copies) {
@@ -528,8 +500,6 @@ pub async fn extract(
         );
         entries.insert(plan.artifact.clone(), entry);
     }
-    txn.commit().await?;
-
     let mut hasher = Sha256::new();
     for (name, t) in &tables {
         hasher.update(format!(
@@ -537,25 +507,16 @@ pub async fn extract(
             t.fingerprint.coverage, t.fingerprint.rows, t.fingerprint.digest
         ));
     }
-    let manifest = Manifest {
+    Ok(Manifest {
         stage: "extract".into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
-        extracted_at,
-        source: Some(conn.to_string()),
+        extracted_at: String::new(),
+        source: None,
         fingerprint: hex::encode(hasher.finalize()),
         tables,
         artifacts: entries,
-    };
-    manifest.write(&tmp_dir)?;
-    swap_dir(&tmp_dir, &artifacts_dir.join(EXTRACT_DIR))?;
-    let total: u64 = manifest.artifacts.values().map(|e| e.rows).sum();
-    tracing::info!(
-        "extract: {} tables, {} rows, fingerprint {}",
-        manifest.artifacts.len(),
-        artifacts::human_count(total),
-        &manifest.fingerprint[..12]
-    );
-    Ok(manifest)
+        catalog: None,
+    })
 }
 
 /// Stream one table into its Parquet file; returns its manifest entry.
@@ -753,14 +714,6 @@ mod tests {
         assert!(
             err.contains("\"Email\" and \"e_mail\" all match `email`"),
             "{err}"
-        );
-    }
-
-    #[test]
-    fn csv_lines_with_quotes() {
-        assert_eq!(
-            split_csv_line(r#"xendit,payment_id,no,"invoice id|""id"""#),
-            vec!["xendit", "payment_id", "no", "invoice id|\"id\""]
         );
     }
 }

@@ -60,7 +60,7 @@ pub fn row_expression(columns: &[crate::pg_arrow::PgColumn]) -> String {
     let parts: Vec<String> = columns
         .iter()
         .map(|c| {
-            let ident = format!("t.{}", quote_ident(&c.name));
+            let ident = format!("t.{}", crate::sql::ident(&c.name));
             if hashable(&c.typname) {
                 ident
             } else {
@@ -110,9 +110,4 @@ pub async fn compute(
         rows: rows as u64,
         digest: hex::encode(Sha256::digest(format!("{rows}:{sum}").as_bytes())),
     })
-}
-
-/// Quote an identifier for Postgres.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -3,11 +3,16 @@
 //! Data flows one way:
 //! sources -> [`extract`] -> `artifacts/extract/*.parquet` -> [`transform`] (SQL in `pipeline/`)
 //! -> `artifacts/stage/*.parquet` -> [`approve`] -> `artifacts/approved.json` -> [`load`].
-//! [`query`] reads any artifact. [`tools`] holds what stands beside the pipeline:
-//! a throwaway Postgres and the demo-data generator.
+//! [`query`] reads any artifact. [`catalog`] is the one place that knows the destination
+//! tables. [`tools`] holds what stands beside the pipeline: a throwaway Postgres and the
+//! demo-data generator. `ARCHITECTURE.md` maps the modules.
+//!
+//! The command line ([`cli`]) is turned into each stage's plain options here, once; no stage
+//! knows the argument parser.
 
 pub mod approve;
 pub mod artifacts;
+pub mod catalog;
 pub mod cli;
 pub mod connect;
 pub mod error;
@@ -17,11 +22,13 @@ pub mod load;
 pub mod logging;
 pub mod pg_arrow;
 pub mod query;
+pub mod sql;
 pub mod tools;
 pub mod transform;
 
 use anyhow::Result;
-use cli::{Cli, Command};
+use cli::{Cli, Command, DbArgs, GlobalArgs, TimeoutArgs};
+use connect::ConnInfo;
 
 /// Run one command to completion.
 pub fn run(cli: Cli) -> Result<()> {
@@ -31,18 +38,108 @@ pub fn run(cli: Cli) -> Result<()> {
     runtime.block_on(run_async(cli))
 }
 
+fn conn(db: &DbArgs) -> Result<ConnInfo> {
+    ConnInfo::resolve(db.database_url.as_deref())
+}
+
+fn timeouts(t: &TimeoutArgs) -> load::Timeouts {
+    load::Timeouts {
+        lock_ms: t.lock_timeout_ms,
+        statement_ms: t.statement_timeout_ms,
+    }
+}
+
 async fn run_async(cli: Cli) -> Result<()> {
-    let global = cli.global;
+    let GlobalArgs {
+        artifacts,
+        pipeline,
+    } = cli.global;
     let quiet = cli.quiet;
     match cli.command {
-        Command::Extract(args) => extract::run(&global, &args, quiet).await.map(|_| ()),
-        Command::Transform(args) => transform::run(&global, &args).await.map(|_| ()),
-        Command::Query(args) => query::run(&global, &args).await,
-        Command::Approve(args) => approve::run(&global, &args).await,
-        Command::Load(args) => load::run(&global, &args).await,
-        Command::Rollback(args) => load::rollback::run(&global, &args).await,
-        Command::Status(args) => load::status::run(&global, &args).await,
-        Command::DevDb(cmd) => tools::devdb::command(cmd).await,
-        Command::DemoData(args) => tools::demo_data::command(&args).await,
+        Command::Extract(args) => {
+            let opts = extract::ExtractOptions {
+                artifacts,
+                pipeline,
+                conn: conn(&args.db)?,
+                progress: logging::show_progress(quiet),
+            };
+            extract::run(&opts).await.map(|_| ())
+        }
+        Command::Transform(args) => {
+            let opts = transform::TransformOptions {
+                artifacts,
+                pipeline,
+                memory_limit: args.memory_limit_mib * 1024 * 1024,
+            };
+            transform::run(&opts).await.map(|_| ())
+        }
+        Command::Query(args) => {
+            let opts = query::QueryOptions {
+                artifacts,
+                pipeline,
+                sql: args.sql,
+                format: match args.format {
+                    cli::OutputFormat::Table => query::Format::Table,
+                    cli::OutputFormat::Csv => query::Format::Csv,
+                    cli::OutputFormat::Json => query::Format::Json,
+                },
+            };
+            query::run(&opts).await
+        }
+        Command::Approve(args) => {
+            let opts = approve::ApproveOptions {
+                accept: args.accept,
+                reason: args.reason,
+                by: args.by,
+            };
+            approve::run(&artifacts, &opts).await
+        }
+        Command::Load(args) => {
+            let opts = load::LoadOptions {
+                artifacts,
+                conn: conn(&args.db)?,
+                apply: args.apply,
+                dependents: match args.dependents {
+                    cli::DependentsPolicy::Refuse => load::DependentsPolicy::Refuse,
+                    cli::DependentsPolicy::Delete => load::DependentsPolicy::Delete,
+                    cli::DependentsPolicy::Keep => load::DependentsPolicy::Keep,
+                },
+                timeouts: timeouts(&args.timeouts),
+            };
+            load::run(&opts).await
+        }
+        Command::Rollback(args) => {
+            let opts = load::rollback::RollbackOptions {
+                conn: conn(&args.db)?,
+                run_id: args.run_id,
+                apply: args.apply,
+                remove_created_users: args.remove_created_users,
+                timeouts: timeouts(&args.timeouts),
+            };
+            load::rollback::run(&opts).await
+        }
+        Command::Status(args) => {
+            let opts = load::status::StatusOptions {
+                artifacts,
+                conn: conn(&args.db).ok(),
+            };
+            load::status::run(&opts).await
+        }
+        Command::DevDb(cmd) => {
+            let action = match cmd {
+                cli::DevDbCommand::Start(a) => tools::devdb::Action::Start(a.dir),
+                cli::DevDbCommand::Stop(a) => tools::devdb::Action::Stop(a.dir),
+                cli::DevDbCommand::Url(a) => tools::devdb::Action::Url(a.dir),
+            };
+            tools::devdb::command(action).await
+        }
+        Command::DemoData(args) => {
+            let opts = tools::demo_data::DemoOptions {
+                scale: args.scale,
+                seed: args.seed,
+                legacy: args.legacy,
+            };
+            tools::demo_data::command(&conn(&args.db)?, &opts, &args.ground_truth).await
+        }
     }
 }

@@ -170,7 +170,7 @@ pub fn numeric_kind(typmod: i32, found: Option<(i32, i32, bool)>) -> Kind {
 
 /// SQL that returns (largest scale, most integer digits, any NaN/Infinity) of a numeric column.
 pub fn numeric_profile_sql(qualified_table: &str, column: &str) -> String {
-    let c = crate::fingerprint::quote_ident(column);
+    let c = crate::sql::ident(column);
     format!(
         "SELECT coalesce(max(scale({c})) FILTER (WHERE {c} NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), 0)::int4, \
                 coalesce(max(length(trunc(abs({c}))::text)) FILTER (WHERE {c} NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), 1)::int4, \
@@ -182,7 +182,7 @@ pub fn numeric_profile_sql(qualified_table: &str, column: &str) -> String {
 /// The kind a column is extracted as (numeric columns need [`numeric_kind`] instead), and the
 /// select expression that produces it.
 pub fn extract_kind(col: &PgColumn) -> (Kind, String) {
-    let ident = crate::fingerprint::quote_ident(&col.name);
+    let ident = crate::sql::ident(&col.name);
     if col.category == 'A' {
         return (Kind::TextList, format!("{ident}::text[]"));
     }
@@ -208,6 +208,26 @@ pub fn extract_kind(col: &PgColumn) -> (Kind, String) {
         ident
     };
     (kind, expr)
+}
+
+/// The kind of a column declared with a `format_type()` name (`integer`,
+/// `timestamp with time zone`), for columns that exist only in the catalogue.
+pub fn kind_of_type_name(type_name: &str) -> Option<Kind> {
+    Some(match type_name {
+        "boolean" => Kind::Bool,
+        "smallint" => Kind::Int16,
+        "integer" => Kind::Int32,
+        "bigint" => Kind::Int64,
+        "real" => Kind::Float32,
+        "double precision" => Kind::Float64,
+        "text" | "character varying" => Kind::Text,
+        "jsonb" => Kind::Jsonb,
+        "uuid" => Kind::Uuid,
+        "timestamp with time zone" => Kind::Timestamptz,
+        "timestamp without time zone" => Kind::Timestamp,
+        "date" => Kind::Date,
+        _ => return None,
+    })
 }
 
 /// An Arrow field for an extracted column, with its Postgres type in the metadata.
@@ -931,7 +951,7 @@ async fn plan_copy(
         let (elem_oid, elem_name) = elems.get(&col.name).cloned().unwrap_or((0, String::new()));
         let (cast_to, encoder) = encoder_for(col, elem_oid, &elem_name)
             .with_context(|| format!("cannot load into {qualified_table}"))?;
-        names.push(crate::fingerprint::quote_ident(&col.name));
+        names.push(crate::sql::ident(&col.name));
         columns.push((idx, cast_to, encoder, col.name.clone()));
     }
     Ok(CopyPlan {

@@ -7,31 +7,50 @@
 //! and the pipeline's CSV configuration by file stem (`settings`, `keep_emails`, ...).
 
 use crate::artifacts::{EXTRACT_DIR, STAGE_DIR};
-use crate::cli::{GlobalArgs, OutputFormat, QueryArgs};
 use crate::transform::engine;
 use anyhow::{Context, Result};
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 
-pub async fn run(global: &GlobalArgs, args: &QueryArgs) -> Result<()> {
-    let ctx = session(global).await?;
-    match &args.sql {
+/// How `cleanmig query` prints a result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Table,
+    Csv,
+    Json,
+}
+
+/// What `cleanmig query` runs.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    pub artifacts: PathBuf,
+    pub pipeline: PathBuf,
+    /// The statement; `None` opens the interactive prompt.
+    pub sql: Option<String>,
+    pub format: Format,
+}
+
+pub async fn run(opts: &QueryOptions) -> Result<()> {
+    let ctx = session(&opts.artifacts, &opts.pipeline).await?;
+    match &opts.sql {
         Some(sql) => {
             let batches = execute(&ctx, sql).await?;
-            print(&batches, args.format)?;
+            print(&batches, opts.format)?;
         }
-        None => interactive(&ctx, args.format).await?,
+        None => interactive(&ctx, opts.format).await?,
     }
     Ok(())
 }
 
 /// A session with every artifact registered under its predictable name.
-pub async fn session(global: &GlobalArgs) -> Result<SessionContext> {
+pub async fn session(artifacts: &Path, pipeline: &Path) -> Result<SessionContext> {
     let ctx = engine::session();
     let extract =
-        engine::register_parquet_dir(&ctx, &global.artifacts.join(EXTRACT_DIR), "extract_").await?;
-    let stage_dir = global.artifacts.join(STAGE_DIR);
+        engine::register_parquet_dir(&ctx, &artifacts.join(EXTRACT_DIR), "extract_").await?;
+    let stage_dir = artifacts.join(STAGE_DIR);
     let stage = engine::register_parquet_dir(&ctx, &stage_dir, "stage_").await?;
     if let Some(path) = stage.get("stage_rejects") {
         ctx.register_parquet(
@@ -42,7 +61,7 @@ pub async fn session(global: &GlobalArgs) -> Result<SessionContext> {
         .await?;
     }
     let diff = engine::register_parquet_dir(&ctx, &stage_dir.join("diff"), "diff_").await?;
-    engine::register_csv_dir(&ctx, &global.pipeline).await?;
+    engine::register_csv_dir(&ctx, pipeline).await?;
     tracing::debug!(
         "registered {} extract, {} stage and {} diff tables",
         extract.len(),
@@ -58,17 +77,17 @@ pub async fn execute(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>
     df.collect().await.context("query failed")
 }
 
-fn print(batches: &[RecordBatch], format: OutputFormat) -> Result<()> {
+fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
-        OutputFormat::Table => {
+        Format::Table => {
             writeln!(
                 out,
                 "{}",
                 arrow::util::pretty::pretty_format_batches(batches)?
             )?;
         }
-        OutputFormat::Csv => {
+        Format::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new()
                 .with_header(true)
                 .build(&mut out);
@@ -76,7 +95,7 @@ fn print(batches: &[RecordBatch], format: OutputFormat) -> Result<()> {
                 writer.write(b)?;
             }
         }
-        OutputFormat::Json => {
+        Format::Json => {
             let mut writer = arrow::json::ArrayWriter::new(&mut out);
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             writer.write_batches(&refs)?;
@@ -90,7 +109,7 @@ fn print(batches: &[RecordBatch], format: OutputFormat) -> Result<()> {
 
 /// Read statements from stdin (each ends with `;`), run and print each; errors are printed
 /// and the prompt continues.
-async fn interactive(ctx: &SessionContext, format: OutputFormat) -> Result<()> {
+async fn interactive(ctx: &SessionContext, format: Format) -> Result<()> {
     let stdin = std::io::stdin();
     let mut buffer = String::new();
     eprintln!("cleanmig query: end each statement with `;`, Ctrl-D to leave. Tables: SHOW TABLES;");

@@ -5,39 +5,21 @@
 //! a row that is neither in the extract nor in the staged data (a new sign-up) or a row that was
 //! extracted, is kept by the staged data and is gone now, is drift, and is named.
 
+use super::stage::Staged;
 use crate::artifacts::{Manifest, TableEntry, EXTRACT_DIR};
+use crate::catalog::Catalog;
 use crate::error::Refusal;
-use crate::fingerprint::{self, quote_ident, Coverage};
+use crate::fingerprint::{self, Coverage};
+use crate::sql::{ident, ident_list};
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::path::Path;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Transaction;
 
 /// `"auth"."users"` -> `auth.users`.
 pub fn display_name(qualified: &str) -> String {
     qualified.replace('"', "")
-}
-
-/// How the load treats a destination table when judging drift.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Treatment {
-    /// The load replaces its contents with the staged rows (profiles, transactions, enrollments).
-    Reconciled,
-    /// The load only adds the staged rows (auth users and identities).
-    AppendOnly,
-    /// The load does not write it (courses).
-    Untouched,
-}
-
-/// The staged temporary table that holds rows the load puts into `table`, if any.
-fn staged_for(table: &str) -> (Treatment, Option<&'static str>) {
-    match table {
-        "public.unified_profiles" => (Treatment::Reconciled, Some("cm_stage_unified_profiles")),
-        "public.transactions" => (Treatment::Reconciled, Some("cm_stage_transactions")),
-        "public.enrollments" => (Treatment::Reconciled, Some("cm_stage_enrollments")),
-        "auth.users" => (Treatment::AppendOnly, Some("cm_stage_auth_users")),
-        "auth.identities" => (Treatment::AppendOnly, Some("cm_stage_auth_identities")),
-        _ => (Treatment::Untouched, None),
-    }
 }
 
 /// Refuse when a source table's fingerprint differs from the extract's.
@@ -74,7 +56,12 @@ pub async fn check_destinations(
     tx: &Transaction<'_>,
     artifacts_dir: &Path,
     extract: &Manifest,
+    catalog: &Catalog,
+    staged: &BTreeMap<String, Staged>,
 ) -> Result<()> {
+    tx.batch_execute(include_str!("sql/drift_keys_function.sql"))
+        .await
+        .context("cannot create the drift helper function")?;
     for (n, entry) in extract
         .tables
         .values()
@@ -89,7 +76,34 @@ pub async fn check_destinations(
         if same_keys_as_extracted {
             continue;
         }
-        key_diff(tx, artifacts_dir, extract, entry, &keys, n).await?;
+        let extracted = format!("cm_extracted_keys_{n}");
+        load_extracted_keys(tx, artifacts_dir, extract, entry, &keys, &extracted).await?;
+        let table = catalog.by_qualified(&entry.qualified);
+        // Staged rows can only be matched when the staged file carries the key columns.
+        let staged_rel: Option<String> = table
+            .and_then(|t| staged.get(t.stage_artifact()))
+            .filter(|s| keys.iter().all(|k| s.columns.contains(k)))
+            .map(|s| s.temp.clone());
+        let reconciled = table.is_some_and(|t| t.is_reconciled());
+        let gained = keys_sample(
+            tx,
+            include_str!("sql/drift_gained.sql"),
+            &[&entry.qualified, &keys, &extracted, &staged_rel],
+        )
+        .await?;
+        let lost = keys_sample(
+            tx,
+            include_str!("sql/drift_lost.sql"),
+            &[
+                &entry.qualified,
+                &keys,
+                &extracted,
+                &staged_rel,
+                &reconciled,
+            ],
+        )
+        .await?;
+        refuse_if_drifted(display_name(&entry.qualified), gained, lost)?;
     }
     Ok(())
 }
@@ -102,99 +116,52 @@ fn key_columns(entry: &TableEntry) -> Vec<String> {
     }
 }
 
-async fn key_diff(
+/// The extracted key columns of a table into a temporary table shaped like the live one.
+async fn load_extracted_keys(
     tx: &Transaction<'_>,
     artifacts_dir: &Path,
     extract: &Manifest,
     entry: &TableEntry,
     keys: &[String],
-    n: usize,
+    temp: &str,
 ) -> Result<()> {
-    let name = display_name(&entry.qualified);
     let artifact = extract
         .artifacts
         .get(&entry.artifact)
         .with_context(|| format!("extract manifest lists no artifact {}", entry.artifact))?;
     let path = artifacts_dir.join(EXTRACT_DIR).join(&artifact.file);
-    let extracted = format!("cm_extracted_keys_{n}");
-    let cols: Vec<String> = keys.iter().map(|k| quote_ident(k)).collect();
-    let cols = cols.join(", ");
     tx.batch_execute(&format!(
-        "CREATE TEMP TABLE {extracted} ON COMMIT DROP AS SELECT {cols} FROM {q} WITH NO DATA",
+        "CREATE TEMP TABLE {t} ON COMMIT DROP AS SELECT {cols} FROM {q} WITH NO DATA",
+        t = ident(temp),
+        cols = ident_list("", keys),
         q = entry.qualified
     ))
     .await?;
-    super::stage::copy_columns(tx, &path, keys, &extracted).await?;
-    tx.batch_execute(&format!("ANALYZE {extracted}")).await?;
+    super::stage::copy_columns(tx, &path, keys, &ident(temp)).await?;
+    tx.batch_execute(&format!("ANALYZE {}", ident(temp)))
+        .await?;
+    Ok(())
+}
 
-    let (treatment, staged) = staged_for(&name);
-    let match_on = |a: &str, b: &str| -> String {
-        keys.iter()
-            // Text equality with a NULL marker: hashable, so this stays a hash join at scale.
-            .map(|k| {
-                format!(
-                    "coalesce({a}.{q}::text, '<null>') = coalesce({b}.{q}::text, '<null>')",
-                    q = quote_ident(k)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    };
-    // Staged rows can only be matched when the staged file carries the key columns.
-    let staged = match staged {
-        Some(t) => {
-            let has_keys: bool = tx
-                .query_one(
-                    "SELECT count(*) = cardinality($2::text[]) FROM pg_attribute \
-                     WHERE attrelid = $1::text::regclass AND attname = ANY ($2::text[]) AND NOT attisdropped",
-                    &[&t, &keys],
-                )
-                .await?
-                .get(0);
-            has_keys.then_some(t)
-        }
-        None => None,
-    };
-    let not_staged = |alias: &str| match staged {
-        Some(t) => format!(
-            " AND NOT EXISTS (SELECT 1 FROM {t} s WHERE {})",
-            match_on("s", alias)
-        ),
-        None => String::new(),
-    };
-    // Identities the load creates carry the new users' ids.
-    let extra = if name == "auth.identities" {
-        " AND NOT EXISTS (SELECT 1 FROM cm_stage_auth_users s WHERE s.id = l.user_id)"
-    } else {
-        ""
-    };
-    let gained_sql = format!(
-        "SELECT {lcols} FROM {q} l WHERE NOT EXISTS (SELECT 1 FROM {extracted} e WHERE {m}){ns}{extra}",
-        lcols = keys.iter().map(|k| format!("l.{}", quote_ident(k))).collect::<Vec<_>>().join(", "),
-        q = entry.qualified,
-        m = match_on("e", "l"),
-        ns = not_staged("l"),
-    );
-    let lost_filter = match (treatment, staged) {
-        // Rows the staged data drops may be gone already (a previous apply of this approval).
-        (Treatment::Reconciled, Some(t)) => {
-            format!(
-                " AND EXISTS (SELECT 1 FROM {t} s WHERE {})",
-                match_on("s", "e")
-            )
-        }
-        _ => String::new(),
-    };
-    let lost_sql = format!(
-        "SELECT e.* FROM {extracted} e WHERE NOT EXISTS (SELECT 1 FROM {q} l WHERE {m}){lost_filter}",
-        q = entry.qualified,
-        m = match_on("e", "l"),
-    );
-    let gained = summarize(tx, &gained_sql, keys).await?;
-    let lost = summarize(tx, &lost_sql, keys).await?;
-    if gained.0 == 0 && lost.0 == 0 {
-        return Ok(());
-    }
+/// Run a drift query: (total, first keys as `col=value, ...`).
+async fn keys_sample(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(i64, Vec<String>)> {
+    let rows = tx
+        .query(sql, params)
+        .await
+        .context("cannot compare the keys with the extract")?;
+    let total = rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0);
+    Ok((total, rows.iter().map(|r| r.get(1)).collect()))
+}
+
+fn refuse_if_drifted(
+    table: String,
+    gained: (i64, Vec<String>),
+    lost: (i64, Vec<String>),
+) -> Result<()> {
     let mut parts = Vec::new();
     if gained.0 > 0 {
         parts.push(format!(
@@ -210,34 +177,12 @@ async fn key_diff(
             lost.1.join("; ")
         ));
     }
+    if parts.is_empty() {
+        return Ok(());
+    }
     Err(Refusal::SourceDrift {
-        table: name,
+        table,
         detail: parts.join("; "),
     }
     .into())
-}
-
-/// Count of a set of keys and up to five of them as `col=value`.
-async fn summarize(tx: &Transaction<'_>, sql: &str, keys: &[String]) -> Result<(i64, Vec<String>)> {
-    let n: i64 = tx
-        .query_one(&format!("SELECT count(*) FROM ({sql}) x"), &[])
-        .await?
-        .get(0);
-    if n == 0 {
-        return Ok((0, Vec::new()));
-    }
-    let shown: Vec<String> = keys
-        .iter()
-        .map(|k| format!("'{k}=' || coalesce(x.{}::text, 'NULL')", quote_ident(k)))
-        .collect();
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT concat_ws(', ', {}) FROM ({sql}) x ORDER BY 1 LIMIT 5",
-                shown.join(", ")
-            ),
-            &[],
-        )
-        .await?;
-    Ok((n, rows.iter().map(|r| r.get(0)).collect()))
 }

@@ -1,257 +1,230 @@
 //! Rollback: restore the destination tables from a load's backup, in one transaction.
 //!
-//! The restore is set-based like the load (rows added by the load deleted, changed rows put
-//! back, deleted rows re-inserted, dependents the load deleted re-inserted), so nothing is
-//! deleted by a cascade. Rows of other tables that now reference rows the restore would delete
-//! make it refuse and list them. Dry run unless `--apply`.
+//! The restore takes the same path as the load (the backup is the clean copy, applied in
+//! foreign-key order: rows added by the load deleted, changed rows put back, deleted rows
+//! re-inserted), then re-inserts the dependents the load deleted, so nothing is deleted by a
+//! cascade. Rows of other tables that now reference rows the restore would delete make it
+//! refuse and list them. Dry run unless `--apply`.
 
-use super::oplog::{OpLog, RunEnd, RunStart};
-use super::reconcile::{self, Reconcile, TableCounts, UpdateMode, DESTINATIONS};
-use super::{backup_schema, begin_guarded, explain, new_run_id};
-use crate::cli::{GlobalArgs, RollbackArgs};
+use super::apply::{self, CleanRows};
+use super::backup;
+use super::deletes;
+use super::dependents;
+use super::guard::{self, GuardedRun, LogFields};
+use super::reconcile::{Reconcile, TableCounts, UpdateMode};
+use super::Timeouts;
+use crate::catalog::Catalog;
 use crate::connect::ConnInfo;
-use crate::fingerprint::quote_ident;
-use anyhow::{anyhow, bail, Context, Result};
+use crate::sql::{ident, ident_list};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
-const LOCK_TIMEOUT_MS: u64 = 5000;
-const STATEMENT_TIMEOUT_MS: u64 = 300_000;
+/// Which load to undo, and how.
+#[derive(Debug, Clone)]
+pub struct RollbackOptions {
+    pub conn: ConnInfo,
+    /// The load's run id (`cleanmig status`).
+    pub run_id: String,
+    /// Commit; without it the rollback runs and rolls back.
+    pub apply: bool,
+    /// Also delete the auth users the load created, if they never signed in.
+    pub remove_created_users: bool,
+    pub timeouts: Timeouts,
+}
 
-pub async fn run(_global: &GlobalArgs, args: &RollbackArgs) -> Result<()> {
-    let backup = backup_schema(&args.run_id)?;
-    let info = ConnInfo::resolve(args.db.database_url.as_deref())?;
-    let run_id = new_run_id();
-    let mode = if args.apply { "apply" } else { "dry_run" };
-    tracing::info!(
-        "rollback {run_id} of load {} ({mode}) on {info}",
-        args.run_id
-    );
-    let mut client = info.connect().await?;
-    let log = OpLog::start(
-        &info,
-        RunStart {
-            run_id: &run_id,
-            operation: "rollback",
-            mode,
-            target_run_id: Some(&args.run_id),
-        },
+#[tracing::instrument(name = "rollback", skip_all)]
+pub async fn run(opts: &RollbackOptions) -> Result<()> {
+    let backup = backup::schema_name(&opts.run_id)?;
+    let run = GuardedRun::start(
+        &opts.conn,
+        "rollback",
+        opts.apply,
+        Some(&opts.run_id),
+        opts.timeouts,
     )
     .await?;
-    let outcome = tokio::select! {
-        r = rollback(&mut client, args, &backup) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted (Ctrl-C); the transaction was rolled back and nothing was changed")),
+    tracing::info!(
+        "rollback {} of load {} ({}) on {}",
+        run.run_id,
+        opts.run_id,
+        guard::mode(opts.apply),
+        opts.conn
+    );
+    let mut client = opts.conn.connect().await?;
+    let outcome = run.execute(rollback(&mut client, opts, &backup)).await;
+    let fields = LogFields {
+        backup_schema: Some(&backup),
+        ..Default::default()
     };
-    let outcome = outcome.map_err(|e| explain(e, LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS));
-    let elapsed_ms = log.elapsed_ms();
-    let (status, result, error) = match &outcome {
-        Ok(report) => {
-            let status = if args.apply {
-                "success"
-            } else {
-                "dry_run_completed"
-            };
-            (
-                status,
-                json!({
-                    "status": status,
-                    "message": if args.apply {
-                        format!("Destination tables restored to their state before load {}.", args.run_id)
-                    } else {
-                        format!("Restore of load {} calculated but not applied. Run with --apply to apply it.", args.run_id)
-                    },
-                    "run_id": run_id,
-                    "rolled_back_run_id": args.run_id,
-                    "mode": mode,
-                    "backup_schema": backup,
-                    "tables": report.tables,
-                    "dependents_restored": report.dependents_restored,
-                    "auth_users_removed": report.users_removed,
-                    "auth_users_kept_signed_in": report.users_kept_signed_in,
-                    "auth_users_kept_not_asked": report.users_not_asked,
-                    "validation": report.validation,
-                    "execution_time_ms": elapsed_ms,
-                    "execution_time": format!("{:.3} s", elapsed_ms as f64 / 1000.0),
-                }),
-                None,
-            )
-        }
-        Err(err) => {
-            let message = format!("{err:#}");
-            (
-                "failed",
-                json!({
-                    "status": "failed",
-                    "message": message,
-                    "run_id": run_id,
-                    "rolled_back_run_id": args.run_id,
-                    "mode": mode,
-                    "execution_time_ms": elapsed_ms,
-                }),
-                Some(message),
-            )
-        }
-    };
-    let logged = log
-        .finish(RunEnd {
-            status,
-            approval_sha256: None,
-            extract_fingerprint: None,
-            approved_by: None,
-            backup_schema: Some(&backup),
-            counts: result.get("tables"),
-            result: &result,
-            error: error.as_deref(),
-        })
-        .await;
-    println!("{}", serde_json::to_string_pretty(&result)?);
     match outcome {
         Ok(report) => {
-            logged?;
-            eprintln!(
-                "rollback {run_id} of load {}: {}",
-                args.run_id,
-                if args.apply {
-                    "restored and committed"
-                } else {
-                    "dry run, rolled back (nothing changed)"
-                }
-            );
-            for (t, c) in &report.tables {
-                eprintln!(
-                    "  {t:<17} {:>7} re-inserted {:>7} restored {:>7} deleted {:>7} unchanged",
-                    c.inserted, c.updated, c.deleted, c.unchanged
-                );
-            }
-            eprintln!(
-                "  auth users created by the load: {} removed, {} kept (signed in), {} kept (not asked: --remove-created-users)",
-                report.users_removed, report.users_kept_signed_in, report.users_not_asked
-            );
+            let result = report.to_json(&run, opts, &backup);
+            run.succeed(fields, &result).await?;
+            report.print_summary(&run.run_id, opts);
             Ok(())
         }
         Err(err) => {
-            if let Err(e) = logged {
-                tracing::error!("{e:#}");
-            }
-            Err(err)
+            let extra = json!({ "rolled_back_run_id": opts.run_id });
+            Err(run.fail(err, fields, extra).await)
         }
     }
 }
 
 struct RollbackReport {
-    tables: BTreeMap<&'static str, TableCounts>,
+    tables: BTreeMap<String, TableCounts>,
     dependents_restored: Vec<Value>,
-    users_removed: u64,
-    users_kept_signed_in: u64,
-    users_not_asked: u64,
+    users: CreatedUsers,
     validation: Value,
+}
+
+impl RollbackReport {
+    fn to_json(&self, run: &GuardedRun, opts: &RollbackOptions, backup: &str) -> Value {
+        let elapsed_ms = run.elapsed_ms();
+        json!({
+            "status": run.success_status(),
+            "message": if opts.apply {
+                format!("Destination tables restored to their state before load {}.", opts.run_id)
+            } else {
+                format!("Restore of load {} calculated but not applied. Run with --apply to apply it.", opts.run_id)
+            },
+            "run_id": run.run_id,
+            "rolled_back_run_id": opts.run_id,
+            "mode": guard::mode(opts.apply),
+            "backup_schema": backup,
+            "tables": self.tables,
+            "dependents_restored": self.dependents_restored,
+            "auth_users_removed": self.users.removed,
+            "auth_users_kept_signed_in": self.users.signed_in,
+            "auth_users_kept_not_asked": self.users.not_asked,
+            "validation": self.validation,
+            "execution_time_ms": elapsed_ms,
+            "execution_time": format!("{:.3} s", elapsed_ms as f64 / 1000.0),
+        })
+    }
+
+    fn print_summary(&self, run_id: &str, opts: &RollbackOptions) {
+        tracing::info!(
+            "rollback {run_id} of load {}: {}",
+            opts.run_id,
+            if opts.apply {
+                "restored and committed"
+            } else {
+                "dry run, rolled back (nothing changed)"
+            }
+        );
+        for (t, c) in &self.tables {
+            tracing::info!(
+                "  {t:<17} {:>7} re-inserted {:>7} restored {:>7} deleted {:>7} unchanged",
+                c.inserted,
+                c.updated,
+                c.deleted,
+                c.unchanged
+            );
+        }
+        tracing::info!(
+            "  auth users created by the load: {} removed, {} kept (signed in), {} kept (not asked: --remove-created-users)",
+            self.users.removed, self.users.signed_in, self.users.not_asked
+        );
+    }
 }
 
 async fn rollback(
     client: &mut Client,
-    args: &RollbackArgs,
+    opts: &RollbackOptions,
     backup: &str,
 ) -> Result<RollbackReport> {
-    let tx = begin_guarded(client, LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS).await?;
-    if !reconcile::schema_exists(&tx, backup).await? {
+    let tx = guard::begin(client, opts.timeouts).await?;
+    if !backup::schema_exists(&tx, backup).await? {
         bail!(
             "no backup schema {backup} for run {}: only applied loads keep a backup (`cleanmig status` lists the runs)",
-            args.run_id
+            opts.run_id
         );
     }
-    let bk = quote_ident(backup);
-    let source = |t: &str| format!("{bk}.{}", quote_ident(t));
-
-    for dest in &DESTINATIONS {
-        reconcile::compute_delete_set(&tx, dest, &source(dest.table)).await?;
-    }
-    let keys = reconcile::foreign_keys(&tx).await?;
-    let dependents = reconcile::find_dependents(&tx, &keys).await?;
-    if !dependents.is_empty() {
-        let list = dependents
-            .iter()
-            .map(|d| format!("  {d}"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        bail!("rows of other tables reference rows the restore would delete:\n{list}\nnothing was changed; remove or repoint them first");
-    }
-
-    let mut reconcilers = BTreeMap::new();
-    let mut counts: BTreeMap<&'static str, TableCounts> = BTreeMap::new();
-    for dest in &DESTINATIONS {
-        let src = source(dest.table);
-        let cols = reconcile::writable_columns(&tx, &src).await?;
-        let r = Reconcile::new(
-            &tx,
-            &dest.qualified(),
-            &src,
-            &cols,
-            &[],
-            UpdateMode::Restore,
-        )
-        .await?;
-        let rows: i64 = tx
-            .query_one(&format!("SELECT count(*) FROM {src}"), &[])
-            .await?
-            .get(0);
-        counts.insert(
-            dest.table,
-            TableCounts {
-                staged: rows as u64,
-                ..Default::default()
-            },
+    let catalog = backup::catalog(&tx, backup).await?;
+    guard::lock_tables(&tx, &catalog).await?;
+    let clean = backed_up_rows(&tx, &catalog, backup).await?;
+    let (internal, external) = deletes::split_internal(
+        deletes::referencing(&tx, &catalog.reconciled_names()).await?,
+        &catalog,
+    );
+    let found = dependents::find(&tx, &catalog, &external).await?;
+    if !found.is_empty() {
+        let list: Vec<String> = found.iter().map(|d| format!("  {d}")).collect();
+        bail!(
+            "rows of other tables reference rows the restore would delete:\n{}\nnothing was changed; remove or repoint them first",
+            list.join("\n")
         );
-        reconcilers.insert(dest.table, r);
     }
-    // Rollback deletes from the destination tables and, when asked, auth.users.
-    let mut parents: Vec<String> = DESTINATIONS.iter().map(|d| d.name()).collect();
-    if args.remove_created_users {
+    let reconcilers = apply::reconcilers(&tx, &catalog, &clean, UpdateMode::Restore).await?;
+    let mut parents = catalog.reconciled_names();
+    if opts.remove_created_users {
         parents.push("auth.users".into());
     }
-    let parents: Vec<&str> = parents.iter().map(String::as_str).collect();
-    let fk_indexes = reconcile::ForeignKeyIndexes::create(&tx, &parents).await?;
+    let fk_indexes = super::fk_index::ForeignKeyIndexes::create(&tx, &parents).await?;
     if !fk_indexes.is_empty() {
         tracing::info!(
             "{} unindexed foreign keys indexed for the run",
             fk_indexes.len()
         );
     }
-    let [profiles, transactions, enrollments] = &DESTINATIONS;
-    counts.get_mut("enrollments").unwrap().deleted +=
-        reconcile::delete_rows(&tx, enrollments, false).await?;
-    counts.get_mut("unified_profiles").unwrap().deleted +=
-        reconcile::delete_rows(&tx, profiles, true).await?;
-    for dest in &DESTINATIONS {
-        let r = &reconcilers[dest.table];
-        let c = counts.get_mut(dest.table).unwrap();
-        c.updated = r.update(&tx).await?;
-        c.inserted = r.insert(&tx).await?;
-        c.unchanged = c.staged.saturating_sub(c.updated + c.inserted);
-    }
-    counts.get_mut("transactions").unwrap().deleted +=
-        reconcile::delete_rows(&tx, transactions, false).await?;
-    counts.get_mut("unified_profiles").unwrap().deleted +=
-        reconcile::delete_rows(&tx, profiles, false).await?;
+    let tables = apply::apply_in_fk_order(&tx, &catalog, &internal, &clean, &reconcilers).await?;
+    let dependents_restored = restore_dependents(&tx, backup).await?;
+    let users = created_users(&tx, backup, opts.remove_created_users).await?;
+    fk_indexes.drop(&tx).await?;
+    let validation = equals_backup(&tx, &catalog, &reconcilers).await?;
+    let report = RollbackReport {
+        tables: tables.tables,
+        dependents_restored,
+        users,
+        validation,
+    };
+    super::finish(tx, opts.apply).await?;
+    Ok(report)
+}
 
-    // Dependents the load deleted with --dependents delete.
-    let mut dependents_restored = Vec::new();
-    let restore = tx
+/// The backed-up rows of every reconciled table as its clean copy, with its delete set.
+async fn backed_up_rows(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    backup: &str,
+) -> Result<BTreeMap<String, CleanRows>> {
+    let mut clean = BTreeMap::new();
+    for table in catalog.reconciled() {
+        let relation = format!("{}.{}", ident(backup), ident(&table.backup_table()));
+        deletes::compute(tx, table, &relation).await?;
+        let columns = super::reconcile::writable_columns(tx, &relation).await?;
+        let rows = deletes::count(tx, &format!("SELECT count(*) FROM {relation}")).await?;
+        clean.insert(
+            table.name.clone(),
+            CleanRows {
+                relation,
+                columns,
+                rows,
+                kept: 0,
+            },
+        );
+    }
+    Ok(clean)
+}
+
+/// Re-insert the dependents the load deleted with `--dependents delete`.
+async fn restore_dependents(tx: &Transaction<'_>, backup: &str) -> Result<Vec<Value>> {
+    let bk = ident(backup);
+    let mut restored = Vec::new();
+    let rows = tx
         .query(
             &format!("SELECT backup_table, target_table FROM {bk}.restore_dependents ORDER BY 1"),
             &[],
         )
         .await?;
-    for row in restore {
+    for row in rows {
         let backup_table: String = row.get(0);
+        // `target_table` was written by the load as a quoted, qualified name.
         let target: String = row.get(1);
-        let src = source(&backup_table);
-        let cols = reconcile::writable_columns(&tx, &target)
-            .await?
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let src = format!("{bk}.{}", ident(&backup_table));
+        let cols = ident_list("", &super::reconcile::writable_columns(tx, &target).await?);
         let n = tx
             .execute(
                 &format!(
@@ -261,94 +234,91 @@ async fn rollback(
             )
             .await
             .with_context(|| format!("cannot restore the rows deleted from {target}"))?;
-        dependents_restored.push(json!({"table": target.replace('"', ""), "rows": n}));
+        restored.push(json!({"table": target.replace('"', ""), "rows": n}));
     }
+    Ok(restored)
+}
 
-    // Auth users the load created: removed only when asked and only if they never signed in.
-    let created: i64 = tx
+/// What became of the auth users the load created.
+struct CreatedUsers {
+    removed: u64,
+    signed_in: u64,
+    not_asked: u64,
+}
+
+/// Auth users the load created: removed only when asked, only if they never signed in and
+/// nothing outside `auth` references them.
+async fn created_users(tx: &Transaction<'_>, backup: &str, remove: bool) -> Result<CreatedUsers> {
+    let bk = ident(backup);
+    let row = tx
         .query_one(
             &format!(
-                "SELECT count(*) FROM {bk}.created_auth_users c JOIN auth.users u ON u.id = c.id"
+                "SELECT count(*), count(*) FILTER (WHERE u.last_sign_in_at IS NOT NULL) \
+                 FROM {bk}.created_auth_users c JOIN auth.users u ON u.id = c.id"
             ),
             &[],
         )
-        .await?
-        .get(0);
-    let signed_in: i64 = tx
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM {bk}.created_auth_users c JOIN auth.users u ON u.id = c.id \
-                 WHERE u.last_sign_in_at IS NOT NULL"
-            ),
-            &[],
-        )
-        .await?
-        .get(0);
-    let mut users_removed = 0;
-    if args.remove_created_users {
-        tx.batch_execute(&format!(
-            "CREATE TEMP TABLE cm_remove_users ON COMMIT DROP AS \
-               SELECT c.id FROM {bk}.created_auth_users c JOIN auth.users u ON u.id = c.id \
-               WHERE u.last_sign_in_at IS NULL \
-                 AND NOT EXISTS (SELECT 1 FROM public.unified_profiles p WHERE p.id = c.id) \
-                 AND NOT EXISTS (SELECT 1 FROM public.transactions t WHERE t.user_id = c.id); \
-             DELETE FROM auth.identities i USING cm_remove_users r WHERE i.user_id = r.id"
-        ))
         .await?;
-        users_removed = tx
-            .execute(
-                "DELETE FROM auth.users u USING cm_remove_users r WHERE u.id = r.id",
-                &[],
-            )
-            .await
-            .context("cannot remove the auth users the load created")?;
+    let (created, signed_in): (i64, i64) = (row.get(0), row.get(1));
+    if !remove {
+        return Ok(CreatedUsers {
+            removed: 0,
+            signed_in: signed_in as u64,
+            not_asked: (created - signed_in) as u64,
+        });
     }
-    let users_not_asked = if args.remove_created_users {
-        0
-    } else {
-        (created - signed_in) as u64
-    };
+    let mut unreferenced = String::new();
+    for fk in deletes::referencing(tx, &["auth.users".to_string()]).await? {
+        if !fk.child_display.starts_with("auth.") {
+            unreferenced.push_str(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM {} c WHERE {})",
+                fk.child,
+                fk.join()
+            ));
+        }
+    }
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE cm_remove_users ON COMMIT DROP AS \
+           SELECT p.id FROM {bk}.created_auth_users x JOIN auth.users p ON p.id = x.id \
+           WHERE p.last_sign_in_at IS NULL{unreferenced}; \
+         DELETE FROM auth.identities i USING cm_remove_users r WHERE i.user_id = r.id"
+    ))
+    .await?;
+    let removed = tx
+        .execute(
+            "DELETE FROM auth.users u USING cm_remove_users r WHERE u.id = r.id",
+            &[],
+        )
+        .await
+        .context("cannot remove the auth users the load created")?;
+    Ok(CreatedUsers {
+        removed,
+        signed_in: signed_in as u64,
+        not_asked: 0,
+    })
+}
 
-    fk_indexes.drop(&tx).await?;
-
-    // Validation: every table is exactly its backup.
+/// Validation: every reconciled table is exactly its backup.
+async fn equals_backup(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    reconcilers: &[(String, Reconcile)],
+) -> Result<Value> {
     let mut checks = Vec::new();
-    for dest in &DESTINATIONS {
-        let cols = reconcilers[dest.table]
-            .insert_columns
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let digest = |rel: String| {
+    for ((name, r), table) in reconcilers.iter().zip(catalog.reconciled()) {
+        let cols = ident_list("", &r.insert_columns);
+        let digest = |rel: &str| {
             format!("SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM (SELECT {cols} FROM {rel}) x")
         };
-        let live: String = tx.query_one(&digest(dest.qualified()), &[]).await?.get(0);
-        let saved: String = tx.query_one(&digest(source(dest.table)), &[]).await?.get(0);
-        checks.push(
-            json!({"name": format!("{} equals its backup", dest.table), "passed": live == saved}),
-        );
+        let live: String = tx.query_one(&digest(&table.qualified()), &[]).await?.get(0);
+        let saved: String = tx.query_one(&digest(&r.source), &[]).await?.get(0);
+        checks.push(json!({"name": format!("{name} equals its backup"), "passed": live == saved}));
         if live != saved {
             bail!(crate::error::Refusal::ValidationFailed {
-                checks: format!("{} differs from its backup after the restore", dest.table),
+                checks: format!("{name} differs from its backup after the restore"),
                 report: "the rollback's result (rolled back; nothing was changed)".into(),
             });
         }
     }
-    let report = RollbackReport {
-        tables: counts,
-        dependents_restored,
-        users_removed,
-        users_kept_signed_in: signed_in as u64,
-        users_not_asked,
-        validation: json!({"passed": true, "checks": checks}),
-    };
-    if args.apply {
-        tx.commit()
-            .await
-            .context("COMMIT failed; nothing was changed")?;
-    } else {
-        tx.rollback().await?;
-    }
-    Ok(report)
+    Ok(json!({"passed": true, "checks": checks}))
 }

@@ -1,15 +1,19 @@
 //! Staged Parquet -> temporary tables, through the binary COPY encoder of `pg_arrow`.
 
-use crate::fingerprint::quote_ident;
+use crate::artifacts::{Manifest, STAGE_DIR};
+use crate::catalog::Catalog;
 use crate::pg_arrow;
-use anyhow::{Context, Result};
+use crate::sql::ident as quote_ident;
+use anyhow::{bail, Context, Result};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::{RecordBatch, RecordBatchReader};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 use tokio_postgres::Transaction;
+use tracing::Instrument;
 
 /// A staged artifact copied into a temporary table.
 #[derive(Debug, Clone)]
@@ -19,6 +23,38 @@ pub struct Staged {
     /// Columns of the artifact (all of them exist in the temporary table).
     pub columns: Vec<String>,
     pub rows: u64,
+}
+
+/// Copy every staged artifact of the catalogue into its temporary table; a table the load only
+/// creates rows in may have none (an empty table stands in). Keyed by artifact name.
+pub async fn copy_all(
+    tx: &Transaction<'_>,
+    stage_dir: &Path,
+    stage: &Manifest,
+    catalog: &Catalog,
+) -> Result<BTreeMap<String, Staged>> {
+    let mut staged = BTreeMap::new();
+    for table in catalog.staged() {
+        let artifact = table.stage_artifact();
+        let s = match stage.artifacts.get(artifact) {
+            Some(e) => {
+                let path = stage_dir.join(&e.file);
+                copy_into_temp(tx, &path, &table.qualified(), &table.temp(), &table.key)
+                    .instrument(tracing::info_span!("stage", table = artifact))
+                    .await?
+            }
+            None if table.is_reconciled() => bail!(
+                "{STAGE_DIR}/manifest.json lists no `{artifact}` artifact; re-run `cleanmig transform`"
+            ),
+            None => empty_temp(tx, &table.qualified(), &table.temp()).await?,
+        };
+        tracing::info!(
+            "staged {artifact}: {} rows",
+            crate::artifacts::human_count(s.rows)
+        );
+        staged.insert(artifact.to_string(), s);
+    }
+    Ok(staged)
 }
 
 /// Open a Parquet file as a schema and a stream of batches, optionally only some columns.
@@ -62,6 +98,7 @@ pub async fn copy_into_temp(
     path: &Path,
     like: &str,
     temp: &str,
+    key: &str,
 ) -> Result<Staged> {
     tx.batch_execute(&format!(
         "CREATE TEMP TABLE {t} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DROP",
@@ -83,10 +120,14 @@ pub async fn copy_into_temp(
     let rows = pg_arrow::copy_in(tx, &quote_ident(temp), &schema, batches)
         .await
         .with_context(|| format!("cannot load {}", path.display()))?;
-    // Autovacuum never analyses temporary tables. The reconcile joins on `id`; statistics on
+    // Autovacuum never analyses temporary tables. The reconcile joins on the key; statistics on
     // that column alone are what the planner needs, and cost a fraction of a full ANALYZE.
-    tx.batch_execute(&format!("ANALYZE {} (id)", quote_ident(temp)))
-        .await?;
+    tx.batch_execute(&format!(
+        "ANALYZE {} ({})",
+        quote_ident(temp),
+        quote_ident(key)
+    ))
+    .await?;
     Ok(Staged {
         temp: temp.to_string(),
         columns,

@@ -3,19 +3,27 @@
 use super::drift::display_name;
 use crate::approve::{approval_sha256, Approval, Checks, CHECKS};
 use crate::artifacts::{human_count, Manifest, APPROVAL, EXTRACT_DIR, STAGE_DIR};
-use crate::cli::{GlobalArgs, StatusArgs};
 use crate::connect::ConnInfo;
 use crate::fingerprint::{self, Coverage};
 use anyhow::Result;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use tokio_postgres::Client;
 
-pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> Result<()> {
+/// Where `cleanmig status` looks.
+#[derive(Debug, Clone)]
+pub struct StatusOptions {
+    pub artifacts: PathBuf,
+    /// The database, if connection settings were given.
+    pub conn: Option<ConnInfo>,
+}
+
+pub async fn run(opts: &StatusOptions) -> Result<()> {
     let mut out = String::new();
-    let dir = &global.artifacts;
+    let dir = &opts.artifacts;
     let extract = artifacts_section(&mut out, dir);
     approval_section(&mut out, dir);
-    database_section(&mut out, args, extract.as_ref()).await;
+    database_section(&mut out, opts.conn.as_ref(), extract.as_ref()).await;
     print!("{out}");
     Ok(())
 }
@@ -40,11 +48,14 @@ fn artifacts_section(out: &mut String, dir: &Path) -> Option<Manifest> {
     };
     match Manifest::read(&dir.join(STAGE_DIR)) {
         Ok(m) => {
-            let listed: Vec<String> = ["auth_users", "profiles", "transactions", "enrollments"]
+            let listed: Vec<String> = m
+                .catalog
                 .iter()
-                .filter_map(|a| {
+                .flat_map(|c| c.staged())
+                .filter_map(|t| {
+                    let a = t.stage_artifact();
                     m.artifacts
-                        .get(*a)
+                        .get(a)
                         .map(|e| format!("{a} {}", human_count(e.rows)))
                 })
                 .collect();
@@ -109,16 +120,13 @@ fn approval_section(out: &mut String, dir: &Path) {
     }
 }
 
-async fn database_section(out: &mut String, args: &StatusArgs, extract: Option<&Manifest>) {
-    let info = match ConnInfo::resolve(args.db.database_url.as_deref()) {
-        Ok(i) => i,
-        Err(_) => {
-            let _ = writeln!(
-                out,
-                "database: not configured (--database-url, DATABASE_URL or PG*)"
-            );
-            return;
-        }
+async fn database_section(out: &mut String, conn: Option<&ConnInfo>, extract: Option<&Manifest>) {
+    let Some(info) = conn else {
+        let _ = writeln!(
+            out,
+            "database: not configured (--database-url, DATABASE_URL or PG*)"
+        );
+        return;
     };
     let client = match info.connect().await {
         Ok(c) => c,
@@ -129,36 +137,50 @@ async fn database_section(out: &mut String, args: &StatusArgs, extract: Option<&
     };
     let _ = writeln!(out, "database {info}");
     if let Some(m) = extract {
-        for entry in m.tables.values().filter(|t| t.role != "dependent") {
-            let coverage = if entry.role == "source" {
-                entry.fingerprint.coverage
-            } else {
-                Coverage::Keys
-            };
-            let state =
-                match fingerprint::compute(&client, &entry.qualified, coverage, &entry.key_columns)
-                    .await
-                {
-                    Ok(now) if now == entry.fingerprint => "unchanged since extraction".to_string(),
-                    Ok(now) if entry.role == "source" => format!(
-                    "CHANGED since extraction ({} -> {} rows): re-run extract, transform, approve",
-                    entry.fingerprint.rows, now.rows
-                ),
-                    Ok(now) => format!(
-                        "differs from the extract ({} -> {} rows; expected after a load)",
-                        entry.fingerprint.rows, now.rows
-                    ),
-                    Err(e) => format!("cannot fingerprint: {e:#}"),
-                };
-            let _ = writeln!(
-                out,
-                "  {:<11} {:<26} {state}",
-                entry.role,
-                display_name(&entry.qualified)
-            );
-        }
+        tables_section(out, &client, m).await;
     }
-    match super::oplog::exists(&client).await {
+    runs_section(out, &client).await;
+}
+
+/// Each extracted table against its fingerprint.
+async fn tables_section(out: &mut String, client: &Client, m: &Manifest) {
+    for entry in m.tables.values().filter(|t| t.role != "dependent") {
+        let coverage = if entry.role == "source" {
+            entry.fingerprint.coverage
+        } else {
+            Coverage::Keys
+        };
+        let state = match fingerprint::compute(
+            client,
+            &entry.qualified,
+            coverage,
+            &entry.key_columns,
+        )
+        .await
+        {
+            Ok(now) if now == entry.fingerprint => "unchanged since extraction".to_string(),
+            Ok(now) if entry.role == "source" => format!(
+                "CHANGED since extraction ({} -> {} rows): re-run extract, transform, approve",
+                entry.fingerprint.rows, now.rows
+            ),
+            Ok(now) => format!(
+                "differs from the extract ({} -> {} rows; expected after a load)",
+                entry.fingerprint.rows, now.rows
+            ),
+            Err(e) => format!("cannot fingerprint: {e:#}"),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<11} {:<26} {state}",
+            entry.role,
+            display_name(&entry.qualified)
+        );
+    }
+}
+
+/// The last runs from the operation log.
+async fn runs_section(out: &mut String, client: &Client) {
+    match super::oplog::exists(client).await {
         Ok(true) => {}
         _ => {
             let _ = writeln!(

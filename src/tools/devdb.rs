@@ -2,7 +2,6 @@
 //! private socket directory, run as the `postgres` user when the caller is root, stopped and
 //! removed when done (also after a panic, Ctrl-C or a kill, through a watchdog process).
 
-use crate::cli::{DevDbArgs, DevDbCommand};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
@@ -317,10 +316,18 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// What `cleanmig dev-db` does, with the cluster's directory.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Start(PathBuf),
+    Stop(PathBuf),
+    Url(PathBuf),
+}
+
 /// `cleanmig dev-db start|stop|url`.
-pub async fn command(cmd: DevDbCommand) -> Result<()> {
-    match cmd {
-        DevDbCommand::Start(DevDbArgs { dir }) => {
+pub async fn command(action: Action) -> Result<()> {
+    match action {
+        Action::Start(dir) => {
             let cluster = tokio::task::spawn_blocking(move || Cluster::start_in(&dir)).await??;
             eprintln!(
                 "dev-db: Postgres running on port {}; stop it with `cleanmig dev-db stop`",
@@ -329,12 +336,12 @@ pub async fn command(cmd: DevDbCommand) -> Result<()> {
             println!("{}", cluster.url());
             Ok(())
         }
-        DevDbCommand::Url(DevDbArgs { dir }) => {
+        Action::Url(dir) => {
             let state = read_state(&dir)?;
             println!("{}", state.url);
             Ok(())
         }
-        DevDbCommand::Stop(DevDbArgs { dir }) => {
+        Action::Stop(dir) => {
             let state = read_state(&dir)?;
             let root = dir.canonicalize()?;
             let mut cluster = Cluster {

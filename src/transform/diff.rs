@@ -4,28 +4,17 @@
 //! compared. `auth_users` and `auth_identities` hold new rows only (existing auth users are
 //! never changed), so they get an insert list only.
 
+use crate::catalog::Catalog;
+use crate::sql::{ident, literal};
 use anyhow::Result;
 use arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
-
-/// (staged table, extracted table, whether updates and deletes are computed).
-pub const DIFFS: &[(&str, &str, bool)] = &[
-    ("auth_users", "extract_auth_users", false),
-    ("auth_identities", "extract_auth_identities", false),
-    ("profiles", "extract_unified_profiles", true),
-    ("transactions", "extract_transactions", true),
-    ("enrollments", "extract_enrollments", true),
-];
 
 /// One difference to compute: run `sql`, sort, write `diff/<name>.parquet`.
 pub struct DiffQuery {
     /// `<table>_insert`, `<table>_update`, `<table>_delete`.
     pub name: String,
     pub sql: String,
-}
-
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn comparable(ty: &DataType) -> String {
@@ -37,11 +26,21 @@ fn comparable(ty: &DataType) -> String {
 
 /// The difference queries, in a stable order; run one at a time so that only one result is in
 /// memory.
-pub async fn queries(ctx: &SessionContext) -> Result<Vec<DiffQuery>> {
+/// Reconciled tables get inserts, updates and deletes; tables whose rows are only created get
+/// inserts.
+pub async fn queries(ctx: &SessionContext, catalog: &Catalog) -> Result<Vec<DiffQuery>> {
     let mut out = Vec::new();
-    for (stage, current, full) in DIFFS {
-        let stage_schema = ctx.table(*stage).await?.schema().as_arrow().clone();
-        let current_schema = ctx.table(*current).await?.schema().as_arrow().clone();
+    for table in catalog.staged() {
+        let stage = table.stage_artifact();
+        let current = format!("extract_{}", table.extract_artifact());
+        let full = table.is_reconciled();
+        let stage_schema = ctx.table(stage).await?.schema().as_arrow().clone();
+        let current_schema = ctx
+            .table(current.as_str())
+            .await?
+            .schema()
+            .as_arrow()
+            .clone();
         out.push(DiffQuery {
             name: format!("{stage}_insert"),
             sql: format!(
@@ -69,8 +68,8 @@ pub async fn queries(ctx: &SessionContext) -> Result<Vec<DiffQuery>> {
                     (format!("s.{col}"), format!("c.{col}"))
                 };
                 changes.push(format!(
-                    "CASE WHEN {a} IS DISTINCT FROM {b} THEN '{}' END",
-                    f.name().replace('\'', "''")
+                    "CASE WHEN {a} IS DISTINCT FROM {b} THEN {} END",
+                    literal(f.name())
                 ));
             }
         }

@@ -14,31 +14,29 @@ pub mod engine;
 pub mod report;
 
 use crate::artifacts::{ArtifactEntry, Manifest, EXTRACT_DIR, MANIFEST, STAGE_DIR};
-use crate::cli::{GlobalArgs, TransformArgs};
+use crate::catalog::{AddedColumn, Catalog};
 use crate::error::Refusal;
 use anyhow::{bail, Context, Result};
 use arrow::array::{RecordBatch, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::prelude::SessionContext;
 use engine::SqlFile;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Pipeline outputs written as destination tables: (output name, extracted table it mirrors).
-pub const TABLE_OUTPUTS: &[(&str, &str)] = &[
-    ("auth_users", "auth_users"),
-    ("auth_identities", "auth_identities"),
-    ("profiles", "unified_profiles"),
-    ("transactions", "transactions"),
-    ("enrollments", "enrollments"),
-];
+use tracing::Instrument;
 
 /// Pipeline outputs with no destination table.
 pub const OTHER_OUTPUTS: &[&str] = &["rejects"];
 
-/// Source tables whose rows are accounted for in rejects (raw values as JSON).
-pub const SOURCE_TABLES: &[&str] = &["xendit", "systemeio"];
+/// What `cleanmig transform` reads and how much memory its engine may use.
+#[derive(Debug, Clone)]
+pub struct TransformOptions {
+    pub artifacts: PathBuf,
+    pub pipeline: PathBuf,
+    /// The query engine's memory pool, in bytes.
+    pub memory_limit: usize,
+}
 
 /// What a transform run produced.
 #[derive(Debug)]
@@ -48,13 +46,10 @@ pub struct Outcome {
     pub manifest: Manifest,
 }
 
-pub async fn run(global: &GlobalArgs, args: &TransformArgs) -> Result<Outcome> {
-    let outcome = transform_with(
-        &global.artifacts,
-        &global.pipeline,
-        args.memory_limit_mib * 1024 * 1024,
-    )
-    .await?;
+/// The whole stage; a failing blocking check is an error (after everything is written).
+#[tracing::instrument(name = "transform", skip_all)]
+pub async fn run(opts: &TransformOptions) -> Result<Outcome> {
+    let outcome = transform_with(&opts.artifacts, &opts.pipeline, opts.memory_limit).await?;
     let failed: Vec<&checks::CheckResult> = outcome
         .checks
         .iter()
@@ -62,9 +57,12 @@ pub async fn run(global: &GlobalArgs, args: &TransformArgs) -> Result<Outcome> {
         .collect();
     if !failed.is_empty() {
         for c in &failed {
-            eprintln!(
+            tracing::error!(
                 "check {} failed ({} rows): {}\n{}",
-                c.name, c.failing_rows, c.description, c.sample_table
+                c.name,
+                c.failing_rows,
+                c.description,
+                c.sample_table
             );
         }
         return Err(Refusal::ValidationFailed {
@@ -88,6 +86,19 @@ pub async fn transform(artifacts: &Path, pipeline: &Path) -> Result<Outcome> {
     transform_with(artifacts, pipeline, DEFAULT_MEMORY_LIMIT_MIB * 1024 * 1024).await
 }
 
+/// The engine, the extract and the pipeline's files registered, for one run.
+struct Run {
+    ctx: SessionContext,
+    extract: Manifest,
+    catalog: Catalog,
+    /// Extracted tables registered as `extract_<stem>`, with their files.
+    registered: BTreeMap<String, PathBuf>,
+    stage_dir: PathBuf,
+    memory_limit: usize,
+    /// Private scratch directory for large intermediates and spills; removed on drop.
+    scratch: tempfile::TempDir,
+}
+
 /// [`transform`] with the query engine's memory pool set to `memory_limit` bytes.
 ///
 /// Memory stays bounded whatever the size of the extract: a pipeline file's result larger than
@@ -99,18 +110,66 @@ pub async fn transform_with(
     pipeline: &Path,
     memory_limit: usize,
 ) -> Result<Outcome> {
+    let run = open(artifacts, pipeline, memory_limit).await?;
+    let results = run_rules(&run, pipeline).await?;
+    clear_stage(&run.stage_dir)?;
+    let mut written = write_table_outputs(&run, &results).await?;
+    written.extend(write_diffs(&run).await?);
+
+    // Checks and report.
+    let check_results = checks::run(&run.ctx, &pipeline.join("checks")).await?;
+    let checks_path = run.stage_dir.join("checks.json");
+    crate::artifacts::write_json(&checks_path, &checks::CheckFile::from(&check_results))?;
+    written.insert(
+        "checks".into(),
+        file_entry(&run.stage_dir, &checks_path, check_results.len() as u64)?,
+    );
+    let sections = report::sections(&run.ctx, &pipeline.join("report")).await?;
+    let markdown = report::render(&run.extract, &sections, &check_results, &written);
+    let report_path = run.stage_dir.join("report.md");
+    crate::artifacts::write_atomic(&report_path, markdown.as_bytes())?;
+    written.insert(
+        "report".into(),
+        file_entry(&run.stage_dir, &report_path, 0)?,
+    );
+
+    let manifest = Manifest {
+        stage: "transform".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        extracted_at: run.extract.extracted_at.clone(),
+        source: None,
+        fingerprint: run.extract.fingerprint.clone(),
+        tables: BTreeMap::new(),
+        artifacts: written,
+        catalog: Some(run.catalog.clone()),
+    };
+    manifest.write(&run.stage_dir)?;
+    summarize(&manifest, &check_results, &report_path);
+    println!(
+        "{}",
+        report::render_sections(&sections, Some(report::STDOUT_MAX_ROWS))
+    );
+    Ok(Outcome {
+        stage_dir: run.stage_dir,
+        checks: check_results,
+        manifest,
+    })
+}
+
+/// Read the extract's manifest and register the extract, the pipeline's CSV files, the
+/// extraction time and the raw source rows with a bounded engine.
+async fn open(artifacts: &Path, pipeline: &Path, memory_limit: usize) -> Result<Run> {
     let extract_dir = artifacts.join(EXTRACT_DIR);
-    let stage_dir = artifacts.join(STAGE_DIR);
     let extract = Manifest::read(&extract_dir).with_context(|| {
         format!(
             "no extract found in {}; run `cleanmig extract` first",
             extract_dir.display()
         )
     })?;
+    let catalog = extract.catalog()?.clone();
     let now = chrono::DateTime::parse_from_rfc3339(&extract.extracted_at)
         .with_context(|| format!("extracted_at `{}` is not RFC 3339", extract.extracted_at))?
         .with_timezone(&chrono::Utc);
-
     crate::artifacts::create_private_dir(artifacts)?;
     let scratch = tempfile::Builder::new()
         .prefix(".transform.tmp-")
@@ -125,54 +184,68 @@ pub async fn transform_with(
     let registered = engine::register_parquet_dir(&ctx, &extract_dir, "extract_").await?;
     engine::register_csv_dir(&ctx, pipeline).await?;
     register_extraction(&ctx, now)?;
-    for source in SOURCE_TABLES {
+    for source in crate::catalog::read_source_columns(pipeline)?.keys() {
         register_raw_json(&ctx, source, &registered).await?;
     }
+    Ok(Run {
+        ctx,
+        extract,
+        catalog,
+        registered,
+        stage_dir: artifacts.join(STAGE_DIR),
+        memory_limit,
+        scratch,
+    })
+}
 
-    // Run the rules.
+/// Run `pipeline/transform/*.sql` in file-name order, each registered under its stem.
+#[tracing::instrument(name = "rules", skip_all)]
+async fn run_rules(run: &Run, pipeline: &Path) -> Result<BTreeMap<String, SqlFile>> {
     let files = SqlFile::read_dir(&pipeline.join("transform"))?;
     if files.is_empty() {
         bail!("no SQL files in {}", pipeline.join("transform").display());
     }
     let mut results: BTreeMap<String, SqlFile> = BTreeMap::new();
     for file in files {
-        let spill = scratch.path().join(format!("{}.parquet", file.name));
-        file.run_into(&ctx, &file.name, &spill, memory_limit / 16)
+        let spill = run.scratch.path().join(format!("{}.parquet", file.name));
+        file.run_into(&run.ctx, &file.name, &spill, run.memory_limit / 16)
             .await
-            .map_err(|e| explain_memory(e, memory_limit))?;
+            .map_err(|e| explain_memory(e, run.memory_limit))?;
         results.insert(file.name.clone(), file);
     }
+    Ok(results)
+}
 
-    // Shape and write the outputs.
-    clear_stage(&stage_dir)?;
-    let mut artifacts_out: BTreeMap<String, ArtifactEntry> = BTreeMap::new();
-    for (name, table) in TABLE_OUTPUTS {
-        let file = results.get(*name).with_context(|| {
+/// Write every staged table (shaped exactly like its destination table, with the columns the
+/// load adds) and the other outputs.
+async fn write_table_outputs(
+    run: &Run,
+    results: &BTreeMap<String, SqlFile>,
+) -> Result<BTreeMap<String, ArtifactEntry>> {
+    let mut written = BTreeMap::new();
+    for table in run.catalog.staged() {
+        let name = table.stage_artifact();
+        let file = results.get(name).with_context(|| {
             format!("pipeline/transform has no file that produces `{name}` (e.g. NN_{name}.sql)")
         })?;
-        let path = registered
-            .get(&format!("extract_{table}"))
-            .with_context(|| format!("the extract has no `{table}` table ({table}.parquet)"))?;
-        let mut target = engine::parquet_schema(path)?;
-        if *name == "transactions" {
-            target = full_transactions_schema(&target);
-        }
+        let extracted = table.extract_artifact();
+        let path = run
+            .registered
+            .get(&format!("extract_{extracted}"))
+            .with_context(|| {
+                format!("the extract has no `{extracted}` table ({extracted}.parquet)")
+            })?;
+        let target = with_added_columns(&engine::parquet_schema(path)?, &table.added_columns)?;
         let not_written: Vec<String> = file
             .headers
             .get("generated")
             .map(|g| g.split(',').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default();
         let shape = |b: &RecordBatch| engine::conform(b, &target, &not_written, &file.path);
-        let entry = write_sorted(
-            &ctx,
-            &stage_dir,
-            &format!("{name}.parquet"),
-            name,
-            &shape,
-            memory_limit,
-        )
-        .await?;
-        artifacts_out.insert(name.to_string(), entry);
+        let entry = write_sorted(run, &format!("{name}.parquet"), name, &shape)
+            .instrument(tracing::info_span!("output", table = name))
+            .await?;
+        written.insert(name.to_string(), entry);
     }
     for name in OTHER_OUTPUTS {
         let file = results
@@ -182,59 +255,27 @@ pub async fn transform_with(
             RecordBatch::try_new(engine::plain_schema(&b.schema()), b.columns().to_vec())
                 .with_context(|| format!("{}", file.path.display()))
         };
-        let entry = write_sorted(
-            &ctx,
-            &stage_dir,
-            &format!("{name}.parquet"),
-            name,
-            &shape,
-            memory_limit,
-        )
-        .await?;
-        artifacts_out.insert(name.to_string(), entry);
+        let entry = write_sorted(run, &format!("{name}.parquet"), name, &shape).await?;
+        written.insert(name.to_string(), entry);
     }
+    Ok(written)
+}
 
-    // Differences against what the database holds now.
-    for d in diff::queries(&ctx).await? {
+/// Differences against what the database holds now.
+#[tracing::instrument(name = "diff", skip_all)]
+async fn write_diffs(run: &Run) -> Result<BTreeMap<String, ArtifactEntry>> {
+    let mut written = BTreeMap::new();
+    for d in diff::queries(&run.ctx, &run.catalog).await? {
         let shape = |b: &RecordBatch| Ok(b.clone());
-        let entry = write_sorted(
-            &ctx,
-            &stage_dir,
-            &format!("diff/{}.parquet", d.name),
-            &format!("({})", d.sql),
-            &shape,
-            memory_limit,
-        )
-        .await?;
-        artifacts_out.insert(format!("diff/{}", d.name), entry);
+        let file = format!("diff/{}.parquet", d.name);
+        let entry = write_sorted(run, &file, &format!("({})", d.sql), &shape).await?;
+        written.insert(format!("diff/{}", d.name), entry);
     }
+    Ok(written)
+}
 
-    // Checks and report.
-    let check_results = checks::run(&ctx, &pipeline.join("checks")).await?;
-    let checks_path = stage_dir.join("checks.json");
-    crate::artifacts::write_json(&checks_path, &checks::CheckFile::from(&check_results))?;
-    artifacts_out.insert(
-        "checks".into(),
-        file_entry(&stage_dir, &checks_path, check_results.len() as u64)?,
-    );
-
-    let sections = report::sections(&ctx, &pipeline.join("report")).await?;
-    let markdown = report::render(&extract, &sections, &check_results, &artifacts_out);
-    let report_path = stage_dir.join("report.md");
-    crate::artifacts::write_atomic(&report_path, markdown.as_bytes())?;
-    artifacts_out.insert("report".into(), file_entry(&stage_dir, &report_path, 0)?);
-
-    let manifest = Manifest {
-        stage: "transform".into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        extracted_at: extract.extracted_at.clone(),
-        source: None,
-        fingerprint: extract.fingerprint.clone(),
-        tables: BTreeMap::new(),
-        artifacts: artifacts_out,
-    };
-    manifest.write(&stage_dir)?;
-
+/// One line per artifact and one for the checks, through `tracing` (silenced by `--quiet`).
+fn summarize(manifest: &Manifest, checks: &[checks::CheckResult], report: &Path) {
     for (name, entry) in &manifest.artifacts {
         tracing::info!(
             "transform {name}: {} rows, {}",
@@ -242,22 +283,12 @@ pub async fn transform_with(
             crate::artifacts::human_bytes(entry.bytes)
         );
     }
-    let passed = check_results.iter().filter(|c| c.passed).count();
+    let passed = checks.iter().filter(|c| c.passed).count();
     tracing::info!(
         "transform checks: {passed} of {} passed; report {}",
-        check_results.len(),
-        report_path.display()
+        checks.len(),
+        report.display()
     );
-    println!(
-        "{}",
-        report::render_sections(&sections, Some(report::STDOUT_MAX_ROWS))
-    );
-
-    Ok(Outcome {
-        stage_dir,
-        checks: check_results,
-        manifest,
-    })
 }
 
 /// A query stopped because the memory pool was full: say which setting to raise.
@@ -312,8 +343,11 @@ async fn register_raw_json(
         .iter()
         .filter(|f| f.name() != "_source_row")
         .map(|f| {
-            let ident = format!("\"{}\"", f.name().replace('"', "\"\""));
-            format!("'{}', {ident}", f.name().replace('\'', "''"))
+            format!(
+                "{}, {}",
+                crate::sql::literal(f.name()),
+                crate::sql::ident(f.name())
+            )
         })
         .collect();
     let sql = format!(
@@ -325,40 +359,30 @@ async fn register_raw_json(
     Ok(())
 }
 
-/// The transactions table in its full shape: the extracted columns plus the six API-sync
-/// columns the legacy shape lacks.
-pub fn full_transactions_schema(extracted: &SchemaRef) -> SchemaRef {
-    let extra: [(&str, DataType, &str); 6] = [
-        ("api_source", DataType::Utf8, "text"),
-        (
-            "last_api_sync_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            "timestamp with time zone",
-        ),
-        ("api_sync_version", DataType::Int32, "integer"),
-        (
-            "processed_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            "timestamp with time zone",
-        ),
-        ("fiscal_year", DataType::Int32, "integer"),
-        ("fiscal_quarter", DataType::Int32, "integer"),
-    ];
+/// A destination table's schema as extracted, plus the catalogue's columns that the load adds
+/// to it when absent.
+pub fn with_added_columns(extracted: &SchemaRef, added: &[AddedColumn]) -> Result<SchemaRef> {
     let mut fields: Vec<Field> = extracted
         .fields()
         .iter()
         .map(|f| f.as_ref().clone())
         .collect();
-    for (name, ty, pg) in extra {
-        if extracted.field_with_name(name).is_err() {
-            let meta = HashMap::from([(crate::pg_arrow::PG_TYPE_KEY.to_string(), pg.to_string())]);
-            fields.push(Field::new(name, ty, true).with_metadata(meta));
+    for col in added {
+        if extracted.field_with_name(&col.name).is_ok() {
+            continue;
         }
+        let kind = crate::pg_arrow::kind_of_type_name(&col.pg_type).with_context(|| {
+            format!(
+                "added column {}: unsupported type `{}`",
+                col.name, col.pg_type
+            )
+        })?;
+        fields.push(crate::pg_arrow::field(&col.name, &kind, &col.pg_type, true));
     }
-    Arc::new(Schema::new_with_metadata(
+    Ok(Arc::new(Schema::new_with_metadata(
         fields,
         extracted.metadata().clone(),
-    ))
+    )))
 }
 
 /// Remove what an earlier run left, so that the stage directory holds this run only.
@@ -374,21 +398,19 @@ fn clear_stage(stage_dir: &Path) -> Result<()> {
 /// column and shaped by `shape`, and register it under its name (`diff/x` as `diff_x`) for the
 /// checks and the report.
 async fn write_sorted(
-    ctx: &SessionContext,
-    stage_dir: &Path,
+    run: &Run,
     file: &str,
     relation: &str,
     shape: &dyn Fn(&RecordBatch) -> Result<RecordBatch>,
-    memory_limit: usize,
 ) -> Result<ArtifactEntry> {
-    let path = stage_dir.join(file);
+    let path = run.stage_dir.join(file);
     let query = format!("SELECT * FROM {relation} AS r");
-    let (rows, schema) = engine::write_sorted(ctx, &query, &path, shape, file)
+    let (rows, schema) = engine::write_sorted(&run.ctx, &query, &path, shape, file)
         .await
-        .map_err(|e| explain_memory(e, memory_limit))?;
+        .map_err(|e| explain_memory(e, run.memory_limit))?;
     let name = file.trim_end_matches(".parquet").replace('/', "_");
-    engine::register_parquet_file(ctx, &name, &path).await?;
-    ArtifactEntry::describe(stage_dir, &path, rows, &schema)
+    engine::register_parquet_file(&run.ctx, &name, &path).await?;
+    ArtifactEntry::describe(&run.stage_dir, &path, rows, &schema)
 }
 
 fn file_entry(stage_dir: &Path, path: &Path, rows: u64) -> Result<ArtifactEntry> {

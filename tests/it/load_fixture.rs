@@ -4,8 +4,8 @@
 
 use crate::support;
 use cleanmig::artifacts::{ArtifactEntry, Manifest, ParquetArtifact};
-use cleanmig::fingerprint::quote_ident;
 use cleanmig::pg_arrow::{self, CopyDecoder, Kind};
+use cleanmig::sql::ident as quote_ident;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -274,6 +274,7 @@ pub async fn fixture_with_checks(prefix: &str, checks: &[(&str, &str, bool, u64)
         fingerprint,
         tables: BTreeMap::new(),
         artifacts: staged,
+        catalog: extract.catalog.clone(),
     }
     .write(&stage_dir)
     .unwrap();

@@ -4,6 +4,7 @@
 mod support;
 
 mod approve;
+mod catalog;
 mod demo_data;
 mod devdb;
 mod extract;

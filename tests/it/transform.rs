@@ -6,7 +6,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use cleanmig::artifacts::{Manifest, ParquetArtifact};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rules");
@@ -299,6 +299,7 @@ pub fn write_extract(fixtures: &Path, artifacts: &Path) {
         fingerprint: "fixture-fingerprint".into(),
         tables: BTreeMap::new(),
         artifacts: BTreeMap::new(),
+        catalog: Some(cleanmig::catalog::Catalog::read(Path::new(PIPELINE)).unwrap()),
     }
     .write(&dir)
     .unwrap();
@@ -311,11 +312,9 @@ fn fixture_artifacts() -> tempfile::TempDir {
 }
 
 async fn query(artifacts: &Path, sql: &str) -> String {
-    let global = cleanmig::cli::GlobalArgs {
-        artifacts: artifacts.to_path_buf(),
-        pipeline: PathBuf::from(PIPELINE),
-    };
-    let ctx = cleanmig::query::session(&global).await.unwrap();
+    let ctx = cleanmig::query::session(artifacts, Path::new(PIPELINE))
+        .await
+        .unwrap();
     let batches = cleanmig::query::execute(&ctx, sql).await.unwrap();
     arrow::util::pretty::pretty_format_batches(&batches)
         .unwrap()
@@ -404,17 +403,17 @@ async fn staged_tables_have_the_destination_columns_and_types() {
     let dir = transformed().await;
     let stage = dir.path().join("stage");
     let extract = dir.path().join("extract");
-    for (stage_name, table) in cleanmig::transform::TABLE_OUTPUTS {
+    let catalog = cleanmig::catalog::Catalog::read(Path::new(PIPELINE)).unwrap();
+    for dest in catalog.staged() {
+        let (stage_name, table) = (dest.stage_artifact(), &dest.extract_artifact());
         let staged = cleanmig::transform::engine::parquet_schema(
             &stage.join(format!("{stage_name}.parquet")),
         )
         .unwrap();
-        let mut target =
+        let target =
             cleanmig::transform::engine::parquet_schema(&extract.join(format!("{table}.parquet")))
                 .unwrap();
-        if *stage_name == "transactions" {
-            target = cleanmig::transform::full_transactions_schema(&target);
-        }
+        let target = cleanmig::transform::with_added_columns(&target, &dest.added_columns).unwrap();
         let expected: Vec<(String, DataType)> = target
             .fields()
             .iter()
@@ -761,11 +760,9 @@ async fn extract_then_transform_in_both_source_shapes() {
 // The demo data at scale 1 against the generator's ground truth.
 
 async fn column_strings(artifacts: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
-    let global = cleanmig::cli::GlobalArgs {
-        artifacts: artifacts.to_path_buf(),
-        pipeline: PathBuf::from(PIPELINE),
-    };
-    let ctx = cleanmig::query::session(&global).await.unwrap();
+    let ctx = cleanmig::query::session(artifacts, Path::new(PIPELINE))
+        .await
+        .unwrap();
     let batches = cleanmig::query::execute(&ctx, sql).await.unwrap();
     let mut rows = Vec::new();
     for b in &batches {

@@ -19,10 +19,10 @@ mod sources;
 mod truth;
 
 use crate::artifacts::{human_bytes, human_count};
-use crate::cli::DemoDataArgs;
 use crate::connect::ConnInfo;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 use tokio_postgres::Client;
 
@@ -67,19 +67,13 @@ impl Tally {
     }
 }
 
-pub async fn command(args: &DemoDataArgs) -> Result<()> {
-    let conn = ConnInfo::resolve(args.db.database_url.as_deref())?;
+pub async fn command(conn: &ConnInfo, opts: &DemoOptions, ground_truth: &Path) -> Result<()> {
     tracing::info!("demo-data into {conn} (settings from {})", conn.source);
     let client = conn.connect().await?;
-    let opts = DemoOptions {
-        scale: args.scale,
-        seed: args.seed,
-        legacy: args.legacy,
-    };
     let started = Instant::now();
-    let truth = generate(&client, &opts).await?;
-    truth.write(&args.ground_truth)?;
-    let bytes = std::fs::metadata(&args.ground_truth)
+    let truth = generate(&client, opts).await?;
+    truth.write(&ground_truth)?;
+    let bytes = std::fs::metadata(&ground_truth)
         .map(|m| m.len())
         .unwrap_or(0);
     let counts = truth.counts();
@@ -89,7 +83,7 @@ pub async fn command(args: &DemoDataArgs) -> Result<()> {
         human_count(counts["transactions"]),
         human_count(counts["enrollments"]),
         human_count(counts["profiles_to_delete"] + counts["transactions_to_delete"] + counts["enrollments_to_delete"]),
-        args.ground_truth.display(),
+        ground_truth.display(),
         human_bytes(bytes),
     );
     tracing::info!("demo-data done in {:.1} s", started.elapsed().as_secs_f64());

@@ -1,0 +1,104 @@
+//! Apply complete clean copies of the reconciled tables in foreign-key order: the one write
+//! path of load (staged rows) and rollback (backed-up rows).
+//!
+//! 1. Children first: delete the rows of each delete set that no other reconciled row
+//!    references (this frees unique values, such as a deleted test profile's email, before a
+//!    clean row takes them).
+//! 2. Parents first: update the rows that differ, insert the missing ones.
+//! 3. Children first: delete the rest of each delete set (the updates re-pointed whatever
+//!    referenced them).
+
+use super::deletes::{self, ForeignKey};
+use super::reconcile::{Reconcile, TableCounts, UpdateMode};
+use crate::catalog::Catalog;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tokio_postgres::Transaction;
+
+/// A clean copy of one table: a relation (temporary or backup table) and its columns.
+#[derive(Debug, Clone)]
+pub struct CleanRows {
+    pub relation: String,
+    pub columns: Vec<String>,
+    pub rows: u64,
+    /// Rows of the table that stay although the copy lacks them (`--dependents keep`).
+    pub kept: u64,
+}
+
+/// Per-table outcome of [`apply_in_fk_order`], keyed by table name (`unified_profiles`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct ApplyCounts {
+    pub tables: BTreeMap<String, TableCounts>,
+}
+
+impl ApplyCounts {
+    fn table(&mut self, name: &str) -> &mut TableCounts {
+        self.tables.entry(name.to_string()).or_default()
+    }
+}
+
+/// The reconcilers of every reconciled table, parents first.
+pub async fn reconcilers(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    clean: &BTreeMap<String, CleanRows>,
+    mode: UpdateMode,
+) -> Result<Vec<(String, Reconcile)>> {
+    let mut out = Vec::new();
+    for table in catalog.reconciled() {
+        let rows = clean
+            .get(&table.name)
+            .with_context(|| format!("no clean rows for {}", table.display()))?;
+        let app_owned: &[String] = match mode {
+            UpdateMode::Load => &table.app_owned,
+            UpdateMode::Restore => &[],
+        };
+        let r = Reconcile::new(
+            tx,
+            &table.qualified(),
+            &table.key,
+            &rows.relation,
+            &rows.columns,
+            app_owned,
+            mode,
+        )
+        .await?;
+        out.push((table.name.clone(), r));
+    }
+    Ok(out)
+}
+
+/// Apply the clean copies (the delete sets must be computed already). Returns what changed.
+pub async fn apply_in_fk_order(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    internal: &[ForeignKey],
+    clean: &BTreeMap<String, CleanRows>,
+    reconcilers: &[(String, Reconcile)],
+) -> Result<ApplyCounts> {
+    let mut counts = ApplyCounts::default();
+    for table in catalog.reconciled() {
+        let c = counts.table(&table.name);
+        c.staged = clean[&table.name].rows;
+        c.kept = clean[&table.name].kept;
+    }
+    for table in catalog.reconciled().rev() {
+        counts.table(&table.name).deleted +=
+            deletes::delete_rows(tx, table, internal, true).await?;
+    }
+    for (name, r) in reconcilers {
+        let c = counts.table(name);
+        c.updated = r.update(tx).await?;
+        c.inserted = r.insert(tx).await?;
+    }
+    for table in catalog.reconciled().rev() {
+        counts.table(&table.name).deleted +=
+            deletes::delete_rows(tx, table, internal, false).await?;
+    }
+    for c in counts.tables.values_mut() {
+        c.unchanged = c.staged.saturating_sub(c.inserted + c.updated);
+    }
+    Ok(counts)
+}

@@ -1,0 +1,133 @@
+//! Logins: the auth users and identities the staged data needs and the database lacks. The
+//! load only creates them; an existing login is never changed or removed.
+
+use super::reconcile::{Reconcile, UpdateMode};
+use super::stage::Staged;
+use crate::catalog::Catalog;
+use crate::sql::{ident, ident_list};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use tokio_postgres::Transaction;
+
+/// The auth tables the load creates rows in.
+const USERS: &str = "auth.users";
+const IDENTITIES: &str = "auth.identities";
+
+/// Remember the ids of the existing logins, for the validation that none changed.
+pub async fn remember_existing(tx: &Transaction<'_>) -> Result<()> {
+    tx.batch_execute(
+        "CREATE TEMP TABLE cm_auth_users_before ON COMMIT DROP AS SELECT id FROM auth.users; \
+         CREATE TEMP TABLE cm_auth_identities_before ON COMMIT DROP AS SELECT id FROM auth.identities; \
+         ANALYZE cm_auth_users_before; ANALYZE cm_auth_identities_before",
+    )
+    .await
+    .context("cannot read the existing auth users")
+}
+
+/// Create the staged auth users and identities that do not exist yet; the ids of created users
+/// go to the backup schema. Returns (users, identities) created.
+pub async fn create(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    staged: &BTreeMap<String, Staged>,
+    backup: &str,
+) -> Result<(u64, u64)> {
+    let Some(users) = catalog
+        .get(USERS)
+        .and_then(|t| staged.get(t.stage_artifact()))
+        .filter(|s| !s.columns.is_empty())
+    else {
+        return Ok((0, 0));
+    };
+    refuse_email_conflicts(tx, &users.temp).await?;
+    let cols = insert_columns(tx, USERS, users, &users.columns).await?;
+    let created = tx
+        .execute(
+            &format!(
+                "WITH created AS (INSERT INTO auth.users ({cols}) SELECT {cols} FROM {t} s \
+                   WHERE NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.id = s.id) RETURNING id) \
+                 INSERT INTO {b}.created_auth_users SELECT id FROM created",
+                t = ident(&users.temp),
+                b = ident(backup)
+            ),
+            &[],
+        )
+        .await
+        .context("cannot create the auth users")?;
+    let identities = match catalog
+        .get(IDENTITIES)
+        .and_then(|t| staged.get(t.stage_artifact()))
+        .filter(|s| !s.columns.is_empty())
+    {
+        Some(ids) => {
+            // Identities may be staged without `id` (the table's default makes one).
+            let mut with_id = ids.columns.clone();
+            if !with_id.iter().any(|c| c == "id") {
+                with_id.push("id".into());
+            }
+            let cols = insert_columns(tx, IDENTITIES, ids, &with_id).await?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO auth.identities ({cols}) SELECT {cols} FROM {t} s \
+                     WHERE NOT EXISTS (SELECT 1 FROM auth.identities i \
+                                       WHERE i.provider = s.provider AND i.provider_id = s.provider_id)",
+                    t = ident(&ids.temp)
+                ),
+                &[],
+            )
+            .await
+            .context("cannot create the auth identities")?
+        }
+        None => 0,
+    };
+    Ok((created, identities))
+}
+
+/// An email that already has an auth user under another id is a conflict to resolve, not
+/// something to paper over.
+async fn refuse_email_conflicts(tx: &Transaction<'_>, temp: &str) -> Result<()> {
+    let conflicts = tx
+        .query(
+            &format!(
+                "SELECT s.email::text || ' (staged ' || s.id::text || ', existing ' || u.id::text || ')' \
+                 FROM {} s JOIN auth.users u ON lower(u.email) = lower(s.email) AND u.id <> s.id \
+                 ORDER BY 1 LIMIT 5",
+                ident(temp)
+            ),
+            &[],
+        )
+        .await?;
+    if !conflicts.is_empty() {
+        bail!(
+            "auth users to create already exist under another id: {}; re-run `cleanmig extract`, `cleanmig transform` and `cleanmig approve`",
+            conflicts.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// The staged columns the table can take, in table order, quoted and joined.
+async fn insert_columns(
+    tx: &Transaction<'_>,
+    table: &str,
+    staged: &Staged,
+    columns: &[String],
+) -> Result<String> {
+    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+    let r = Reconcile::new(
+        tx,
+        &crate::sql::qualified(schema, name),
+        "id",
+        &staged.temp,
+        columns,
+        &[],
+        UpdateMode::Restore,
+    )
+    .await?;
+    let cols: Vec<String> = r
+        .insert_columns
+        .into_iter()
+        .filter(|c| staged.columns.contains(c))
+        .collect();
+    Ok(ident_list("", &cols))
+}

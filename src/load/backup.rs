@@ -1,0 +1,93 @@
+//! A run's backup: a schema per applied load or rollback holding the reconciled tables as they
+//! were before it, the auth users it created, the dependents it deleted, and the catalogue it
+//! ran with (so that a rollback knows the tables, keys and order the run used).
+
+use crate::catalog::Catalog;
+use crate::sql::ident;
+use anyhow::{bail, Context, Result};
+use tokio_postgres::Transaction;
+
+/// Name of the schema holding a run's backup.
+pub fn schema_name(run_id: &str) -> Result<String> {
+    if run_id.is_empty()
+        || !run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("`{run_id}` is not a run id (see `cleanmig status` for the last runs)");
+    }
+    Ok(format!(
+        "cleanmig_backup_{}",
+        run_id.to_lowercase().replace('-', "_")
+    ))
+}
+
+/// Create the run's backup schema with a copy of the reconciled tables as they are now.
+pub async fn create(tx: &Transaction<'_>, backup_schema: &str, catalog: &Catalog) -> Result<()> {
+    let schema = ident(backup_schema);
+    let mut sql = format!(
+        "CREATE SCHEMA {schema}; \
+         COMMENT ON SCHEMA {schema} IS 'cleanmig: destination tables before the run; see population_operation_log'; \
+         CREATE TABLE {schema}.created_auth_users (id uuid PRIMARY KEY); \
+         CREATE TABLE {schema}.restore_dependents (backup_table text PRIMARY KEY, target_table text NOT NULL); \
+         CREATE TABLE {schema}.catalog (catalog text NOT NULL);"
+    );
+    for table in catalog.reconciled() {
+        sql.push_str(&format!(
+            "CREATE TABLE {schema}.{b} AS TABLE {q}; ",
+            b = ident(&table.backup_table()),
+            q = table.qualified()
+        ));
+    }
+    tx.batch_execute(&sql).await.with_context(|| {
+        format!("cannot back up the destination tables into schema {backup_schema}")
+    })?;
+    tx.execute(
+        &format!("INSERT INTO {schema}.catalog (catalog) VALUES ($1)"),
+        &[&serde_json::to_string(catalog)?],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The catalogue a backed-up run used.
+pub async fn catalog(tx: &Transaction<'_>, backup_schema: &str) -> Result<Catalog> {
+    let row = tx
+        .query_one(
+            &format!("SELECT catalog FROM {}.catalog", ident(backup_schema)),
+            &[],
+        )
+        .await
+        .with_context(|| format!("backup schema {backup_schema} holds no catalogue"))?;
+    let text: String = row.get(0);
+    serde_json::from_str(&text)
+        .with_context(|| format!("the catalogue in backup schema {backup_schema} is not valid"))
+}
+
+/// Whether a schema exists.
+pub async fn schema_exists(tx: &Transaction<'_>, schema: &str) -> Result<bool> {
+    Ok(tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .await?
+        .get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_schema_is_derived_from_the_run_id_and_rejects_anything_else() {
+        let id = crate::load::guard::new_run_id();
+        let schema = schema_name(&id).unwrap();
+        assert!(schema.starts_with("cleanmig_backup_"), "{schema}");
+        assert!(schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert!(schema_name("x; DROP TABLE users").is_err());
+        assert!(schema_name("").is_err());
+    }
+}

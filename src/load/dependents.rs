@@ -1,0 +1,156 @@
+//! Dependents: rows of other tables that reference rows about to be deleted, and what the
+//! `--dependents` policy does with them.
+
+use super::deletes::{self, ForeignKey};
+use crate::catalog::Catalog;
+use crate::sql::{ident, literal};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tokio_postgres::Transaction;
+
+/// Rows of one table that reference rows about to be deleted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dependents {
+    pub table: String,
+    pub constraint: String,
+    pub references: String,
+    pub rows: u64,
+    pub sample_keys: Vec<String>,
+    pub on_delete_cascade: bool,
+}
+
+impl std::fmt::Display for Dependents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} rows reference {} rows about to be deleted (foreign key {}{}), e.g. {}",
+            self.table,
+            self.rows,
+            self.references,
+            self.constraint,
+            if self.on_delete_cascade {
+                ", ON DELETE CASCADE"
+            } else {
+                ""
+            },
+            self.sample_keys.join("; ")
+        )
+    }
+}
+
+/// SQL condition on child alias `c`: the row references a row of the parent's delete set.
+fn references_deleted(fk: &ForeignKey, catalog: &Catalog) -> Result<String> {
+    let parent = catalog.get(&fk.parent).with_context(|| {
+        format!(
+            "foreign key {} references {}, which the catalogue lacks",
+            fk.name, fk.parent
+        )
+    })?;
+    Ok(format!(
+        "EXISTS (SELECT 1 FROM {parent} p WHERE {join} AND {deleted})",
+        parent = parent.qualified(),
+        join = fk.join(),
+        deleted = deletes::in_delete_set(parent),
+    ))
+}
+
+/// The dependents of every delete set, one entry per foreign key that has any.
+pub async fn find(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    external: &[ForeignKey],
+) -> Result<Vec<Dependents>> {
+    let mut found = Vec::new();
+    for fk in external {
+        let cond = references_deleted(fk, catalog)?;
+        let n = deletes::count(
+            tx,
+            &format!("SELECT count(*) FROM {} c WHERE {cond}", fk.child),
+        )
+        .await?;
+        if n == 0 {
+            continue;
+        }
+        let key_cols: Vec<&String> = fk.child_pk.iter().chain(&fk.child_columns).collect();
+        let shown: Vec<String> = key_cols
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} || coalesce(c.{}::text, 'NULL')",
+                    literal(&format!("{c}=")),
+                    ident(c)
+                )
+            })
+            .collect();
+        let sample = tx
+            .query(
+                &format!(
+                    "SELECT concat_ws(', ', {}) FROM {} c WHERE {cond} ORDER BY 1 LIMIT 5",
+                    shown.join(", "),
+                    fk.child
+                ),
+                &[],
+            )
+            .await?;
+        found.push(Dependents {
+            table: fk.child_display.clone(),
+            constraint: fk.name.clone(),
+            references: fk.parent.rsplit('.').next().unwrap_or_default().to_string(),
+            rows: n,
+            sample_keys: sample.iter().map(|r| r.get(0)).collect(),
+            on_delete_cascade: fk.on_delete_cascade,
+        });
+    }
+    Ok(found)
+}
+
+/// Name of the table in the backup schema that holds the dependents deleted from `child`.
+/// Derived from the table's name with an encoding that keeps it one identifier.
+fn backup_table(fk: &ForeignKey) -> String {
+    format!("dependents__{}", fk.child_display.replace('.', "__"))
+}
+
+/// `--dependents delete`: back up and delete the referencing rows, before anything else is
+/// deleted. Returns rows deleted per table.
+pub async fn delete(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    external: &[ForeignKey],
+    backup_schema: &str,
+) -> Result<Vec<(String, u64)>> {
+    let schema = ident(backup_schema);
+    let mut deleted: Vec<(String, u64)> = Vec::new();
+    for fk in external {
+        let name = backup_table(fk);
+        let bk = format!("{schema}.{}", ident(&name));
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {bk} (LIKE {child}); \
+             INSERT INTO {schema}.restore_dependents (backup_table, target_table) \
+               SELECT {bk_name}, {child_name} WHERE NOT EXISTS \
+               (SELECT 1 FROM {schema}.restore_dependents WHERE backup_table = {bk_name})",
+            child = fk.child,
+            bk_name = literal(&name),
+            child_name = literal(&fk.child),
+        ))
+        .await?;
+        let n = tx
+            .execute(
+                &format!(
+                    "WITH gone AS (DELETE FROM {child} c WHERE {cond} RETURNING c.*) \
+                     INSERT INTO {bk} SELECT * FROM gone",
+                    child = fk.child,
+                    cond = references_deleted(fk, catalog)?
+                ),
+                &[],
+            )
+            .await
+            .with_context(|| format!("cannot delete the dependents in {}", fk.child_display))?;
+        if n > 0 {
+            match deleted.iter_mut().find(|(t, _)| t == &fk.child_display) {
+                Some((_, total)) => *total += n,
+                None => deleted.push((fk.child_display.clone(), n)),
+            }
+        }
+    }
+    Ok(deleted)
+}
