@@ -183,10 +183,11 @@ pub struct ApproveOptions {
     pub by: Option<String>,
 }
 
+#[tracing::instrument(name = "approve", skip_all)]
 pub async fn run(artifacts_dir: &Path, args: &ApproveOptions) -> Result<()> {
     let approval = approve(artifacts_dir, args)?;
     let failing = approval.checks.iter().filter(|c| !c.passed).count();
-    eprintln!(
+    tracing::info!(
         "approve: {} files frozen, {} checks ({} failing, {} accepted), by {} at {}; written to {}",
         approval.files.len(),
         approval.checks.len(),

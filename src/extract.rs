@@ -102,67 +102,10 @@ fn plan_source(
     let mut select = Vec::new();
     let mut fields = vec![Field::new("_source_row", DataType::Int64, false)];
     let mut notes = Vec::new();
-    let found = || {
-        columns
-            .iter()
-            .map(|c| format!("\"{}\"", c.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     for canon in canonical {
-        let accepted: Vec<String> = std::iter::once(canon.name.as_str())
-            .chain(canon.aliases.iter().map(String::as_str))
-            .map(normalize_name)
-            .collect();
-        let matches: Vec<usize> = columns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| accepted.contains(&normalize_name(&c.name)))
-            .map(|(i, _)| i)
-            .collect();
-        let mut meta = HashMap::new();
-        match matches.as_slice() {
-            [] => {
-                if canon.required {
-                    return Err(Refusal::MissingColumn {
-                        table: format!("{schema}.{table}"),
-                        column: canon.name.clone(),
-                        accepted: std::iter::once(&canon.name)
-                            .chain(&canon.aliases)
-                            .map(|a| format!("\"{a}\""))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        found: found(),
-                    }
-                    .into());
-                }
-                select.push(format!("NULL::text AS {}", quote_ident(&canon.name)));
-                meta.insert(pg_arrow::PG_TYPE_KEY.to_string(), "missing".to_string());
-            }
-            [i] => {
-                used[*i] = true;
-                let col = &columns[*i];
-                select.push(format!(
-                    "{}::text AS {}",
-                    quote_ident(&col.name),
-                    quote_ident(&canon.name)
-                ));
-                meta.insert(pg_arrow::PG_TYPE_KEY.to_string(), col.type_name.clone());
-                if col.name != canon.name {
-                    meta.insert(SOURCE_NAME_KEY.to_string(), col.name.clone());
-                    notes.push(format!("column \"{}\" read as {}", col.name, canon.name));
-                }
-            }
-            many => bail!(
-                "table {schema}.{table}: columns {} all match `{}`; rename or drop one of them",
-                many.iter()
-                    .map(|i| format!("\"{}\"", columns[*i].name))
-                    .collect::<Vec<_>>()
-                    .join(" and "),
-                canon.name
-            ),
-        }
-        fields.push(Field::new(&canon.name, DataType::Utf8, true).with_metadata(meta));
+        let (expr, field) = select_canonical(schema, table, columns, canon, &mut used, &mut notes)?;
+        select.push(expr);
+        fields.push(field);
     }
     let mut taken: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
     for (i, col) in columns.iter().enumerate() {
@@ -198,6 +141,78 @@ fn plan_source(
         with_row_numbers: true,
         notes,
     })
+}
+
+/// The select expression and field of one canonical column: the one source column that
+/// matches it (noted when renamed), or NULL when it is optional and absent.
+fn select_canonical(
+    schema: &str,
+    table: &str,
+    columns: &[PgColumn],
+    canon: &CanonicalColumn,
+    used: &mut [bool],
+    notes: &mut Vec<String>,
+) -> Result<(String, Field)> {
+    let accepted: Vec<String> = std::iter::once(canon.name.as_str())
+        .chain(canon.aliases.iter().map(String::as_str))
+        .map(normalize_name)
+        .collect();
+    let matches: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| accepted.contains(&normalize_name(&c.name)))
+        .map(|(i, _)| i)
+        .collect();
+    let mut meta = HashMap::new();
+    let expr = match matches.as_slice() {
+        [] => {
+            if canon.required {
+                return Err(Refusal::MissingColumn {
+                    table: format!("{schema}.{table}"),
+                    column: canon.name.clone(),
+                    accepted: std::iter::once(&canon.name)
+                        .chain(&canon.aliases)
+                        .map(|a| format!("\"{a}\""))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    found: columns
+                        .iter()
+                        .map(|c| format!("\"{}\"", c.name))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+                .into());
+            }
+            meta.insert(pg_arrow::PG_TYPE_KEY.to_string(), "missing".to_string());
+            format!("NULL::text AS {}", quote_ident(&canon.name))
+        }
+        [i] => {
+            used[*i] = true;
+            let col = &columns[*i];
+            meta.insert(pg_arrow::PG_TYPE_KEY.to_string(), col.type_name.clone());
+            if col.name != canon.name {
+                meta.insert(SOURCE_NAME_KEY.to_string(), col.name.clone());
+                notes.push(format!("column \"{}\" read as {}", col.name, canon.name));
+            }
+            format!(
+                "{}::text AS {}",
+                quote_ident(&col.name),
+                quote_ident(&canon.name)
+            )
+        }
+        many => bail!(
+            "table {schema}.{table}: columns {} all match `{}`; rename or drop one of them",
+            many.iter()
+                .map(|i| format!("\"{}\"", columns[*i].name))
+                .collect::<Vec<_>>()
+                .join(" and "),
+            canon.name
+        ),
+    };
+    Ok((
+        expr,
+        Field::new(&canon.name, DataType::Utf8, true).with_metadata(meta),
+    ))
 }
 
 /// Destination and dependent tables keep their columns and types. `drift_key`: the columns
@@ -520,6 +535,7 @@ fn manifest_of(
 }
 
 /// Stream one table into its Parquet file; returns its manifest entry.
+#[tracing::instrument(name = "table", skip_all, fields(table = %plan.artifact))]
 async fn copy_table(
     txn: &Transaction<'_>,
     plan: &TablePlan,

@@ -98,6 +98,7 @@ pub fn in_delete_set(table: &Table) -> String {
 
 /// Delete the rows of `table`'s delete set; with `unreferenced_only`, only those that no row
 /// of another reconciled table references (`internal`: the keys between reconciled tables).
+#[tracing::instrument(name = "delete", skip_all, fields(table = %table.display()))]
 pub async fn delete_rows(
     tx: &Transaction<'_>,
     table: &Table,

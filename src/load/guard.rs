@@ -3,7 +3,6 @@
 //! messages, and the run's row in `population_operation_log` opened and completed around it.
 
 use super::oplog::{OpLog, RunEnd, RunStart};
-use super::Timeouts;
 use crate::catalog::Catalog;
 use crate::connect::ConnInfo;
 use anyhow::{anyhow, bail, Context, Result};
@@ -84,6 +83,33 @@ pub async fn lock_tables(tx: &Transaction<'_>, catalog: &Catalog) -> Result<()> 
     ))
     .await
     .context("cannot lock the destination tables against writes")
+}
+
+/// Timeouts of a load or rollback transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub lock_ms: u64,
+    pub statement_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            lock_ms: 5000,
+            statement_ms: 300_000,
+        }
+    }
+}
+
+/// Commit with `--apply`, roll back otherwise.
+pub async fn finish(tx: Transaction<'_>, apply: bool) -> Result<()> {
+    if apply {
+        tx.commit()
+            .await
+            .context("COMMIT failed; nothing was changed")
+    } else {
+        tx.rollback().await.context("ROLLBACK failed")
+    }
 }
 
 /// Turn lock and statement timeouts into messages that say what to do.

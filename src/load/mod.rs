@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tokio_postgres::{Client, Transaction};
 
-pub use guard::ADVISORY_LOCK_KEY;
+pub use guard::{Timeouts, ADVISORY_LOCK_KEY};
 
 /// What to do with rows of other tables that reference rows about to be deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,22 +47,6 @@ pub enum DependentsPolicy {
     Delete,
     /// Keep the rows they reference.
     Keep,
-}
-
-/// Timeouts of a load or rollback transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub lock_ms: u64,
-    pub statement_ms: u64,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            lock_ms: 5000,
-            statement_ms: 300_000,
-        }
-    }
 }
 
 /// What `cleanmig load` loads, where, and how.
@@ -308,19 +292,8 @@ async fn load(
         validation,
         backup_schema: backup,
     };
-    finish(tx, opts.apply).await?;
+    guard::finish(tx, opts.apply).await?;
     Ok(report)
-}
-
-/// Commit with `--apply`, roll back otherwise.
-async fn finish(tx: Transaction<'_>, apply: bool) -> Result<()> {
-    if apply {
-        tx.commit()
-            .await
-            .context("COMMIT failed; nothing was changed")
-    } else {
-        tx.rollback().await.context("ROLLBACK failed")
-    }
 }
 
 /// Add the catalogue's columns that a table lacks (idempotent; the plan's schema alignment).

@@ -164,12 +164,14 @@ impl Reconcile {
         )
     }
 
+    #[tracing::instrument(name = "update", skip_all, fields(table = %self.target))]
     pub async fn update(&self, tx: &Transaction<'_>) -> Result<u64> {
         tx.execute(&self.update_sql(), &[])
             .await
             .with_context(|| format!("cannot update {}", self.target))
     }
 
+    #[tracing::instrument(name = "insert", skip_all, fields(table = %self.target))]
     pub async fn insert(&self, tx: &Transaction<'_>) -> Result<u64> {
         tx.execute(&self.insert_sql(), &[])
             .await

@@ -10,9 +10,8 @@ use super::apply::{self, CleanRows};
 use super::backup;
 use super::deletes;
 use super::dependents;
-use super::guard::{self, GuardedRun, LogFields};
+use super::guard::{self, GuardedRun, LogFields, Timeouts};
 use super::reconcile::{Reconcile, TableCounts, UpdateMode};
-use super::Timeouts;
 use crate::catalog::Catalog;
 use crate::connect::ConnInfo;
 use crate::sql::{ident, ident_list};
@@ -180,7 +179,7 @@ async fn rollback(
         users,
         validation,
     };
-    super::finish(tx, opts.apply).await?;
+    guard::finish(tx, opts.apply).await?;
     Ok(report)
 }
 

@@ -18,6 +18,7 @@ pub struct StatusOptions {
     pub conn: Option<ConnInfo>,
 }
 
+#[tracing::instrument(name = "status", skip_all)]
 pub async fn run(opts: &StatusOptions) -> Result<()> {
     let mut out = String::new();
     let dir = &opts.artifacts;
@@ -203,7 +204,7 @@ async fn runs_section(out: &mut String, client: &Client) {
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
              AND ((classid::int8 << 32) | objid::int8) = $1)",
-            &[&super::ADVISORY_LOCK_KEY],
+            &[&super::guard::ADVISORY_LOCK_KEY],
         )
         .await
         .map(|r| r.get(0))

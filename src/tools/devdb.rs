@@ -329,7 +329,7 @@ pub async fn command(action: Action) -> Result<()> {
     match action {
         Action::Start(dir) => {
             let cluster = tokio::task::spawn_blocking(move || Cluster::start_in(&dir)).await??;
-            eprintln!(
+            tracing::info!(
                 "dev-db: Postgres running on port {}; stop it with `cleanmig dev-db stop`",
                 cluster.port
             );
@@ -356,7 +356,7 @@ pub async fn command(action: Action) -> Result<()> {
             fs::remove_dir_all(&root)
                 .with_context(|| format!("cannot remove {}", root.display()))?;
             stopped?;
-            eprintln!("dev-db: stopped and removed {}", dir.display());
+            tracing::info!("dev-db: stopped and removed {}", dir.display());
             Ok(())
         }
     }

@@ -209,6 +209,7 @@ async fn run_rules(run: &Run, pipeline: &Path) -> Result<BTreeMap<String, SqlFil
     for file in files {
         let spill = run.scratch.path().join(format!("{}.parquet", file.name));
         file.run_into(&run.ctx, &file.name, &spill, run.memory_limit / 16)
+            .instrument(tracing::info_span!("rule", file = %file.name))
             .await
             .map_err(|e| explain_memory(e, run.memory_limit))?;
         results.insert(file.name.clone(), file);

@@ -153,6 +153,23 @@ pub fn render(
     let _ = writeln!(s, "## Reconciliation\n");
     s.push_str(&render_sections(sections, None));
 
+    render_checks(&mut s, checks);
+
+    let _ = writeln!(s, "## Artifacts\n");
+    let _ = writeln!(s, "| artifact | file | rows |");
+    let _ = writeln!(s, "|---|---|---:|");
+    for (name, a) in artifacts {
+        let _ = writeln!(s, "| {} | `{}` | {} |", name, a.file, human_count(a.rows));
+    }
+    let _ = writeln!(
+        s,
+        "\nQuery any of them with `cleanmig query \"SELECT ... FROM stage_profiles\"` (see README for the table names)."
+    );
+    s
+}
+
+/// The checks table and the failing rows of each failing check.
+fn render_checks(s: &mut String, checks: &[CheckResult]) {
     let _ = writeln!(s, "## Checks\n");
     let _ = writeln!(
         s,
@@ -182,16 +199,4 @@ pub fn render(
             c.sample_table
         );
     }
-
-    let _ = writeln!(s, "## Artifacts\n");
-    let _ = writeln!(s, "| artifact | file | rows |");
-    let _ = writeln!(s, "|---|---|---:|");
-    for (name, a) in artifacts {
-        let _ = writeln!(s, "| {} | `{}` | {} |", name, a.file, human_count(a.rows));
-    }
-    let _ = writeln!(
-        s,
-        "\nQuery any of them with `cleanmig query \"SELECT ... FROM stage_profiles\"` (see README for the table names)."
-    );
-    s
 }

@@ -20,10 +20,7 @@ pub struct CopyIn {
 impl CopyIn {
     /// Start `COPY table (columns) FROM STDIN`; column names are quoted as given.
     pub async fn start(client: &Client, table: &str, columns: &[&str]) -> Result<Self> {
-        let cols: Vec<String> = columns
-            .iter()
-            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
-            .collect();
+        let cols: Vec<String> = columns.iter().map(|c| crate::sql::ident(c)).collect();
         let sql = format!("COPY {table} ({}) FROM STDIN", cols.join(", "));
         let sink = client
             .copy_in(sql.as_str())

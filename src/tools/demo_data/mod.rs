@@ -72,8 +72,8 @@ pub async fn command(conn: &ConnInfo, opts: &DemoOptions, ground_truth: &Path) -
     let client = conn.connect().await?;
     let started = Instant::now();
     let truth = generate(&client, opts).await?;
-    truth.write(&ground_truth)?;
-    let bytes = std::fs::metadata(&ground_truth)
+    truth.write(ground_truth)?;
+    let bytes = std::fs::metadata(ground_truth)
         .map(|m| m.len())
         .unwrap_or(0);
     let counts = truth.counts();
