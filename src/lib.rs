@@ -110,6 +110,7 @@ async fn run_async(cli: Cli) -> Result<()> {
         }
         Command::Rollback(args) => {
             let opts = load::rollback::RollbackOptions {
+                artifacts,
                 conn: conn(&args.db)?,
                 run_id: args.run_id,
                 apply: args.apply,

@@ -50,6 +50,59 @@ pub async fn create(tx: &Transaction<'_>, backup_schema: &str, catalog: &Catalog
     Ok(())
 }
 
+/// The backup table of rows the run wrote (inserted or changed), for `table`'s backup table.
+pub fn written_table(backup_table: &str) -> String {
+    format!("written__{backup_table}")
+}
+
+/// The backup table of keys the run deleted.
+pub fn deleted_table(backup_table: &str) -> String {
+    format!("deleted__{backup_table}")
+}
+
+/// After the run's writes, before commit: record what it wrote (rows that differ from their
+/// version before the run, or are new) and the keys it deleted, so that a rollback can tell the
+/// run's own writes from the app's later ones.
+pub async fn record_writes(
+    tx: &Transaction<'_>,
+    backup_schema: &str,
+    catalog: &Catalog,
+) -> Result<()> {
+    let schema = ident(backup_schema);
+    for table in catalog.reconciled() {
+        let before = format!("{schema}.{}", ident(&table.backup_table()));
+        let key = ident(&table.key);
+        tx.batch_execute(&format!(
+            "CREATE TABLE {schema}.{written} AS SELECT t.* FROM {live} t \
+               WHERE NOT EXISTS (SELECT 1 FROM {before} b WHERE b.{key} = t.{key} AND b::text = t::text); \
+             CREATE TABLE {schema}.{deleted} AS SELECT b.{key} FROM {before} b \
+               WHERE NOT EXISTS (SELECT 1 FROM {live} t WHERE t.{key} = b.{key})",
+            written = ident(&written_table(&table.backup_table())),
+            deleted = ident(&deleted_table(&table.backup_table())),
+            live = table.qualified(),
+        ))
+        .await
+        .with_context(|| format!("cannot record what the run wrote to {}", table.display()))?;
+    }
+    Ok(())
+}
+
+/// Whether the backup records what its run wrote (backups of older versions do not).
+pub async fn has_writes(
+    tx: &Transaction<'_>,
+    backup_schema: &str,
+    catalog: &Catalog,
+) -> Result<bool> {
+    let Some(first) = catalog.reconciled().next() else {
+        return Ok(true);
+    };
+    let name = crate::sql::qualified(backup_schema, &written_table(&first.backup_table()));
+    Ok(tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await?
+        .get(0))
+}
+
 /// The catalogue a backed-up run used.
 pub async fn catalog(tx: &Transaction<'_>, backup_schema: &str) -> Result<Catalog> {
     let row = tx

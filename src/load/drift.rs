@@ -5,6 +5,7 @@
 //! a row that is neither in the extract nor in the staged data (a new sign-up) or a row that was
 //! extracted, is kept by the staged data and is gone now, is drift, and is named.
 
+use super::changes::{differing_values, Changes, Versions};
 use super::stage::Staged;
 use crate::artifacts::{Manifest, TableEntry, EXTRACT_DIR};
 use crate::catalog::Catalog;
@@ -183,6 +184,72 @@ fn refuse_if_drifted(
     Err(Refusal::SourceDrift {
         table,
         detail: parts.join("; "),
+    }
+    .into())
+}
+
+/// Refuse when a value the load would overwrite or delete changed since extraction: for every
+/// reconciled table, the live rows that are staged or in the delete set are compared with the
+/// extracted rows on every column the load writes (app-owned columns excluded). A live value
+/// that already equals the staged one (an earlier apply of this approval) is no change. The
+/// full list goes to `report` (a private file); the message shows emails masked.
+pub async fn check_values(
+    tx: &Transaction<'_>,
+    artifacts_dir: &Path,
+    extract: &Manifest,
+    catalog: &Catalog,
+    reconcilers: &[(String, super::reconcile::Reconcile)],
+    report: &Path,
+) -> Result<()> {
+    let mut found = Changes::default();
+    for ((_, r), table) in reconcilers.iter().zip(catalog.reconciled()) {
+        let artifact = extract
+            .artifacts
+            .get(&table.extract_artifact())
+            .with_context(|| format!("the extract has no {}", table.display()))?;
+        let path = artifacts_dir.join(EXTRACT_DIR).join(&artifact.file);
+        let temp = format!("cm_extracted_{}", table.extract_artifact());
+        let extracted =
+            super::stage::copy_into_temp(tx, &path, &table.qualified(), &temp, &table.key).await?;
+        let columns: Vec<String> = r
+            .update_columns
+            .iter()
+            .filter(|c| extracted.columns.contains(c))
+            .cloned()
+            .collect();
+        let key = ident(&table.key);
+        let staged = ident(&table.temp());
+        let in_staged = format!("EXISTS (SELECT 1 FROM {staged} s WHERE s.{key} = l.{key})");
+        let only = format!(
+            "{in_staged} OR EXISTS (SELECT 1 FROM {} d WHERE d.key = l.{key})",
+            ident(&table.delete_set())
+        );
+        let and = format!("NOT {in_staged} OR v.other IS DISTINCT FROM v.now");
+        found.extend(
+            differing_values(
+                tx,
+                &Versions {
+                    table: &table.display(),
+                    key: &table.key,
+                    known: &ident(&temp),
+                    live: &table.qualified(),
+                    columns: &columns,
+                    only: &only,
+                    and: &and,
+                    other: Some(&staged),
+                },
+            )
+            .await?,
+        );
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let written = found.write(report)?;
+    Err(Refusal::ValueDrift {
+        count: found.total,
+        summary: found.summary(),
+        artifact: written.display().to_string(),
     }
     .into())
 }

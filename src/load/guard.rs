@@ -5,6 +5,7 @@
 use super::oplog::{OpLog, RunEnd, RunStart};
 use crate::catalog::Catalog;
 use crate::connect::ConnInfo;
+use crate::error::Refusal;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::future::Future;
@@ -101,17 +102,6 @@ impl Default for Timeouts {
     }
 }
 
-/// Commit with `--apply`, roll back otherwise.
-pub async fn finish(tx: Transaction<'_>, apply: bool) -> Result<()> {
-    if apply {
-        tx.commit()
-            .await
-            .context("COMMIT failed; nothing was changed")
-    } else {
-        tx.rollback().await.context("ROLLBACK failed")
-    }
-}
-
 /// Turn lock and statement timeouts into messages that say what to do.
 pub fn explain(err: anyhow::Error, timeouts: Timeouts) -> anyhow::Error {
     let code = err
@@ -201,20 +191,65 @@ impl GuardedRun {
         }
     }
 
-    /// Complete the log row of a run that succeeded and print its JSON result on stdout.
-    pub async fn succeed(&self, fields: LogFields<'_>, result: &Value) -> Result<()> {
+    /// End the run's transaction: with `--apply`, record `success` in the run's log row inside
+    /// the transaction and commit, so that the log says `success` exactly when the changes
+    /// committed; otherwise roll back. A connection that breaks during COMMIT leaves the outcome
+    /// unknown here ([`Refusal::CommitOutcomeUnknown`]).
+    pub async fn commit(
+        &self,
+        tx: Transaction<'_>,
+        fields: LogFields<'_>,
+        result: &Value,
+    ) -> Result<()> {
+        if !self.apply {
+            return tx.rollback().await.context("ROLLBACK failed");
+        }
         self.log
-            .finish(RunEnd {
-                status: self.success_status(),
-                approval_sha256: fields.approval_sha256,
-                extract_fingerprint: fields.extract_fingerprint,
-                approved_by: fields.approved_by,
-                backup_schema: fields.backup_schema,
-                counts: result.get("tables"),
-                result,
-                error: None,
-            })
+            .finish_in(&tx, self.end(self.success_status(), &fields, result))
             .await?;
+        pause_before_commit(&tx).await;
+        match tx.commit().await {
+            Ok(()) => Ok(()),
+            Err(e) if e.as_db_error().is_some() => {
+                Err(anyhow::Error::new(e).context("COMMIT failed; nothing was changed"))
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(Refusal::CommitOutcomeUnknown)),
+        }
+    }
+
+    fn end<'a>(&self, status: &'a str, fields: &LogFields<'a>, result: &'a Value) -> RunEnd<'a> {
+        RunEnd {
+            status,
+            approval_sha256: fields.approval_sha256,
+            extract_fingerprint: fields.extract_fingerprint,
+            approved_by: fields.approved_by,
+            backup_schema: fields.backup_schema,
+            counts: result.get("tables"),
+            result,
+            error: None,
+        }
+    }
+
+    /// A run that succeeded: complete its log row if the transaction did not (dry run) and
+    /// print its JSON result on stdout. The log is bookkeeping: failing to write it is a
+    /// warning, never a failure of a run whose outcome is already settled.
+    pub async fn succeed(&self, fields: LogFields<'_>, result: &Value) -> Result<()> {
+        if let Err(e) = self
+            .log
+            .finish(self.end(self.success_status(), &fields, result))
+            .await
+        {
+            tracing::warn!(
+                "{} {} {}; its log row could not be completed: {e:#}",
+                self.operation,
+                self.run_id,
+                if self.apply {
+                    "committed (the log row says so: it was written in the same transaction)"
+                } else {
+                    "finished"
+                }
+            );
+        }
         println!("{}", serde_json::to_string_pretty(result)?);
         Ok(())
     }
@@ -229,8 +264,12 @@ impl GuardedRun {
     ) -> anyhow::Error {
         let message = format!("{err:#}");
         let elapsed_ms = self.elapsed_ms();
+        let unknown = matches!(
+            err.downcast_ref::<Refusal>(),
+            Some(Refusal::CommitOutcomeUnknown)
+        );
         let mut result = json!({
-            "status": "failed",
+            "status": if unknown { "commit_outcome_unknown" } else { "failed" },
             "message": message,
             "run_id": self.run_id,
             "mode": mode(self.apply),
@@ -259,12 +298,47 @@ impl GuardedRun {
         if let Ok(text) = serde_json::to_string_pretty(&result) {
             println!("{text}");
         }
-        tracing::error!(
-            "{} {}: failed; the database is unchanged (the run is logged in population_operation_log)",
-            self.operation,
-            self.run_id
-        );
+        if unknown {
+            let said = match self.log.status().await {
+                Ok(s) if s == "success" => "population_operation_log says it COMMITTED".to_string(),
+                Ok(_) => {
+                    "population_operation_log says it did not commit; the database is unchanged"
+                        .to_string()
+                }
+                Err(_) => {
+                    "the log cannot be read either; run `cleanmig status` before anything else"
+                        .to_string()
+                }
+            };
+            tracing::error!(
+                "{} {}: the connection broke during COMMIT; {said}",
+                self.operation,
+                self.run_id
+            );
+        } else {
+            tracing::error!(
+                "{} {}: failed; the database is unchanged (the run is logged in population_operation_log)",
+                self.operation,
+                self.run_id
+            );
+        }
         err
+    }
+}
+
+/// Hook for the commit test: with `CLEANMIG_TEST_FAULT=pause-before-commit` the run waits,
+/// just before COMMIT, until its connection is closed (at most a minute), so that a test can
+/// break the connection there.
+async fn pause_before_commit(tx: &Transaction<'_>) {
+    if !std::env::var("CLEANMIG_TEST_FAULT").is_ok_and(|v| v == "pause-before-commit") {
+        return;
+    }
+    tracing::warn!("CLEANMIG_TEST_FAULT=pause-before-commit: waiting for the connection to close");
+    for _ in 0..600 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if tx.batch_execute("").await.is_err() {
+            return;
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 mod apply;
 mod auth;
 pub mod backup;
+mod changes;
 mod deletes;
 mod dependents;
 mod drift;
@@ -110,17 +111,21 @@ pub async fn run(opts: &LoadOptions) -> Result<()> {
     );
     let mut client = opts.conn.connect().await?;
     let (outcome, inputs) = match read_inputs(&opts.artifacts) {
-        Ok(inputs) => (
-            run.execute(load(&mut client, &inputs, opts, &run.run_id))
-                .await,
-            Some(inputs),
-        ),
+        Ok(inputs) => {
+            let work = async {
+                let (report, tx) = load(&mut client, &inputs, opts, &run.run_id).await?;
+                let result = report.to_json(&run, Some(&inputs.approval_sha256));
+                run.commit(tx, report.log_fields(&inputs, opts.apply), &result)
+                    .await?;
+                Ok((report, result))
+            };
+            (run.execute(work).await, Some(inputs))
+        }
         Err(e) => (Err(e), None),
     };
     let fields = inputs.as_ref().map(Inputs::log_fields).unwrap_or_default();
     match outcome {
-        Ok(report) => {
-            let result = report.to_json(&run, fields.approval_sha256);
+        Ok((report, result)) => {
             run.succeed(
                 LogFields {
                     backup_schema: opts.apply.then_some(report.backup_schema.as_str()),
@@ -152,6 +157,13 @@ pub struct Report {
 }
 
 impl Report {
+    fn log_fields<'a>(&'a self, inputs: &'a Inputs, apply: bool) -> LogFields<'a> {
+        LogFields {
+            backup_schema: apply.then_some(self.backup_schema.as_str()),
+            ..inputs.log_fields()
+        }
+    }
+
     fn to_json(&self, run: &GuardedRun, approval_sha256: Option<&str>) -> Value {
         let elapsed_ms = run.elapsed_ms();
         json!({
@@ -233,13 +245,14 @@ impl Steps {
     }
 }
 
-/// The whole load in one transaction; commits only with `--apply` and a passing validation.
-async fn load(
-    client: &mut Client,
+/// The whole load in one transaction, up to the commit: returns what it did and the open
+/// transaction, which [`GuardedRun::commit`] commits (`--apply`) or rolls back.
+async fn load<'c>(
+    client: &'c mut Client,
     inputs: &Inputs,
     opts: &LoadOptions,
     run_id: &str,
-) -> Result<Report> {
+) -> Result<(Report, Transaction<'c>)> {
     let catalog = inputs.stage.catalog()?;
     let backup = backup::schema_name(run_id)?;
     let steps = Steps(std::time::Instant::now());
@@ -257,6 +270,21 @@ async fn load(
 
     auth::remember_existing(&tx).await?;
     let plan = plan_deletes(&tx, catalog, opts.dependents, &staged).await?;
+    let reconcilers = apply::reconcilers(&tx, catalog, &plan.clean, UpdateMode::Load).await?;
+    let report_path = opts
+        .artifacts
+        .join("load")
+        .join(format!("{run_id}-changed-since-extraction.json"));
+    drift::check_values(
+        &tx,
+        &opts.artifacts,
+        &inputs.extract,
+        catalog,
+        &reconcilers,
+        &report_path,
+    )
+    .await?;
+    steps.done("no value the load writes changed since extraction");
     backup::create(&tx, &backup, catalog).await?;
     steps.done(&format!("backup in schema {backup}"));
     let fk_indexes = fk_index::ForeignKeyIndexes::create(&tx, &plan.parents).await?;
@@ -274,9 +302,9 @@ async fn load(
     };
     let (auth_users_created, auth_identities_created) =
         auth::create(&tx, catalog, &staged, &backup).await?;
-    let reconcilers = apply::reconcilers(&tx, catalog, &plan.clean, UpdateMode::Load).await?;
     let tables =
         apply::apply_in_fk_order(&tx, catalog, &plan.internal, &plan.clean, &reconcilers).await?;
+    backup::record_writes(&tx, &backup, catalog).await?;
     fk_indexes.drop(&tx).await?;
     steps.done("reconciled");
     let validation = validate::run(&tx, catalog, &tables, &reconcilers).await?;
@@ -292,8 +320,7 @@ async fn load(
         validation,
         backup_schema: backup,
     };
-    guard::finish(tx, opts.apply).await?;
-    Ok(report)
+    Ok((report, tx))
 }
 
 /// Add the catalogue's columns that a table lacks (idempotent; the plan's schema alignment).

@@ -4,7 +4,7 @@
 use crate::connect::ConnInfo;
 use anyhow::{Context, Result};
 use std::time::Instant;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 /// DDL of the log table (idempotent).
 pub const DDL: &str = include_str!("sql/oplog.sql");
@@ -69,34 +69,69 @@ impl OpLog {
         self.started.elapsed().as_millis() as i64
     }
 
-    /// Complete the run's row.
+    /// Complete the run's row through the log's own connection, if it is still `running`: a
+    /// row that the run's transaction completed when it committed is the truth and stays.
     pub async fn finish(&self, end: RunEnd<'_>) -> Result<()> {
-        let counts = end.counts.map(|c| c.to_string());
-        let result = end.result.to_string();
-        self.client
-            .execute(
-                "UPDATE public.population_operation_log SET \
-                   status = $2, approval_sha256 = $3, extract_fingerprint = $4, approved_by = $5, \
-                   backup_schema = $6, counts = $7::text::jsonb, result = $8::text::jsonb, error = $9, \
-                   finished_at = clock_timestamp(), duration_ms = $10 \
-                 WHERE id = $1",
-                &[
-                    &self.id,
-                    &end.status,
-                    &end.approval_sha256,
-                    &end.extract_fingerprint,
-                    &end.approved_by,
-                    &end.backup_schema,
-                    &counts,
-                    &result,
-                    &end.error,
-                    &self.elapsed_ms(),
-                ],
-            )
+        update(&self.client, self.id, &end, self.elapsed_ms())
             .await
             .context("cannot complete the run's row in population_operation_log")?;
+        if std::env::var("CLEANMIG_TEST_FAULT").is_ok_and(|v| v == "fail-log-after-commit") {
+            anyhow::bail!("CLEANMIG_TEST_FAULT=fail-log-after-commit: the log connection failed");
+        }
         Ok(())
     }
+
+    /// Complete the run's row inside the run's own transaction, just before it commits: the
+    /// row says `success` exactly when the run's changes committed.
+    pub async fn finish_in(&self, tx: &Transaction<'_>, end: RunEnd<'_>) -> Result<()> {
+        update(tx, self.id, &end, self.elapsed_ms())
+            .await
+            .context("cannot record the run's outcome in population_operation_log")?;
+        Ok(())
+    }
+
+    /// The row's status as the database has it now.
+    pub async fn status(&self) -> Result<String> {
+        Ok(self
+            .client
+            .query_one(
+                "SELECT status FROM public.population_operation_log WHERE id = $1",
+                &[&self.id],
+            )
+            .await?
+            .get(0))
+    }
+}
+
+async fn update(
+    client: &impl GenericClient,
+    id: i64,
+    end: &RunEnd<'_>,
+    elapsed_ms: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    let counts = end.counts.map(|c| c.to_string());
+    let result = end.result.to_string();
+    client
+        .execute(
+            "UPDATE public.population_operation_log SET \
+               status = $2, approval_sha256 = $3, extract_fingerprint = $4, approved_by = $5, \
+               backup_schema = $6, counts = $7::text::jsonb, result = $8::text::jsonb, error = $9, \
+               finished_at = clock_timestamp(), duration_ms = $10 \
+             WHERE id = $1 AND status = 'running'",
+            &[
+                &id,
+                &end.status,
+                &end.approval_sha256,
+                &end.extract_fingerprint,
+                &end.approved_by,
+                &end.backup_schema,
+                &counts,
+                &result,
+                &end.error,
+                &elapsed_ms,
+            ],
+        )
+        .await
 }
 
 /// Create the log table if absent. Two runs starting at once may race on `CREATE TABLE IF NOT

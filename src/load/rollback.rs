@@ -1,13 +1,21 @@
-//! Rollback: restore the destination tables from a load's backup, in one transaction.
+//! Rollback: undo what one load (or rollback) wrote, and nothing else, in one transaction.
 //!
-//! The restore takes the same path as the load (the backup is the clean copy, applied in
-//! foreign-key order: rows added by the load deleted, changed rows put back, deleted rows
-//! re-inserted), then re-inserts the dependents the load deleted, so nothing is deleted by a
-//! cascade. Rows of other tables that now reference rows the restore would delete make it
-//! refuse and list them. Dry run unless `--apply`.
+//! For every row the run touched, three versions are compared: before the run (its backup),
+//! what the run wrote (recorded in the backup at run time), and the live row now.
+//! - live equals what the run wrote: the row is put back as it was before (or deleted, if the
+//!   run inserted it); app-owned columns keep their live values;
+//! - live differs (the app changed, deleted or re-created it since): the rollback refuses and
+//!   lists every such row, and changes nothing;
+//! - rows the run never touched, including everything created after it, stay as they are; if
+//!   one of them references a row the rollback would delete, it refuses and lists them.
+//!
+//! The rollback takes the load's write path ([`super::apply`]) with the desired rows as the
+//! clean copy, and keeps a backup of its own, so that a rollback can itself be rolled back.
+//! Dry run unless `--apply`.
 
 use super::apply::{self, CleanRows};
 use super::backup;
+use super::changes::{differing_values, row_changes, Changes, Versions};
 use super::deletes;
 use super::dependents;
 use super::guard::{self, GuardedRun, LogFields, Timeouts};
@@ -18,11 +26,14 @@ use crate::sql::{ident, ident_list};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use tokio_postgres::{Client, Transaction};
 
 /// Which load to undo, and how.
 #[derive(Debug, Clone)]
 pub struct RollbackOptions {
+    /// Where the list of conflicts is written (it holds customer data).
+    pub artifacts: PathBuf,
     pub conn: ConnInfo,
     /// The load's run id (`cleanmig status`).
     pub run_id: String,
@@ -51,15 +62,21 @@ pub async fn run(opts: &RollbackOptions) -> Result<()> {
         guard::mode(opts.apply),
         opts.conn
     );
+    let own_backup = backup::schema_name(&run.run_id)?;
     let mut client = opts.conn.connect().await?;
-    let outcome = run.execute(rollback(&mut client, opts, &backup)).await;
     let fields = LogFields {
-        backup_schema: Some(&backup),
+        backup_schema: Some(&own_backup),
         ..Default::default()
     };
+    let work = async {
+        let (report, tx) = rollback(&mut client, opts, &backup, &own_backup, &run.run_id).await?;
+        let result = report.to_json(&run, opts, &backup);
+        run.commit(tx, fields.clone(), &result).await?;
+        Ok((report, result))
+    };
+    let outcome = run.execute(work).await;
     match outcome {
-        Ok(report) => {
-            let result = report.to_json(&run, opts, &backup);
+        Ok((report, result)) => {
             run.succeed(fields, &result).await?;
             report.print_summary(&run.run_id, opts);
             Ok(())
@@ -129,11 +146,13 @@ impl RollbackReport {
     }
 }
 
-async fn rollback(
-    client: &mut Client,
+async fn rollback<'c>(
+    client: &'c mut Client,
     opts: &RollbackOptions,
     backup: &str,
-) -> Result<RollbackReport> {
+    own_backup: &str,
+    run_id: &str,
+) -> Result<(RollbackReport, Transaction<'c>)> {
     let tx = guard::begin(client, opts.timeouts).await?;
     if !backup::schema_exists(&tx, backup).await? {
         bail!(
@@ -142,20 +161,22 @@ async fn rollback(
         );
     }
     let catalog = backup::catalog(&tx, backup).await?;
+    if !backup::has_writes(&tx, backup, &catalog).await? {
+        bail!("backup schema {backup} does not record what run {} wrote (it was made by an older cleanmig), so its writes cannot be told from the app's; restore by hand from its tables", opts.run_id);
+    }
     guard::lock_tables(&tx, &catalog).await?;
-    let clean = backed_up_rows(&tx, &catalog, backup).await?;
+    let report_path = opts
+        .artifacts
+        .join("rollback")
+        .join(format!("{run_id}-conflicts.json"));
+    refuse_conflicts(&tx, &catalog, backup, &report_path).await?;
+    let clean = desired_rows(&tx, &catalog, backup).await?;
     let (internal, external) = deletes::split_internal(
         deletes::referencing(&tx, &catalog.reconciled_names()).await?,
         &catalog,
     );
-    let found = dependents::find(&tx, &catalog, &external).await?;
-    if !found.is_empty() {
-        let list: Vec<String> = found.iter().map(|d| format!("  {d}")).collect();
-        bail!(
-            "rows of other tables reference rows the restore would delete:\n{}\nnothing was changed; remove or repoint them first",
-            list.join("\n")
-        );
-    }
+    refuse_dependents(&tx, &catalog, &external, &internal).await?;
+    backup::create(&tx, own_backup, &catalog).await?;
     let reconcilers = apply::reconcilers(&tx, &catalog, &clean, UpdateMode::Restore).await?;
     let mut parents = catalog.reconciled_names();
     if opts.remove_created_users {
@@ -171,41 +192,213 @@ async fn rollback(
     let tables = apply::apply_in_fk_order(&tx, &catalog, &internal, &clean, &reconcilers).await?;
     let dependents_restored = restore_dependents(&tx, backup).await?;
     let users = created_users(&tx, backup, opts.remove_created_users).await?;
+    backup::record_writes(&tx, own_backup, &catalog).await?;
     fk_indexes.drop(&tx).await?;
-    let validation = equals_backup(&tx, &catalog, &reconcilers).await?;
+    let validation = validate(&tx, &reconcilers).await?;
     let report = RollbackReport {
         tables: tables.tables,
         dependents_restored,
         users,
         validation,
     };
-    guard::finish(tx, opts.apply).await?;
-    Ok(report)
+    Ok((report, tx))
 }
 
-/// The backed-up rows of every reconciled table as its clean copy, with its delete set.
-async fn backed_up_rows(
+/// The columns compared to tell the app's writes from the run's: every column of the run's
+/// record but the key, `updated_at` and the app-owned ones.
+async fn compared_columns(
+    tx: &Transaction<'_>,
+    table: &crate::catalog::Table,
+    written: &str,
+) -> Result<Vec<String>> {
+    let live = super::reconcile::writable_columns(tx, &table.qualified()).await?;
+    Ok(super::reconcile::writable_columns(tx, written)
+        .await?
+        .into_iter()
+        .filter(|c| live.contains(c) && c != &table.key && c != "updated_at")
+        .filter(|c| !table.app_owned.contains(c))
+        .collect())
+}
+
+/// Refuse, listing them, when rows the run wrote or deleted were changed, deleted or
+/// re-created by the app since.
+async fn refuse_conflicts(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    backup: &str,
+    report: &std::path::Path,
+) -> Result<()> {
+    let mut found = Changes::default();
+    for table in catalog.reconciled() {
+        let bt = table.backup_table();
+        let written = format!("{}.{}", ident(backup), ident(&backup::written_table(&bt)));
+        let deleted = format!("{}.{}", ident(backup), ident(&backup::deleted_table(&bt)));
+        let key = ident(&table.key);
+        let live = table.qualified();
+        let columns = compared_columns(tx, table, &written).await?;
+        let name = table.display();
+        let versions = Versions {
+            table: &name,
+            key: &table.key,
+            known: &written,
+            live: &live,
+            columns: &columns,
+            only: "true",
+            and: "true",
+            other: None,
+        };
+        found.extend(differing_values(tx, &versions).await?);
+        let gone = format!("NOT EXISTS (SELECT 1 FROM {live} l WHERE l.{key} = r.{key})");
+        let what = "(row deleted since the load)";
+        found.extend(row_changes(tx, &name, &table.key, &written, &gone, what).await?);
+        let back = format!("EXISTS (SELECT 1 FROM {live} l WHERE l.{key} = r.{key})");
+        let what = "(row re-created since the load)";
+        found.extend(row_changes(tx, &name, &table.key, &deleted, &back, what).await?);
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let written = found.write(report)?;
+    Err(crate::error::Refusal::RollbackConflict {
+        count: found.total,
+        summary: found.summary(),
+        artifact: written.display().to_string(),
+    }
+    .into())
+}
+
+/// Per reconciled table, the rows it must hold after the rollback (`cm_desired_<table>`):
+/// every live row the run did not write, as it is; and the run's written or deleted rows as
+/// they were before it, with their app-owned columns as they are live. Computes the delete
+/// sets.
+async fn desired_rows(
     tx: &Transaction<'_>,
     catalog: &Catalog,
     backup: &str,
 ) -> Result<BTreeMap<String, CleanRows>> {
     let mut clean = BTreeMap::new();
     for table in catalog.reconciled() {
-        let relation = format!("{}.{}", ident(backup), ident(&table.backup_table()));
-        deletes::compute(tx, table, &relation).await?;
-        let columns = super::reconcile::writable_columns(tx, &relation).await?;
-        let rows = deletes::count(tx, &format!("SELECT count(*) FROM {relation}")).await?;
+        let bt = table.backup_table();
+        let before = format!("{}.{}", ident(backup), ident(&bt));
+        let written = format!("{}.{}", ident(backup), ident(&backup::written_table(&bt)));
+        let deleted = format!("{}.{}", ident(backup), ident(&backup::deleted_table(&bt)));
+        let key = ident(&table.key);
+        let live = super::reconcile::writable_columns(tx, &table.qualified()).await?;
+        let saved = super::reconcile::writable_columns(tx, &before).await?;
+        let restored: Vec<String> = live
+            .iter()
+            .map(|c| {
+                let q = ident(c);
+                let b = if saved.contains(c) {
+                    format!("b.{q}")
+                } else {
+                    "NULL".into()
+                };
+                if table.app_owned.contains(c) || !saved.contains(c) {
+                    format!("CASE WHEN t.{key} IS NULL THEN {b} ELSE t.{q} END")
+                } else {
+                    b
+                }
+            })
+            .collect();
+        let temp = ident(&format!("cm_desired_{}", table.extract_artifact()));
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE {temp} ON COMMIT DROP AS \
+               SELECT {live_cols} FROM {q} t \
+               WHERE NOT EXISTS (SELECT 1 FROM {written} w WHERE w.{key} = t.{key}) \
+               UNION ALL \
+               SELECT {restored} FROM {before} b LEFT JOIN {q} t ON t.{key} = b.{key} \
+               WHERE EXISTS (SELECT 1 FROM {written} w WHERE w.{key} = b.{key}) \
+                  OR EXISTS (SELECT 1 FROM {deleted} d WHERE d.{key} = b.{key}); \
+             ANALYZE {temp}",
+            live_cols = ident_list("t.", &live),
+            q = table.qualified(),
+            restored = restored.join(", "),
+        ))
+        .await
+        .with_context(|| format!("cannot compute the rows {} must hold", table.display()))?;
+        deletes::compute(tx, table, &temp).await?;
+        let rows = deletes::count(tx, &format!("SELECT count(*) FROM {temp}")).await?;
         clean.insert(
             table.name.clone(),
             CleanRows {
-                relation,
-                columns,
+                relation: temp,
+                columns: live,
                 rows,
                 kept: 0,
             },
         );
     }
     Ok(clean)
+}
+
+/// Refuse when rows the rollback leaves in place reference rows it would delete: rows of other
+/// tables, and rows of the reconciled tables created or kept since the run.
+async fn refuse_dependents(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    external: &[deletes::ForeignKey],
+    internal: &[deletes::ForeignKey],
+) -> Result<()> {
+    let mut found = dependents::find(tx, catalog, external).await?;
+    for fk in internal {
+        let (Some(child), Some(parent)) = (catalog.get(&fk.child_display), catalog.get(&fk.parent))
+        else {
+            continue;
+        };
+        // Children that are deleted too go first; only those that stay count.
+        let n = deletes::count(
+            tx,
+            &format!(
+                "SELECT count(*) FROM {c_table} c \
+                 WHERE NOT EXISTS (SELECT 1 FROM {c_set} x WHERE x.key = c.{c_key}) \
+                   AND EXISTS (SELECT 1 FROM {p_table} p WHERE {join} AND {deleted})",
+                c_table = fk.child,
+                c_set = ident(&child.delete_set()),
+                c_key = ident(&child.key),
+                p_table = parent.qualified(),
+                join = fk.join(),
+                deleted = deletes::in_delete_set(parent),
+            ),
+        )
+        .await?;
+        if n > 0 {
+            found.push(dependents::Dependents {
+                table: fk.child_display.clone(),
+                constraint: fk.name.clone(),
+                references: parent.name.clone(),
+                rows: n,
+                sample_keys: Vec::new(),
+                on_delete_cascade: fk.on_delete_cascade,
+            });
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = found.iter().map(|d| format!("  {d}")).collect();
+    bail!(
+        "rows that the rollback leaves in place reference rows it would delete:\n{}\nnothing was changed; remove or repoint them first",
+        list.join("\n")
+    );
+}
+
+/// Validation: every row the rollback put in place is as intended.
+async fn validate(tx: &Transaction<'_>, reconcilers: &[(String, Reconcile)]) -> Result<Value> {
+    let mut checks = Vec::new();
+    for (name, r) in reconcilers {
+        let failing = r.mismatches(tx).await?;
+        checks.push(json!({"name": format!("{name} holds the restored rows"), "passed": failing == 0, "failing": failing}));
+        if failing != 0 {
+            bail!(crate::error::Refusal::ValidationFailed {
+                checks: format!(
+                    "{name}: {failing} rows differ from what the rollback put in place"
+                ),
+                report: "the rollback's result (rolled back; nothing was changed)".into(),
+            });
+        }
+    }
+    Ok(json!({"passed": true, "checks": checks}))
 }
 
 /// Re-insert the dependents the load deleted with `--dependents delete`.
@@ -295,29 +488,4 @@ async fn created_users(tx: &Transaction<'_>, backup: &str, remove: bool) -> Resu
         signed_in: signed_in as u64,
         not_asked: 0,
     })
-}
-
-/// Validation: every reconciled table is exactly its backup.
-async fn equals_backup(
-    tx: &Transaction<'_>,
-    catalog: &Catalog,
-    reconcilers: &[(String, Reconcile)],
-) -> Result<Value> {
-    let mut checks = Vec::new();
-    for ((name, r), table) in reconcilers.iter().zip(catalog.reconciled()) {
-        let cols = ident_list("", &r.insert_columns);
-        let digest = |rel: &str| {
-            format!("SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM (SELECT {cols} FROM {rel}) x")
-        };
-        let live: String = tx.query_one(&digest(&table.qualified()), &[]).await?.get(0);
-        let saved: String = tx.query_one(&digest(&r.source), &[]).await?.get(0);
-        checks.push(json!({"name": format!("{name} equals its backup"), "passed": live == saved}));
-        if live != saved {
-            bail!(crate::error::Refusal::ValidationFailed {
-                checks: format!("{name} differs from its backup after the restore"),
-                report: "the rollback's result (rolled back; nothing was changed)".into(),
-            });
-        }
-    }
-    Ok(json!({"passed": true, "checks": checks}))
 }

@@ -1,0 +1,234 @@
+//! What the live app changed: value-level differences between two versions of a table's rows
+//! (the extracted rows and the live ones before a load; the rows a load wrote and the live ones
+//! before a rollback), listed by table, key and column. Shared by the load's value-drift
+//! refusal and the rollback's conflict refusal.
+
+use crate::sql::{ident, literal};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tokio_postgres::Transaction;
+
+/// How many differences are fetched per table (the count is always complete).
+const FETCH_LIMIT: i64 = 1000;
+/// How many differences a message shows.
+const SHOWN: usize = 20;
+
+/// One value that differs.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Change {
+    pub table: String,
+    pub key: String,
+    /// The column, or a word for the whole row (`(row deleted)`, `(row re-created)`).
+    pub column: String,
+    /// The value the tool knows (extracted, or written by the load).
+    pub was: Option<String>,
+    /// The live value now.
+    pub now: Option<String>,
+}
+
+/// Every change found, and how many there are in all.
+#[derive(Debug, Default, Serialize)]
+pub struct Changes {
+    pub total: u64,
+    pub changes: Vec<Change>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    pub fn extend(&mut self, other: Changes) {
+        self.total += other.total;
+        self.changes.extend(other.changes);
+    }
+
+    /// Up to twenty changes, one per line, emails masked.
+    pub fn summary(&self) -> String {
+        let mut lines: Vec<String> = self
+            .changes
+            .iter()
+            .take(SHOWN)
+            .map(|c| {
+                let show = |v: &Option<String>| match v {
+                    Some(v) => format!("'{}'", mask_emails(v)),
+                    None => "NULL".into(),
+                };
+                format!(
+                    "  {} {}: {} {} -> now {}",
+                    c.table,
+                    c.key,
+                    c.column,
+                    show(&c.was),
+                    show(&c.now)
+                )
+            })
+            .collect();
+        if self.total as usize > lines.len() {
+            lines.push(format!("  ... {} in all", self.total));
+        }
+        lines.join("\n")
+    }
+
+    /// Write the full list to a private file (it holds customer data).
+    pub fn write(&self, path: &Path) -> Result<PathBuf> {
+        crate::artifacts::write_json(path, self)?;
+        Ok(path.to_path_buf())
+    }
+}
+
+/// Two versions of a table's rows to compare on `columns`, matched on `key`.
+pub struct Versions<'a> {
+    /// `schema.table` for messages.
+    pub table: &'a str,
+    pub key: &'a str,
+    /// The version the tool knows (`was`).
+    pub known: &'a str,
+    /// The live version (`now`).
+    pub live: &'a str,
+    pub columns: &'a [String],
+    /// Extra SQL condition on aliases `k` (known) and `l` (live) that selects the rows to look
+    /// at, e.g. "the load would overwrite or delete it".
+    pub only: &'a str,
+    /// Extra SQL condition on the unpivoted `v.col`, `v.was`, `v.now` (and `v.other`) that a
+    /// difference must meet.
+    pub and: &'a str,
+    /// A third version whose value of the column comes as `v.other` (`NULL::text` if none).
+    pub other: Option<&'a str>,
+}
+
+/// Values of rows present in both versions that differ on a column.
+pub async fn differing_values(tx: &Transaction<'_>, v: &Versions<'_>) -> Result<Changes> {
+    if v.columns.is_empty() {
+        return Ok(Changes::default());
+    }
+    let k = ident(v.key);
+    let as_text = |alias: &str| {
+        v.columns
+            .iter()
+            .map(|c| format!("{alias}.{}::text", ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (other_join, other_col): (String, fn(&str) -> String) = match v.other {
+        Some(rel) => (format!(" LEFT JOIN {rel} o ON o.{k} = l.{k}"), |c: &str| {
+            format!("o.{}::text", ident(c))
+        }),
+        None => (String::new(), |_: &str| "NULL::text".to_string()),
+    };
+    let values: Vec<String> = v
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "({}, k.{q}::text, l.{q}::text, {})",
+                literal(c),
+                other_col(c),
+                q = ident(c)
+            )
+        })
+        .collect();
+    let sql = format!(
+        "WITH changed AS ( \
+           SELECT l.{k} AS key FROM {live} l JOIN {known} k ON k.{k} = l.{k} \
+           WHERE ROW({kt}) IS DISTINCT FROM ROW({lt}) AND ({only})) \
+         SELECT count(*) OVER ()::int8, l.{k}::text, v.col, v.was, v.now \
+         FROM changed x JOIN {live} l ON l.{k} = x.key JOIN {known} k ON k.{k} = x.key{other_join} \
+         CROSS JOIN LATERAL (VALUES {values}) AS v(col, was, other, now) \
+         WHERE v.was IS DISTINCT FROM v.now AND ({and}) \
+         ORDER BY 2, 3 LIMIT {FETCH_LIMIT}",
+        live = v.live,
+        known = v.known,
+        kt = as_text("k"),
+        lt = as_text("l"),
+        only = v.only,
+        values = values.join(", "),
+        and = v.and,
+    );
+    collect(tx, &sql, v.table).await
+}
+
+/// Keys of `rows` (alias `r`) that meet `condition`, reported as whole-row changes.
+pub async fn row_changes(
+    tx: &Transaction<'_>,
+    table: &str,
+    key: &str,
+    rows: &str,
+    condition: &str,
+    what: &str,
+) -> Result<Changes> {
+    let sql = format!(
+        "SELECT count(*) OVER ()::int8, r.{k}::text, {what}, NULL::text, NULL::text \
+         FROM {rows} r WHERE {condition} ORDER BY 2 LIMIT {FETCH_LIMIT}",
+        k = ident(key),
+        what = literal(what),
+    );
+    collect(tx, &sql, table).await
+}
+
+async fn collect(tx: &Transaction<'_>, sql: &str, table: &str) -> Result<Changes> {
+    let rows = tx
+        .query(sql, &[])
+        .await
+        .with_context(|| format!("cannot compare the rows of {table}"))?;
+    Ok(Changes {
+        total: rows.first().map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0),
+        changes: rows
+            .iter()
+            .map(|r| Change {
+                table: table.to_string(),
+                key: r.get(1),
+                column: r.get(2),
+                was: r.get(3),
+                now: r.get(4),
+            })
+            .collect(),
+    })
+}
+
+/// `maria.santos@example.com` -> `m***@example.com`, wherever an email appears in the text.
+pub fn mask_emails(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let local = |c: char| c.is_alphanumeric() || "._%+-'".contains(c);
+    let mut masked = vec![false; chars.len()];
+    for (at, _) in chars.iter().enumerate().filter(|(_, c)| **c == '@') {
+        let mut start = at;
+        while start > 0 && local(chars[start - 1]) {
+            start -= 1;
+        }
+        for m in masked.iter_mut().take(at).skip(start + 1) {
+            *m = true;
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_mask = false;
+    for (c, m) in chars.iter().zip(&masked) {
+        if *m {
+            if !in_mask {
+                out.push_str("***");
+            }
+            in_mask = true;
+        } else {
+            out.push(*c);
+            in_mask = false;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_masked_wherever_they_appear() {
+        assert_eq!(mask_emails("maria.santos@example.com"), "m***@example.com");
+        assert_eq!(
+            mask_emails("{\"email\": \"ab@x.ph\", \"n\": 1}"),
+            "{\"email\": \"a***@x.ph\", \"n\": 1}"
+        );
+        assert_eq!(mask_emails("no email here"), "no email here");
+        assert_eq!(mask_emails("a@b.c"), "a@b.c");
+    }
+}
