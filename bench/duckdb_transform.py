@@ -58,15 +58,17 @@ def main():
     # DataFusion names that DuckDB spells differently.
     con.execute("CREATE MACRO regexp_like(s, p) AS regexp_matches(s, p), (s, p, f) AS regexp_matches(s, p, f)")
     con.execute("CREATE MACRO to_char(d, fmt) AS strftime(d, fmt)")
-    # to_utc(text, utc_offset): cleanmig's UDF (src/transform/engine.rs) as the CASE it stands
-    # for: text with a time that ends in Z or an offset is read as written, other text is local
-    # time at utc_offset; missing or unreadable text is NULL.
+    # to_utc(text, utc_offset): cleanmig's UDF (src/transform/engine.rs): text with a time that
+    # ends in Z or an offset is read as written, other text is local time at utc_offset; the
+    # result is UTC without zone; missing or unreadable text is NULL. DuckDB's cast to TIMESTAMP
+    # drops an offset, so the text is read as TIMESTAMPTZ and turned into UTC.
+    utc = "(TRY_CAST({} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')"
     con.execute(
         "CREATE MACRO to_utc(t, utc_offset) AS CASE "
         "WHEN nullif(trim(t), '') IS NULL THEN NULL "
         "WHEN regexp_matches(trim(t), '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i') "
-        "AND regexp_matches(trim(t), '[0-9]{2}:[0-9]{2}') THEN TRY_CAST(trim(t) AS TIMESTAMP) "
-        "ELSE TRY_CAST(trim(t) || utc_offset AS TIMESTAMP) END"
+        f"AND regexp_matches(trim(t), '[0-9]{{2}}:[0-9]{{2}}') THEN {utc.format('trim(t)')} "
+        f"ELSE {utc.format('trim(t) || utc_offset')} END"
     )
     for f in sorted(glob.glob(os.path.join(pipeline, "transform", "*.sql"))):
         sql = open(f).read().strip().rstrip(";")
