@@ -15,6 +15,8 @@ DEMO_LOAD_FLAGS ?= --dependents delete
 LOAD_FLAGS ?=
 SCALES     ?= 1 10 100
 RUNS       ?= 3
+READERS_ENV := target/pyenv-readers
+READERS_PY  := $(READERS_ENV)/bin/python
 export CLEANMIG_ARTIFACTS := $(ARTIFACTS)
 
 .PHONY: help
@@ -22,7 +24,7 @@ help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: setup
-setup: setup-postgres setup-openssl ## Install what the demo and the tests need when missing
+setup: setup-postgres setup-openssl setup-readers ## Install what the demo and the tests need when missing
 
 # Debian's package when apt-get is there; otherwise say what to install.
 APT_INSTALL = SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -50,6 +52,27 @@ setup-openssl:
 	  echo "make: installing openssl (the TLS tests make their own certificates)" >&2; \
 	  $(APT_INSTALL) openssl >/dev/null; \
 	else echo "make: the TLS tests need the openssl command; please install it" >&2; exit 1; fi
+
+.PHONY: setup-readers
+# The tests open the artifacts in DuckDB and pyarrow from this environment; they never install
+# anything themselves.
+setup-readers:
+	@set -e; \
+	if $(READERS_PY) -c 'import duckdb, pyarrow' >/dev/null 2>&1; then exit 0; fi; \
+	echo "make: creating $(READERS_ENV) with duckdb and pyarrow (the reader tests use it)" >&2; \
+	rm -rf $(READERS_ENV); \
+	if ! python3 -m venv $(READERS_ENV) >/dev/null 2>&1; then \
+	  rm -rf $(READERS_ENV); \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: python3 -m venv failed; installing Debian's python3-venv" >&2; \
+	    $(APT_INSTALL) python3-venv >/dev/null; \
+	    python3 -m venv $(READERS_ENV); \
+	  else \
+	    echo "make: python3 -m venv failed; install Python 3 with its venv module" >&2; exit 1; \
+	  fi; \
+	fi; \
+	$(READERS_PY) -m pip install -q duckdb pyarrow; \
+	$(READERS_PY) -c 'import duckdb, pyarrow'
 
 .PHONY: build
 build: ## Build the cleanmig binary (debug profile)

@@ -6,8 +6,9 @@ usage: duckdb_transform.py PIPELINE_DIR EXTRACT_DIR OUT_DIR
 Registers the extract as `extract_<name>` views and the pipeline's CSV files as tables, runs
 pipeline/transform/*.sql in order (each result under the file's name without its number), then
 an id-based stand-in for the diff, pipeline/checks/*.sql and pipeline/report/*.sql, and writes
-the staged tables to OUT_DIR as Parquet. The two functions cleanmig registers in DataFusion are provided as DuckDB macros:
-json_object is built in; uuid_v5 is UUIDv5 in cleanmig's namespace, computed with sha1.
+the staged tables to OUT_DIR as Parquet. The functions cleanmig registers in DataFusion are provided as DuckDB macros:
+json_object is built in; uuid_v5 is UUIDv5 in cleanmig's namespace, computed with sha1; to_utc is
+the CASE it replaced in the SQL.
 A file DuckDB cannot run stops the script with the file's name: the bench reports it as not
 portable. DataFusion spellings that DuckDB lacks (regexp_like, to_char) are macros.
 """
@@ -57,6 +58,18 @@ def main():
     # DataFusion names that DuckDB spells differently.
     con.execute("CREATE MACRO regexp_like(s, p) AS regexp_matches(s, p), (s, p, f) AS regexp_matches(s, p, f)")
     con.execute("CREATE MACRO to_char(d, fmt) AS strftime(d, fmt)")
+    # to_utc(text, utc_offset): cleanmig's UDF (src/transform/engine.rs): text with a time that
+    # ends in Z or an offset is read as written, other text is local time at utc_offset; the
+    # result is UTC without zone; missing or unreadable text is NULL. DuckDB's cast to TIMESTAMP
+    # drops an offset, so the text is read as TIMESTAMPTZ and turned into UTC.
+    utc = "(TRY_CAST({} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')"
+    con.execute(
+        "CREATE MACRO to_utc(t, utc_offset) AS CASE "
+        "WHEN nullif(trim(t), '') IS NULL THEN NULL "
+        "WHEN regexp_matches(trim(t), '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i') "
+        f"AND regexp_matches(trim(t), '[0-9]{{2}}:[0-9]{{2}}') THEN {utc.format('trim(t)')} "
+        f"ELSE {utc.format('trim(t) || utc_offset')} END"
+    )
     for f in sorted(glob.glob(os.path.join(pipeline, "transform", "*.sql"))):
         sql = open(f).read().strip().rstrip(";")
         try:

@@ -19,7 +19,8 @@ pivoted AS (
         max(CASE WHEN name = 'enroll_tag_only' THEN value END) AS enroll_tag_only,
         max(CASE WHEN name = 'fiscal_year_start_month' THEN value END) AS fiscal_year_start_month,
         max(CASE WHEN name = 'default_timezone' THEN value END) AS default_timezone,
-        max(CASE WHEN name = 'default_currency' THEN value END) AS default_currency
+        max(CASE WHEN name = 'default_currency' THEN value END) AS default_currency,
+        max(CASE WHEN name = 'email_pattern' THEN value END) AS email_pattern
     FROM source
 ),
 
@@ -37,6 +38,8 @@ final AS (
         CAST(coalesce(fiscal_year_start_month, '1') AS INT) AS fiscal_year_start_month,
         coalesce(default_timezone, 'Asia/Manila') AS default_timezone,
         upper(coalesce(default_currency, 'PHP')) AS default_currency,
+        -- a valid email matches this regular expression (local@domain.tld)
+        coalesce(email_pattern, '^[^@\s]+@[^@\s]+\.[^@\s.]+$') AS email_pattern,
         coalesce(tz.utc_offset, '+08:00') AS default_utc_offset,
         -- the same offset as an interval, to turn UTC times into local days
         CAST(

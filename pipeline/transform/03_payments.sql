@@ -3,7 +3,7 @@
 --
 -- Rules:
 --   * email: the payer is `customer_email` ("Customer Email"), else `email`; trimmed and
---     lower-cased; valid means `local@domain.tld`.
+--     lower-cased; valid means `local@domain.tld` (settings: email_pattern).
 --   * status: trimmed and upper-cased; UNPAID (exports) means PENDING; paid = PAID or SETTLED
 --     (settings: paid_statuses).
 --   * product by description: contains "papers to profits" (any case) = p2p, contains "canva"
@@ -36,10 +36,10 @@ renamed AS (
         nullif(trim(payment_channel), '') AS payment_channel,
         nullif(trim(failure_reason), '') AS failure_reason,
         currency AS currency_raw,
-        created AS created_raw,
-        updated AS updated_raw,
-        paid_at AS paid_at_raw,
-        settled_at AS settled_at_raw,
+        nullif(trim(created), '') AS created_text,
+        nullif(trim(updated), '') AS updated_text,
+        nullif(trim(paid_at), '') AS paid_at_text,
+        nullif(trim(settled_at), '') AS settled_at_text,
         nullif(trim(timezone), '') AS timezone_raw
     FROM source
 ),
@@ -85,70 +85,37 @@ cleaned AS (
         z.timezone_raw,
         z.utc_offset,
         z.amount_raw,
-        nullif(trim(z.created_raw), '') AS created_text,
-        nullif(trim(z.updated_raw), '') AS updated_text,
-        nullif(trim(z.paid_at_raw), '') AS paid_at_text,
-        nullif(trim(z.settled_at_raw), '') AS settled_at_text,
-        -- a timestamp that ends in Z or an offset parses as written; a naive one gets the
-        -- row's offset appended
-        CASE
-            WHEN nullif(trim(z.created_raw), '') IS NULL THEN NULL
-            WHEN regexp_like(trim(z.created_raw), '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
-                AND regexp_like(trim(z.created_raw), '[0-9]{2}:[0-9]{2}')
-                THEN TRY_CAST(trim(z.created_raw) AS TIMESTAMP)
-            ELSE TRY_CAST(trim(z.created_raw) || z.utc_offset AS TIMESTAMP)
-        END AS created_utc,
-        CASE
-            WHEN nullif(trim(z.updated_raw), '') IS NULL THEN NULL
-            WHEN regexp_like(trim(z.updated_raw), '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
-                AND regexp_like(trim(z.updated_raw), '[0-9]{2}:[0-9]{2}')
-                THEN TRY_CAST(trim(z.updated_raw) AS TIMESTAMP)
-            ELSE TRY_CAST(trim(z.updated_raw) || z.utc_offset AS TIMESTAMP)
-        END AS updated_utc,
-        CASE
-            WHEN nullif(trim(z.paid_at_raw), '') IS NULL THEN NULL
-            WHEN regexp_like(trim(z.paid_at_raw), '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
-                AND regexp_like(trim(z.paid_at_raw), '[0-9]{2}:[0-9]{2}')
-                THEN TRY_CAST(trim(z.paid_at_raw) AS TIMESTAMP)
-            ELSE TRY_CAST(trim(z.paid_at_raw) || z.utc_offset AS TIMESTAMP)
-        END AS paid_at_utc,
-        CASE
-            WHEN nullif(trim(z.settled_at_raw), '') IS NULL THEN NULL
-            WHEN regexp_like(trim(z.settled_at_raw), '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
-                AND regexp_like(trim(z.settled_at_raw), '[0-9]{2}:[0-9]{2}')
-                THEN TRY_CAST(trim(z.settled_at_raw) AS TIMESTAMP)
-            ELSE TRY_CAST(trim(z.settled_at_raw) || z.utc_offset AS TIMESTAMP)
-        END AS settled_at_utc,
-        array_has(c.paid_statuses, CASE upper(trim(z.status_raw)) WHEN 'UNPAID' THEN 'PENDING' ELSE upper(trim(z.status_raw)) END) AS is_paid
+        z.created_text,
+        z.updated_text,
+        z.paid_at_text,
+        z.settled_at_text,
+        -- to_utc: a timestamp that ends in Z or an offset is read as written; a naive one is
+        -- in the row's offset; NULL when missing or unreadable
+        to_utc(z.created_text, z.utc_offset) AS created_utc,
+        to_utc(z.updated_text, z.utc_offset) AS updated_utc,
+        to_utc(z.paid_at_text, z.utc_offset) AS paid_at_utc,
+        to_utc(z.settled_at_text, z.utc_offset) AS settled_at_utc,
+        c.paid_statuses,
+        c.email_pattern
     FROM config AS c
     CROSS JOIN zoned AS z
 ),
 
 judged AS (
-    -- the first reason that applies; out of scope before broken, so an unpaid row with a bad
-    -- email counts as out of scope
+    -- why a row is not kept, if it is not. Out of scope comes before broken (the outcome
+    -- takes the first reason that is set), so an unpaid row with a bad email counts as out
+    -- of scope; within each column the first reason that applies is given.
     SELECT
         *,
         CASE
-            WHEN NOT coalesce(is_paid, false) THEN 'out_of_scope'
-            WHEN product = 'other' THEN 'out_of_scope'
-            WHEN external_id IS NULL THEN 'rejected'
-            WHEN email IS NULL OR NOT regexp_like(email, '^[^@\s]+@[^@\s]+\.[^@\s.]+$') THEN 'rejected'
-            WHEN amount_php IS NULL THEN 'rejected'
-            WHEN amount_php <= 0 THEN 'rejected'
-            WHEN utc_offset IS NULL THEN 'rejected'
-            WHEN created_text IS NOT NULL AND created_utc IS NULL THEN 'rejected'
-            WHEN updated_text IS NOT NULL AND updated_utc IS NULL THEN 'rejected'
-            WHEN paid_at_text IS NOT NULL AND paid_at_utc IS NULL THEN 'rejected'
-            WHEN settled_at_text IS NOT NULL AND settled_at_utc IS NULL THEN 'rejected'
-            ELSE 'candidate'
-        END AS judgement,
-        CASE
-            WHEN NOT coalesce(is_paid, false) THEN 'not paid (status ' || coalesce(status, 'NULL') || ')'
+            WHEN NOT coalesce(array_has(paid_statuses, status), false)
+                THEN 'not paid (status ' || coalesce(status, 'NULL') || ')'
             WHEN product = 'other' THEN 'other product (' || coalesce(description, 'no description') || ')'
+        END AS out_of_scope_reason,
+        CASE
             WHEN external_id IS NULL THEN 'missing External ID'
             WHEN email IS NULL THEN 'missing email'
-            WHEN NOT regexp_like(email, '^[^@\s]+@[^@\s]+\.[^@\s.]+$') THEN 'invalid email'
+            WHEN NOT regexp_like(email, email_pattern) THEN 'invalid email'
             WHEN amount_php IS NULL THEN 'unreadable amount (' || coalesce(amount_raw, 'NULL') || ')'
             WHEN amount_php <= 0 THEN 'amount not positive'
             WHEN utc_offset IS NULL THEN 'unknown timezone (' || timezone_raw || ')'
@@ -156,22 +123,23 @@ judged AS (
             WHEN updated_text IS NOT NULL AND updated_utc IS NULL THEN 'unreadable updated timestamp'
             WHEN paid_at_text IS NOT NULL AND paid_at_utc IS NULL THEN 'unreadable paid timestamp'
             WHEN settled_at_text IS NOT NULL AND settled_at_utc IS NULL THEN 'unreadable settled timestamp'
-        END AS judgement_reason
+        END AS rejected_reason
     FROM cleaned
 ),
 
 ranked AS (
+    -- candidates (neither out of scope nor rejected) ranked within their External ID
     SELECT
         *,
-        CASE WHEN judgement = 'candidate' THEN
+        CASE WHEN out_of_scope_reason IS NULL AND rejected_reason IS NULL THEN
             row_number() OVER (
-                PARTITION BY judgement, external_id
+                PARTITION BY out_of_scope_reason IS NULL AND rejected_reason IS NULL, external_id
                 ORDER BY CASE status WHEN 'SETTLED' THEN 0 ELSE 1 END, _source_row
             )
         END AS rank_in_external_id,
-        CASE WHEN judgement = 'candidate' THEN
+        CASE WHEN out_of_scope_reason IS NULL AND rejected_reason IS NULL THEN
             first_value(_source_row) OVER (
-                PARTITION BY judgement, external_id
+                PARTITION BY out_of_scope_reason IS NULL AND rejected_reason IS NULL, external_id
                 ORDER BY CASE status WHEN 'SETTLED' THEN 0 ELSE 1 END, _source_row
             )
         END AS kept_source_row
@@ -202,15 +170,16 @@ final AS (
         -- when the money moved: paid, else settled, else created
         coalesce(paid_at_utc, settled_at_utc, created_utc) AS payment_utc,
         CASE
-            WHEN judgement <> 'candidate' THEN judgement
+            WHEN out_of_scope_reason IS NOT NULL THEN 'out_of_scope'
+            WHEN rejected_reason IS NOT NULL THEN 'rejected'
             WHEN rank_in_external_id = 1 THEN 'kept'
             ELSE 'merged'
         END AS outcome,
-        CASE
-            WHEN judgement <> 'candidate' THEN judgement_reason
-            WHEN rank_in_external_id = 1 THEN NULL
-            ELSE 'same External ID as row ' || CAST(kept_source_row AS VARCHAR)
-        END AS reason
+        coalesce(
+            out_of_scope_reason,
+            rejected_reason,
+            CASE WHEN rank_in_external_id > 1 THEN 'same External ID as row ' || CAST(kept_source_row AS VARCHAR) END
+        ) AS reason
     FROM ranked
 )
 

@@ -3,7 +3,7 @@
 -- paid student nor a paid P2P payer) or rejected (tagged, but the email is broken).
 --
 -- Rules:
---   * email trimmed and lower-cased; valid means `local@domain.tld`.
+--   * email trimmed and lower-cased; valid means `local@domain.tld` (settings: email_pattern).
 --   * tags: the `tags` text split on commas; compared lower-cased with spaces removed, so
 --     "PaidP2P", " paidp2p" and "Paid P2P" are the same tag. Paid tags: settings.paid_tags.
 --   * one contact per email is kept: the most recently updated (updated_at, else
@@ -38,21 +38,12 @@ cleaned AS (
         -- as written, with spaces around the commas removed
         regexp_replace(r.tags_text, '\s*,\s*', ',', 'g') AS tags_text,
         string_to_array(lower(regexp_replace(coalesce(r.tags_text, ''), '\s', '', 'g')), ',') AS tag_keys,
-        CASE
-            WHEN r.created_text IS NULL THEN NULL
-            WHEN regexp_like(r.created_text, '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
-                AND regexp_like(r.created_text, '[0-9]{2}:[0-9]{2}')
-                THEN TRY_CAST(r.created_text AS TIMESTAMP)
-            ELSE TRY_CAST(r.created_text || c.default_utc_offset AS TIMESTAMP)
-        END AS created_utc,
-        CASE
-            WHEN r.updated_text IS NULL THEN NULL
-            WHEN regexp_like(r.updated_text, '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i')
-                AND regexp_like(r.updated_text, '[0-9]{2}:[0-9]{2}')
-                THEN TRY_CAST(r.updated_text AS TIMESTAMP)
-            ELSE TRY_CAST(r.updated_text || c.default_utc_offset AS TIMESTAMP)
-        END AS updated_utc,
-        c.paid_tags
+        -- to_utc: a timestamp that ends in Z or an offset is read as written; a naive one is
+        -- in default_timezone; NULL when missing or unreadable
+        to_utc(r.created_text, c.default_utc_offset) AS created_utc,
+        to_utc(r.updated_text, c.default_utc_offset) AS updated_utc,
+        c.paid_tags,
+        c.email_pattern
     FROM config AS c
     CROSS JOIN renamed AS r
 ),
@@ -65,7 +56,7 @@ flagged AS (
     SELECT
         c.*,
         array_has_any(c.tag_keys, c.paid_tags) AS is_paid_tagged,
-        c.email IS NOT NULL AND regexp_like(c.email, '^[^@\s]+@[^@\s]+\.[^@\s.]+$') AS is_valid_email,
+        c.email IS NOT NULL AND regexp_like(c.email, c.email_pattern) AS is_valid_email,
         p.email IS NOT NULL AS is_p2p_payer
     FROM cleaned AS c
     LEFT JOIN p2p_payers AS p ON p.email = c.email

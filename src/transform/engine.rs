@@ -5,8 +5,8 @@
 use crate::artifacts::ParquetArtifact;
 use anyhow::{bail, Context, Result};
 use arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
-use arrow::compute::{cast, concat_batches, take};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::compute::{cast, cast_with_options, concat_batches, take, CastOptions};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::Column;
 use datafusion::datasource::MemTable;
@@ -56,6 +56,7 @@ pub fn bounded_session(memory_limit: usize, spill_dir: &Path) -> Result<SessionC
 fn register_udfs(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(UuidV5::new()));
     ctx.register_udf(ScalarUDF::from(JsonObject::new()));
+    ctx.register_udf(ScalarUDF::from(ToUtc::new()));
 }
 
 fn session_config() -> SessionConfig {
@@ -601,6 +602,122 @@ impl ScalarUDFImpl for JsonObject {
     }
 }
 
+/// `to_utc(text, utc_offset)`: an ISO 8601 timestamp (`2024-03-05T14:22:01`, a space for the
+/// `T`, optional fraction) as a UTC TIMESTAMP without zone, the type `CAST(text AS TIMESTAMP)`
+/// gives.
+///
+/// Text that has a time (`hh:mm`) and ends in `Z` or an offset (`+08`, `+0800`, `+08:00`) is
+/// read as written. Any other text is local time at `utc_offset` (an offset such as `+08:00`):
+/// the offset is appended before reading. Surrounding spaces are ignored (as SQL `trim`
+/// does). NULL, `''` and text that does not read as a timestamp (also: a date without a time)
+/// give NULL, so a caller tells "missing" from "unreadable" by looking at the text. Zone
+/// names are the caller's business: resolve them to an offset first.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToUtc {
+    signature: Signature,
+}
+
+impl ToUtc {
+    fn new() -> Self {
+        Self {
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Utf8],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+/// The type `to_utc` returns (that of SQL `TIMESTAMP`).
+const TO_UTC_TYPE: DataType = DataType::Timestamp(TimeUnit::Nanosecond, None);
+
+impl ScalarUDFImpl for ToUtc {
+    fn name(&self) -> &str {
+        "to_utc"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(TO_UTC_TYPE)
+    }
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| Ok(cast(&a.to_array(n)?, &DataType::Utf8)?))
+            .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+        let [text, offset] = arrays.as_slice() else {
+            return Err(datafusion::error::DataFusionError::Plan(
+                "to_utc takes two arguments: text and a UTC offset".into(),
+            ));
+        };
+        let text = text
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("cast to Utf8");
+        let offset = offset
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("cast to Utf8");
+        let zoned: StringArray = text
+            .iter()
+            .zip(offset.iter())
+            .map(|(t, o)| t.and_then(|t| with_offset(t, o)))
+            .collect();
+        // the cast TRY_CAST(... AS TIMESTAMP) makes: unreadable text becomes NULL
+        let options = CastOptions {
+            safe: true,
+            ..Default::default()
+        };
+        let out = cast_with_options(&zoned, &TO_UTC_TYPE, &options)?;
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// The text `to_utc` reads: `text` without surrounding spaces, as written when it has a time
+/// and ends in an offset, else with `offset` appended; None when empty.
+fn with_offset(text: &str, offset: Option<&str>) -> Option<String> {
+    let text = text.trim_matches(' ');
+    if text.is_empty() {
+        return None;
+    }
+    if has_time(text) && ends_with_offset(text) {
+        return Some(text.to_string());
+    }
+    offset.map(|o| format!("{text}{o}"))
+}
+
+/// `hh:mm` somewhere in the text.
+fn has_time(text: &str) -> bool {
+    let d = |b: u8| b.is_ascii_digit();
+    text.as_bytes()
+        .windows(5)
+        .any(|w| d(w[0]) && d(w[1]) && w[2] == b':' && d(w[3]) && d(w[4]))
+}
+
+/// Ends in `Z` (any case), `+hh`, `+hhmm` or `+hh:mm` (or `-`).
+fn ends_with_offset(text: &str) -> bool {
+    let b = text.as_bytes();
+    let d = |i: usize| b[i].is_ascii_digit();
+    let sign = |i: usize| b[i] == b'+' || b[i] == b'-';
+    let n = b.len();
+    matches!(b.last(), Some(b'Z' | b'z'))
+        || (n >= 3 && sign(n - 3) && d(n - 2) && d(n - 1))
+        || (n >= 5 && sign(n - 5) && d(n - 4) && d(n - 3) && d(n - 2) && d(n - 1))
+        || (n >= 6
+            && sign(n - 6)
+            && d(n - 5)
+            && d(n - 4)
+            && b[n - 3] == b':'
+            && d(n - 2)
+            && d(n - 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,6 +748,184 @@ mod tests {
             .unwrap()
             .to_string();
         (result, shown, dir)
+    }
+
+    /// `to_utc(t, o)` and the expression `other` over rows `(t, o)`, each value as text.
+    async fn to_utc_rows(
+        cases: &[(Option<&str>, Option<&str>)],
+        other: &str,
+    ) -> Vec<(Option<String>, Option<String>)> {
+        let lit = |v: Option<&str>| match v {
+            Some(v) => format!("'{}'", v.replace('\'', "''")),
+            None => "CAST(NULL AS VARCHAR)".into(),
+        };
+        let rows = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (t, o))| format!("({i}, {}, {})", lit(*t), lit(*o)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT CAST(to_utc(t, o) AS VARCHAR), CAST({other} AS VARCHAR) \
+             FROM (VALUES {rows}) AS v(i, t, o) ORDER BY i"
+        );
+        let batches = session().sql(&sql).await.unwrap().collect().await.unwrap();
+        let mut out = Vec::new();
+        for b in &batches {
+            let a = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            let o = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+            for r in 0..b.num_rows() {
+                let v = |s: &StringArray| s.is_valid(r).then(|| s.value(r).to_string());
+                out.push((v(a), v(o)));
+            }
+        }
+        assert_eq!(out.len(), cases.len());
+        out
+    }
+
+    #[tokio::test]
+    async fn to_utc_reads_iso_8601_as_utc() {
+        let cases = [
+            // (text, utc_offset, UTC)
+            (
+                "2024-03-05T14:22:01+08:00",
+                Some("+00:00"),
+                Some("2024-03-05T06:22:01"),
+            ),
+            (
+                "2024-03-05T14:22:01-0500",
+                Some("+08:00"),
+                Some("2024-03-05T19:22:01"),
+            ),
+            (
+                "2024-03-05 14:22:01+08",
+                Some("+00:00"),
+                Some("2024-03-05T06:22:01"),
+            ),
+            (
+                "2024-03-05T06:22:01Z",
+                Some("+08:00"),
+                Some("2024-03-05T06:22:01"),
+            ),
+            (
+                "2024-03-05T06:22:01z",
+                Some("+08:00"),
+                Some("2024-03-05T06:22:01"),
+            ),
+            (
+                "2024-03-05T14:22:01.250+08:00",
+                Some("+00:00"),
+                Some("2024-03-05T06:22:01.250"),
+            ),
+            (
+                "2024-03-05T06:22:01.123456Z",
+                None,
+                Some("2024-03-05T06:22:01.123456"),
+            ),
+            // naive: local time at the offset given
+            (
+                "2024-03-05 14:22:01",
+                Some("+08:00"),
+                Some("2024-03-05T06:22:01"),
+            ),
+            (
+                "2024-03-05T14:22:01.5",
+                Some("-05:00"),
+                Some("2024-03-05T19:22:01.500"),
+            ),
+            (
+                "  2024-03-05 14:22:01  ",
+                Some("+08:00"),
+                Some("2024-03-05T06:22:01"),
+            ),
+            // missing or unreadable: NULL
+            ("", Some("+08:00"), None),
+            ("   ", Some("+08:00"), None),
+            ("not a date", Some("+08:00"), None),
+            ("2024-13-45 10:00:00", Some("+08:00"), None),
+            ("2024-03-05", Some("+08:00"), None),
+            ("2024-03-05 14:22:01", None, None),
+        ];
+        let input: Vec<_> = cases.iter().map(|(t, o, _)| (Some(*t), *o)).collect();
+        let got = to_utc_rows(&input, "'-'").await;
+        for ((text, offset, want), (got, _)) in cases.iter().zip(got) {
+            assert_eq!(got.as_deref(), *want, "to_utc({text:?}, {offset:?})");
+        }
+        let null = to_utc_rows(&[(None, Some("+08:00"))], "'-'").await;
+        assert_eq!(null[0].0, None, "to_utc(NULL, '+08:00')");
+    }
+
+    #[tokio::test]
+    async fn to_utc_gives_what_the_sql_it_replaced_gave() {
+        // Guards the payments' and contacts' timestamps and reject reasons: to_utc replaced
+        // this CASE in pipeline/transform and must give the same value for every text.
+        let old = "CASE \
+            WHEN nullif(trim(t), '') IS NULL THEN NULL \
+            WHEN regexp_like(trim(t), '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$', 'i') \
+                AND regexp_like(trim(t), '[0-9]{2}:[0-9]{2}') \
+                THEN TRY_CAST(trim(t) AS TIMESTAMP) \
+            ELSE TRY_CAST(trim(t) || o AS TIMESTAMP) END";
+        let texts = [
+            "2024-03-05T14:22:01+08:00",
+            "2024-03-05T14:22:01.250+08:00",
+            "2024-03-05T14:22:01.123456789-03:30",
+            "2024-03-05 14:22:01+0800",
+            "2024-03-05 14:22:01+08",
+            "2024-03-05 14:22:01-8",
+            "2024-03-05 14:22:01 +08:00",
+            "2024-03-05T14:22:01Z",
+            "2024-03-05t14:22:01z",
+            "2024-03-05 14:22:01",
+            "2024-03-05 14:22",
+            "2024-03-05T14:22:01.5",
+            "2024-03-05 14",
+            "2024-03-05",
+            "2024-03-05Z",
+            "2024-03-05+08:00",
+            "2024-03-05-08",
+            "2024/03/05 14:22:01",
+            "05/03/2024 14:22",
+            "2024-02-30 10:00:00",
+            "2024-03-05 25:00:00",
+            "1500-01-01 00:00:00",
+            "2024-03-05 14:22:01 PHT",
+            "2024-03-05 14:22:01 UTC",
+            "2024-03-05 14:22:01Asia/Manila",
+            "14:22",
+            "Z",
+            "+08:00",
+            " ",
+            "",
+            "\t2024-03-05 14:22:01",
+            "2024-03-05 14:22:01\n",
+            "garbage",
+            "ñ2024-03-05 14:22:01",
+        ];
+        let offsets = [
+            Some("+08:00"),
+            Some("-05:00"),
+            Some("+00:00"),
+            Some("+0800"),
+            Some("Z"),
+            Some("Asia/Manila"),
+            Some(""),
+            Some("nonsense"),
+            None,
+        ];
+        let mut cases: Vec<(Option<&str>, Option<&str>)> = Vec::new();
+        for t in texts {
+            for o in offsets {
+                cases.push((Some(t), o));
+            }
+        }
+        cases.push((None, Some("+08:00")));
+        let rows = to_utc_rows(&cases, old).await;
+        let mut read = 0;
+        for ((text, offset), (new, old)) in cases.iter().zip(&rows) {
+            assert_eq!(new, old, "to_utc({text:?}, {offset:?})");
+            read += usize::from(new.is_some());
+        }
+        assert!(read > 40, "only {read} texts were read");
     }
 
     #[tokio::test]

@@ -4,32 +4,26 @@ use crate::support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A Python with duckdb and pyarrow, in a virtual environment under target/ made on first use.
+/// The Python with duckdb and pyarrow that `make setup` puts in target/pyenv-readers. A test
+/// never installs anything: without it the test fails and says how to make it.
 fn python_with_readers() -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv-readers");
     let python = venv.join("bin/python");
-    let ready = |p: &Path| {
-        Command::new(p)
-            .args(["-c", "import duckdb, pyarrow"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !ready(&python) {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv");
-        assert!(status.success(), "cannot create {}", venv.display());
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "duckdb", "pyarrow"])
-            .status()
-            .expect("pip install duckdb pyarrow");
-        assert!(status.success(), "cannot install duckdb and pyarrow");
+    let check = Command::new(&python)
+        .args(["-c", "import duckdb, pyarrow"])
+        .output();
+    match check {
+        Ok(out) if out.status.success() => python,
+        Ok(out) => panic!(
+            "{} cannot import duckdb and pyarrow ({}); run `make setup` to create it",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => panic!(
+            "no Python environment for the reader tests at {} ({e}); run `make setup` to create it",
+            venv.display()
+        ),
     }
-    assert!(ready(&python));
-    python
 }
 
 const CHECK: &str = r#"
@@ -48,6 +42,7 @@ print(con.execute(f"SELECT amount, paid_at FROM read_parquet('{sys.argv[1]}/extr
 
 #[tokio::test]
 async fn duckdb_and_pyarrow_read_every_artifact() {
+    let python = python_with_readers();
     let url = support::supabase_database("readers", true).await;
     support::connect(&url)
         .await
@@ -72,7 +67,6 @@ async fn duckdb_and_pyarrow_read_every_artifact() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let python = python_with_readers();
     let out = Command::new(python)
         .arg("-c")
         .arg(CHECK)
