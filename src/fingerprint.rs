@@ -29,7 +29,7 @@ pub struct TableFingerprint {
 }
 
 /// Types whose values Postgres can hash directly (others are hashed as their text).
-fn hashable(typname: &str) -> bool {
+pub fn hashable(typname: &str) -> bool {
     let base = typname.strip_prefix('_').unwrap_or(typname);
     matches!(
         base,

@@ -91,10 +91,10 @@ pub struct Versions<'a> {
     /// Extra SQL condition on aliases `k` (known) and `l` (live) that selects the rows to look
     /// at, e.g. "the load would overwrite or delete it".
     pub only: &'a str,
-    /// Extra SQL condition on the unpivoted `v.col`, `v.was`, `v.now` (and `v.other`) that a
-    /// difference must meet.
+    /// Extra SQL condition a difference must meet, on the unpivoted `v.col`, `v.was`, `v.now`,
+    /// `v.other` and `v.other_differs` (the third version's value differs from the live one).
     pub and: &'a str,
-    /// A third version whose value of the column comes as `v.other` (`NULL::text` if none).
+    /// A third version, joined on the key, whose value comes as `v.other`.
     pub other: Option<&'a str>,
 }
 
@@ -104,27 +104,47 @@ pub async fn differing_values(tx: &Transaction<'_>, v: &Versions<'_>) -> Result<
         return Ok(Changes::default());
     }
     let k = ident(v.key);
-    let as_text = |alias: &str| {
+    // Values compare as their type where it has an equality (numeric 1.00 = 1), else as text.
+    let types = crate::pg_arrow::table_columns(tx, v.live).await?;
+    let typed = |c: &str| {
+        types
+            .iter()
+            .any(|t| t.name == c && crate::fingerprint::hashable(&t.typname))
+    };
+    let cmp = |alias: &str, c: &str| {
+        if typed(c) {
+            format!("{alias}.{}", ident(c))
+        } else {
+            format!("{alias}.{}::text", ident(c))
+        }
+    };
+    let row = |alias: &str| {
         v.columns
             .iter()
-            .map(|c| format!("{alias}.{}::text", ident(c)))
+            .map(|c| cmp(alias, c))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let (other_join, other_col): (String, fn(&str) -> String) = match v.other {
-        Some(rel) => (format!(" LEFT JOIN {rel} o ON o.{k} = l.{k}"), |c: &str| {
-            format!("o.{}::text", ident(c))
-        }),
-        None => (String::new(), |_: &str| "NULL::text".to_string()),
+    let other_join = match v.other {
+        Some(rel) => format!(" LEFT JOIN {rel} o ON o.{k} = l.{k}"),
+        None => String::new(),
     };
     let values: Vec<String> = v
         .columns
         .iter()
         .map(|c| {
+            let (other, other_differs) = match v.other {
+                Some(_) => (
+                    format!("o.{}::text", ident(c)),
+                    format!("{} IS DISTINCT FROM {}", cmp("o", c), cmp("l", c)),
+                ),
+                None => ("NULL::text".into(), "true".into()),
+            };
             format!(
-                "({}, k.{q}::text, l.{q}::text, {})",
+                "({}, k.{q}::text, l.{q}::text, {other}, {} IS DISTINCT FROM {}, {other_differs})",
                 literal(c),
-                other_col(c),
+                cmp("k", c),
+                cmp("l", c),
                 q = ident(c)
             )
         })
@@ -135,13 +155,13 @@ pub async fn differing_values(tx: &Transaction<'_>, v: &Versions<'_>) -> Result<
            WHERE ROW({kt}) IS DISTINCT FROM ROW({lt}) AND ({only})) \
          SELECT count(*) OVER ()::int8, l.{k}::text, v.col, v.was, v.now \
          FROM changed x JOIN {live} l ON l.{k} = x.key JOIN {known} k ON k.{k} = x.key{other_join} \
-         CROSS JOIN LATERAL (VALUES {values}) AS v(col, was, other, now) \
-         WHERE v.was IS DISTINCT FROM v.now AND ({and}) \
+         CROSS JOIN LATERAL (VALUES {values}) AS v(col, was, now, other, differs, other_differs) \
+         WHERE v.differs AND ({and}) \
          ORDER BY 2, 3 LIMIT {FETCH_LIMIT}",
         live = v.live,
         known = v.known,
-        kt = as_text("k"),
-        lt = as_text("l"),
+        kt = row("k"),
+        lt = row("l"),
         only = v.only,
         values = values.join(", "),
         and = v.and,

@@ -224,7 +224,7 @@ pub async fn check_values(
             "{in_staged} OR EXISTS (SELECT 1 FROM {} d WHERE d.key = l.{key})",
             ident(&table.delete_set())
         );
-        let and = format!("NOT {in_staged} OR v.other IS DISTINCT FROM v.now");
+        let and = format!("NOT {in_staged} OR v.other_differs");
         found.extend(
             differing_values(
                 tx,
