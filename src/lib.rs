@@ -3,7 +3,7 @@
 //! Data flows one way:
 //! sources -> [`extract`] -> `artifacts/extract/*.parquet` -> [`transform`] (SQL in `pipeline/`)
 //! -> `artifacts/stage/*.parquet` -> [`approve`] -> `artifacts/approved.json` -> [`load`].
-//! [`query`] reads any artifact. [`tools`] holds what stands beside the pipeline:
+//! [`query`] reads any artifact; [`review`] renders the review page and explains one person. [`tools`] holds what stands beside the pipeline:
 //! a throwaway Postgres and the demo-data generator.
 
 pub mod approve;
@@ -17,6 +17,7 @@ pub mod load;
 pub mod logging;
 pub mod pg_arrow;
 pub mod query;
+pub mod review;
 pub mod tools;
 pub mod transform;
 
@@ -42,6 +43,25 @@ async fn run_async(cli: Cli) -> Result<()> {
         Command::Load(args) => load::run(&global, &args).await,
         Command::Rollback(args) => load::rollback::run(&global, &args).await,
         Command::Status(args) => load::status::run(&global, &args).await,
+        Command::Review => review::run(&review::ReviewOptions {
+            artifacts: global.artifacts,
+            pipeline: global.pipeline,
+        })
+        .await
+        .map(|_| ()),
+        Command::Explain(args) => {
+            review::explain::run(&review::explain::ExplainOptions {
+                artifacts: global.artifacts,
+                pipeline: global.pipeline,
+                email: args.email,
+                key: args.key,
+                format: match args.format {
+                    cli::ExplainFormat::Text => review::explain::ExplainFormat::Text,
+                    cli::ExplainFormat::Json => review::explain::ExplainFormat::Json,
+                },
+            })
+            .await
+        }
         Command::DevDb(cmd) => tools::devdb::command(cmd).await,
         Command::DemoData(args) => tools::demo_data::command(&args).await,
     }

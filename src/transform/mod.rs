@@ -107,9 +107,6 @@ pub async fn transform_with(
             extract_dir.display()
         )
     })?;
-    let now = chrono::DateTime::parse_from_rfc3339(&extract.extracted_at)
-        .with_context(|| format!("extracted_at `{}` is not RFC 3339", extract.extracted_at))?
-        .with_timezone(&chrono::Utc);
 
     crate::artifacts::create_private_dir(artifacts)?;
     let scratch = tempfile::Builder::new()
@@ -124,10 +121,7 @@ pub async fn transform_with(
     let ctx = engine::bounded_session(memory_limit, scratch.path())?;
     let registered = engine::register_parquet_dir(&ctx, &extract_dir, "extract_").await?;
     engine::register_csv_dir(&ctx, pipeline).await?;
-    register_extraction(&ctx, now)?;
-    for source in SOURCE_TABLES {
-        register_raw_json(&ctx, source, &registered).await?;
-    }
+    register_pipeline_inputs(&ctx, &extract, &registered).await?;
 
     // Run the rules.
     let files = SqlFile::read_dir(&pipeline.join("transform"))?;
@@ -223,6 +217,9 @@ pub async fn transform_with(
     let report_path = stage_dir.join("report.md");
     crate::artifacts::write_atomic(&report_path, markdown.as_bytes())?;
     artifacts_out.insert("report".into(), file_entry(&stage_dir, &report_path, 0)?);
+    // The review page is not in the manifest: `cleanmig review` may render it again (with the
+    // approval's accepted checks). The approval covers it all the same.
+    let review_path = crate::review::write_page(&ctx, artifacts, pipeline).await?;
 
     let manifest = Manifest {
         stage: "transform".into(),
@@ -244,9 +241,10 @@ pub async fn transform_with(
     }
     let passed = check_results.iter().filter(|c| c.passed).count();
     tracing::info!(
-        "transform checks: {passed} of {} passed; report {}",
+        "transform checks: {passed} of {} passed; report {}; review page {}",
         check_results.len(),
-        report_path.display()
+        report_path.display(),
+        review_path.display()
     );
     println!(
         "{}",
@@ -276,6 +274,23 @@ fn explain_memory(err: anyhow::Error, memory_limit: usize) -> anyhow::Error {
     } else {
         err
     }
+}
+
+/// Register what the pipeline's SQL reads besides the extract and the settings: `extraction`
+/// (the pipeline's "now": the extract's snapshot time) and `raw_<source>` for every source.
+pub async fn register_pipeline_inputs(
+    ctx: &SessionContext,
+    extract: &Manifest,
+    registered: &BTreeMap<String, PathBuf>,
+) -> Result<()> {
+    let now = chrono::DateTime::parse_from_rfc3339(&extract.extracted_at)
+        .with_context(|| format!("extracted_at `{}` is not RFC 3339", extract.extracted_at))?
+        .with_timezone(&chrono::Utc);
+    register_extraction(ctx, now)?;
+    for source in SOURCE_TABLES {
+        register_raw_json(ctx, source, registered).await?;
+    }
+    Ok(())
 }
 
 /// `extraction`: one row, `extracted_at` = the extract's snapshot time (UTC, as a timestamp

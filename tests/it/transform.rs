@@ -322,7 +322,7 @@ async fn query(artifacts: &Path, sql: &str) -> String {
         .to_string()
 }
 
-async fn transformed() -> tempfile::TempDir {
+pub(crate) async fn transformed() -> tempfile::TempDir {
     let dir = fixture_artifacts();
     let outcome = cleanmig::transform::transform(dir.path(), Path::new(PIPELINE))
         .await
