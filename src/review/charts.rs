@@ -45,6 +45,8 @@ const PURPLE: RGBColor = RGBColor(0x6a, 0x1b, 0x9a);
 const TEAL: RGBColor = RGBColor(0x00, 0x83, 0x8f);
 const BROWN: RGBColor = RGBColor(0x79, 0x55, 0x48);
 const PINK: RGBColor = RGBColor(0xd8, 0x1b, 0x60);
+const LIGHT_BLUE: RGBColor = RGBColor(0x64, 0xb5, 0xf6);
+const LIGHT_ORANGE: RGBColor = RGBColor(0xff, 0xb7, 0x4d);
 const PALETTE: [RGBColor; 8] = [RED, ORANGE, PURPLE, TEAL, BROWN, PINK, BLUE, GREY];
 
 fn hex(c: &RGBColor) -> String {
@@ -200,8 +202,12 @@ fn people_flow(rows: &[Map<String, Value>]) -> Result<Chart> {
 fn by_month(rows: &[Map<String, Value>], measure: &str, title: &str, unit: &str) -> Result<Chart> {
     let months = unique(rows, "month");
     let mut series = Vec::new();
-    for (product, color) in [("P2P", BLUE), ("Canva", ORANGE), ("other", GREY)] {
-        for version in ["staged", "current"] {
+    for (product, staged, current) in [
+        ("P2P", BLUE, LIGHT_BLUE),
+        ("Canva", ORANGE, LIGHT_ORANGE),
+        ("other", BROWN, GREY),
+    ] {
+        for (version, color) in [("staged", staged), ("current", current)] {
             let values: Vec<f64> = months
                 .iter()
                 .map(|m| {
@@ -360,6 +366,8 @@ fn format_value(v: f64) -> String {
         format!("{:.1}M", v / 1_000_000.0)
     } else if v.abs() >= 10_000.0 {
         format!("{:.0}k", v / 1_000.0)
+    } else if v.fract() != 0.0 && v.abs() < 10.0 {
+        format!("{v:.1}")
     } else {
         format!("{v:.0}")
     }
@@ -375,6 +383,8 @@ fn stacked_bars(
     horizontal: bool,
 ) -> Result<Chart> {
     let n = categories.len().max(1);
+    // A segmented axis over 0..=last has one segment per value.
+    let last = (categories.len() as i32 - 1).max(1);
     let totals: Vec<f64> = (0..categories.len())
         .map(|i| series.iter().map(|s| s.values[i]).sum())
         .collect();
@@ -402,7 +412,7 @@ fn stacked_bars(
                 .margin(12)
                 .x_label_area_size(45)
                 .y_label_area_size(140)
-                .build_cartesian_2d(0f64..max, (0..n as i32).into_segmented())
+                .build_cartesian_2d(0f64..max, (0..last).into_segmented())
                 .map_err(|e| err(&e))?;
             chart
                 .configure_mesh()
@@ -442,7 +452,7 @@ fn stacked_bars(
                 .margin(12)
                 .x_label_area_size(45)
                 .y_label_area_size(70)
-                .build_cartesian_2d((0..n as i32).into_segmented(), 0f64..max)
+                .build_cartesian_2d((0..last).into_segmented(), 0f64..max)
                 .map_err(|e| err(&e))?;
             chart
                 .configure_mesh()
@@ -488,6 +498,7 @@ fn stacked_bars(
 /// Lines over a category axis (months).
 fn lines(title: &str, categories: &[String], series: &[Series], unit: &str) -> Result<Chart> {
     let n = categories.len().max(1);
+    let last = (categories.len() as i32 - 1).max(1);
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().cloned())
@@ -504,7 +515,7 @@ fn lines(title: &str, categories: &[String], series: &[Series], unit: &str) -> R
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..n as i32).into_segmented(), 0f64..max)
+            .build_cartesian_2d((0..last).into_segmented(), 0f64..max)
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
