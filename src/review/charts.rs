@@ -123,7 +123,8 @@ pub fn all(summaries: &Rows, timezone: &str) -> Result<BTreeMap<String, Chart>> 
 fn outcome_color(outcome: &str) -> RGBColor {
     match outcome {
         "kept" | "tagged_and_paid" => GREEN,
-        "merged" | "tag_only" | "keep_listed" => LIGHT_GREEN,
+        "merged" | "tag_only" => LIGHT_GREEN,
+        "keep_listed" => TEAL,
         "payment_only" => BLUE,
         "out_of_scope" => GREY,
         _ => RED,
