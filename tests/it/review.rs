@@ -493,3 +493,62 @@ async fn explain_a_test_account_lists_its_deletes() {
     .unwrap_err();
     assert!(format!("{err:#}").contains("nobody@example.com"), "{err:#}");
 }
+
+/// The approval covers the page: the reviewer approves what they saw, so a page changed after
+/// approval stops the load.
+#[tokio::test]
+async fn the_approval_covers_the_review_page() {
+    let dir = crate::transform::transformed().await;
+    let out = crate::support::cleanmig(dir.path())
+        .args(["approve", "--by", "reviewer"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "approve: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let approval = cleanmig::approve::Approval::read(dir.path()).unwrap();
+    assert!(approval.files.contains_key("stage/review.html"));
+    approval.verify(dir.path()).unwrap();
+    let page = dir.path().join("stage/review.html");
+    let mut html = std::fs::read_to_string(&page).unwrap();
+    html.push_str("<!-- edited -->");
+    std::fs::write(&page, html).unwrap();
+    let err = approval.verify(dir.path()).unwrap_err();
+    assert!(format!("{err:#}").contains("stage/review.html"), "{err:#}");
+}
+
+#[tokio::test]
+async fn explain_from_the_command_line_in_both_formats() {
+    let dir = crate::transform::transformed().await;
+    let out = crate::support::cleanmig(dir.path())
+        .args(["explain", "--key", "inv-9", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["email"], "frank@example.com");
+    let out = crate::support::cleanmig(dir.path())
+        .args(["explain", "Frank@Example.com"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Ma. Luisa"), "{text}");
+    assert!(text.contains("not paid (status EXPIRED)"), "{text}");
+    // Neither an email nor a key is a usage error.
+    let out = crate::support::cleanmig(dir.path())
+        .arg("explain")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
