@@ -552,3 +552,59 @@ async fn explain_from_the_command_line_in_both_formats() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_verdict_says_stop_until_a_failing_check_is_accepted_with_its_reason() {
+    let dir = crate::transform::fixture_artifacts();
+    let pipeline = dir.path().join("pipeline");
+    crate::transform::copy_dir(Path::new(PIPELINE), &pipeline);
+    std::fs::write(
+        pipeline.join("checks/planted_failure.sql"),
+        "-- A planted failure: no profile may exist.\n-- severity: blocking\nSELECT id, email FROM profiles\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        crate::support::cleanmig(dir.path())
+            .env("CLEANMIG_PIPELINE", &pipeline)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["transform"]);
+    assert!(!out.status.success(), "the planted check fails transform");
+    let page = dir.path().join("stage/review.html");
+    let html = std::fs::read_to_string(&page).expect("the page is written when checks fail");
+    assert!(html.contains("data-go=\"false\""), "verdict: stop");
+    assert!(html.contains("planted_failure"));
+
+    let reason = "planted for this test; the fixture has profiles";
+    let out = run(&[
+        "approve",
+        "--accept",
+        "planted_failure",
+        "--reason",
+        reason,
+        "--by",
+        "reviewer",
+    ]);
+    assert!(
+        out.status.success(),
+        "approve: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["review"]);
+    assert!(
+        out.status.success(),
+        "review: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("data-go=\"true\""),
+        "verdict: go, with the accepted check"
+    );
+    assert!(
+        html.contains(reason),
+        "the accepted check's reason is on the page"
+    );
+}

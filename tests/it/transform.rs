@@ -304,7 +304,7 @@ pub fn write_extract(fixtures: &Path, artifacts: &Path) {
     .unwrap();
 }
 
-fn fixture_artifacts() -> tempfile::TempDir {
+pub(crate) fn fixture_artifacts() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write_extract(Path::new(FIXTURES), dir.path());
     dir
@@ -486,7 +486,7 @@ async fn transform_twice_gives_byte_identical_files() {
     assert_eq!(first, second);
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let p = e.unwrap().path();
