@@ -82,26 +82,11 @@ impl Explanation {
     }
 }
 
-/// Steps whose rows the load may update: (step, update difference, current table).
-const UPDATABLE: &[(&str, &str, &str, &str)] = &[
-    (
-        "profile",
-        "unified_profiles",
-        "diff_profiles_update",
-        "extract_unified_profiles",
-    ),
-    (
-        "transactions",
-        "transactions",
-        "diff_transactions_update",
-        "extract_transactions",
-    ),
-    (
-        "enrollments",
-        "enrollments",
-        "diff_enrollments_update",
-        "extract_enrollments",
-    ),
+/// Steps whose rows the load may update: (step, staged table).
+const UPDATABLE: &[(&str, &str)] = &[
+    ("profile", "profiles"),
+    ("transactions", "transactions"),
+    ("enrollments", "enrollments"),
 ];
 
 /// `cleanmig explain`: print the trace.
@@ -174,7 +159,11 @@ pub async fn explain(options: &ExplainOptions) -> Result<Explanation> {
     }
 
     let mut changes = Vec::new();
-    for (step, table, diff, current) in UPDATABLE {
+    let tables = super::updated_tables();
+    for (step, staged) in UPDATABLE {
+        let Some((_, table, diff, current)) = tables.iter().find(|t| t.0 == *staged) else {
+            continue;
+        };
         let rows: Vec<&Map<String, Value>> = steps
             .iter()
             .filter(|s| s.name == *step)
@@ -191,7 +180,7 @@ pub async fn explain(options: &ExplainOptions) -> Result<Explanation> {
                 let filter = format!("u.id = '{}'", id.replace('\'', "''"));
                 for v in value_changes(&ctx, diff, current, column, &filter, 1).await? {
                     changes.push(Change {
-                        table: table.to_string(),
+                        table: table.clone(),
                         id: id.to_string(),
                         column: column.to_string(),
                         old: v.get("old_value").cloned().unwrap_or(Value::Null),

@@ -131,9 +131,13 @@ pub async fn write_page(
     let stage_dir = artifacts.join(STAGE_DIR);
     let extract = Manifest::read(&artifacts.join(EXTRACT_DIR))?;
     let checks: Checks = crate::artifacts::read_json(&stage_dir.join(CHECKS))?;
-    let approval = Approval::read(artifacts)
-        .ok()
-        .filter(|a| a.fingerprint == extract.fingerprint && a.extracted_at == extract.extracted_at);
+    // An approval of these same artifacts shows its accepted checks; an older one is ignored.
+    let approval = if artifacts.join(crate::artifacts::APPROVAL).exists() {
+        Some(Approval::read(artifacts)?)
+    } else {
+        None
+    }
+    .filter(|a| a.fingerprint == extract.fingerprint && a.extracted_at == extract.extracted_at);
 
     let dir = pipeline.join("review");
     let mut summaries: BTreeMap<String, Summary> = BTreeMap::new();
@@ -272,24 +276,22 @@ async fn default_timezone(ctx: &SessionContext) -> Result<String> {
         .unwrap_or_else(|| "Asia/Manila".into()))
 }
 
-/// The destination tables with updates: (name on the page, difference, current table).
-pub const UPDATED_TABLES: &[(&str, &str, &str)] = &[
-    (
-        "unified_profiles",
-        "diff_profiles_update",
-        "extract_unified_profiles",
-    ),
-    (
-        "transactions",
-        "diff_transactions_update",
-        "extract_transactions",
-    ),
-    (
-        "enrollments",
-        "diff_enrollments_update",
-        "extract_enrollments",
-    ),
-];
+/// The destination tables with updates, from the differences transform computes:
+/// (staged table, destination table, update difference, current table).
+pub fn updated_tables() -> Vec<(&'static str, String, String, &'static str)> {
+    crate::transform::diff::DIFFS
+        .iter()
+        .filter(|(_, _, full)| *full)
+        .map(|(stage, current, _)| {
+            (
+                *stage,
+                current.trim_start_matches("extract_").to_string(),
+                format!("diff_{stage}_update"),
+                *current,
+            )
+        })
+        .collect()
+}
 
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -358,10 +360,10 @@ async fn column_changes(
     rows: &[Map<String, Value>],
 ) -> Result<BTreeMap<String, Vec<ColumnChange>>> {
     let mut out: BTreeMap<String, Vec<ColumnChange>> = BTreeMap::new();
-    for (table, diff, current) in UPDATED_TABLES {
+    for (_, table, diff, current) in updated_tables() {
         let counts: Vec<(String, u64)> = rows
             .iter()
-            .filter(|r| r["destination_table"] == *table)
+            .filter(|r| r["destination_table"] == table.as_str())
             .map(|r| {
                 (
                     r["column_name"].as_str().unwrap_or_default().to_string(),
@@ -373,7 +375,7 @@ async fn column_changes(
         let mut changes = Vec::new();
         for (i, (column, n)) in counts.into_iter().enumerate() {
             let samples = if i < UPDATE_SAMPLE_COLUMNS {
-                value_changes(ctx, diff, current, &column, "true", UPDATE_SAMPLE_ROWS).await?
+                value_changes(ctx, &diff, current, &column, "true", UPDATE_SAMPLE_ROWS).await?
             } else {
                 Vec::new()
             };
@@ -384,7 +386,7 @@ async fn column_changes(
                 samples,
             });
         }
-        out.insert(table.to_string(), changes);
+        out.insert(table, changes);
     }
     Ok(out)
 }
