@@ -24,7 +24,7 @@ help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: setup
-setup: setup-postgres setup-openssl setup-readers ## Install what the demo and the tests need when missing
+setup: setup-postgres setup-openssl setup-readers setup-chromium ## Install what the demo and the tests need when missing
 
 # Debian's package when apt-get is there; otherwise say what to install.
 APT_INSTALL = SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -74,6 +74,20 @@ setup-readers:
 	$(READERS_PY) -m pip install -q duckdb pyarrow; \
 	$(READERS_PY) -c 'import duckdb, pyarrow'
 
+.PHONY: setup-chromium
+setup-chromium:
+	@if [ -n "$$CLEANMIG_CHROMIUM" ] && [ -x "$$CLEANMIG_CHROMIUM" ]; then exit 0; fi; \
+	if command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing Debian's chromium (the review page test renders the page in it)" >&2; \
+	  $(APT_INSTALL) chromium >/dev/null; \
+	else \
+	  echo "make: the review page test needs Chromium. Install it:" >&2; \
+	  echo "  Debian/Ubuntu: apt-get install chromium   Fedora: dnf install chromium" >&2; \
+	  echo "  or set CLEANMIG_CHROMIUM to a Chromium or Chrome binary" >&2; \
+	  exit 1; \
+	fi
+
 .PHONY: build
 build: ## Build the cleanmig binary (debug profile)
 	$(CARGO) build
@@ -102,7 +116,9 @@ demo: setup build ## The whole pipeline on a throwaway Postgres filled with synt
 	echo "== load (dry run)" >&2; $(BIN) load $(DEMO_LOAD_FLAGS); \
 	echo "== load --apply" >&2; $(BIN) load --apply $(DEMO_LOAD_FLAGS); \
 	echo "== load --apply again (must change nothing)" >&2; $(BIN) load --apply $(DEMO_LOAD_FLAGS); \
-	echo "== status" >&2; $(BIN) status
+	echo "== status" >&2; $(BIN) status; \
+	echo "== review page (open it in a browser; it holds customer data)" >&2; \
+	echo "$$(cd $(ARTIFACTS)/stage && pwd)/review.html"
 
 .PHONY: extract
 extract: build ## Extract sources and destination tables to artifacts/extract (needs DATABASE_URL or PG*)
@@ -115,6 +131,17 @@ transform: build ## Run pipeline/*.sql over the extract into artifacts/stage
 .PHONY: query
 query: build ## Query the artifacts: make query SQL="SELECT ..."
 	$(BIN) query $(if $(SQL),"$(SQL)")
+
+.PHONY: review
+review: build ## Render artifacts/stage/review.html from the artifacts; open it (with a display) and print its path
+	@page=$$($(BIN) review) || exit 1; echo "$$page"; \
+	if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] && command -v xdg-open >/dev/null 2>&1; then \
+	  xdg-open "$$page" >/dev/null 2>&1 & \
+	fi
+
+.PHONY: explain
+explain: build ## Trace one person or payment through the pipeline: make explain EMAIL=... (or KEY=...)
+	$(BIN) explain $(if $(KEY),--key "$(KEY)",$(if $(EMAIL),"$(EMAIL)"))
 
 .PHONY: approve
 approve: build ## Freeze the reviewed artifacts into artifacts/approved.json

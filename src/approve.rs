@@ -14,7 +14,7 @@ use std::path::Path;
 /// File name of the checks written by transform, inside the stage directory.
 pub const CHECKS: &str = "checks.json";
 /// Files of the stage directory covered by the approval besides those its manifest lists.
-const STAGE_EXTRAS: [&str; 2] = [CHECKS, "report.md"];
+const STAGE_EXTRAS: [&str; 3] = [CHECKS, "report.md", crate::review::PAGE];
 
 /// `stage/checks.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

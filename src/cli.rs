@@ -75,6 +75,10 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Show artifacts, approval, source drift and the last runs.
     Status(StatusArgs),
+    /// Render artifacts/stage/review.html (transform writes it too) and print its path.
+    Review,
+    /// Trace one person (EMAIL) or one payment (--key) through the pipeline, from the artifacts.
+    Explain(ExplainArgs),
     /// A throwaway local Postgres for trying the tool.
     #[command(subcommand)]
     DevDb(DevDbCommand),
@@ -184,6 +188,28 @@ pub struct RollbackArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum ExplainFormat {
+    /// Tables for a terminal.
+    #[default]
+    Text,
+    /// One JSON document, for scripts.
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["email", "key"])))]
+pub struct ExplainArgs {
+    /// The person's email (any case and spacing).
+    pub email: Option<String>,
+    /// A payment's External ID (Xendit): the trace of its payer.
+    #[arg(long, value_name = "EXTERNAL_ID")]
+    pub key: Option<String>,
+    /// How to print the trace.
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+    pub format: ExplainFormat,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,7 @@
 //! Data flows one way:
 //! sources -> [`extract`] -> `artifacts/extract/*.parquet` -> [`transform`] (SQL in `pipeline/`)
 //! -> `artifacts/stage/*.parquet` -> [`approve`] -> `artifacts/approved.json` -> [`load`].
-//! [`query`] reads any artifact. [`catalog`] is the one place that knows the destination
+//! [`query`] reads any artifact; [`review`] renders the review page and explains one person. [`catalog`] is the one place that knows the destination
 //! tables. [`tools`] holds what stands beside the pipeline: a throwaway Postgres and the
 //! demo-data generator. `ARCHITECTURE.md` maps the modules.
 //!
@@ -22,6 +22,7 @@ pub mod load;
 pub mod logging;
 pub mod pg_arrow;
 pub mod query;
+pub mod review;
 pub mod sql;
 pub mod tools;
 pub mod transform;
@@ -125,6 +126,25 @@ async fn run_async(cli: Cli) -> Result<()> {
                 conn: conn(&args.db).ok(),
             };
             load::status::run(&opts).await
+        }
+        Command::Review => review::run(&review::ReviewOptions {
+            artifacts,
+            pipeline,
+        })
+        .await
+        .map(|_| ()),
+        Command::Explain(args) => {
+            review::explain::run(&review::explain::ExplainOptions {
+                artifacts,
+                pipeline,
+                email: args.email,
+                key: args.key,
+                format: match args.format {
+                    cli::ExplainFormat::Text => review::explain::ExplainFormat::Text,
+                    cli::ExplainFormat::Json => review::explain::ExplainFormat::Json,
+                },
+            })
+            .await
         }
         Command::DevDb(cmd) => {
             let action = match cmd {

@@ -132,6 +132,9 @@ pub async fn transform_with(
         "report".into(),
         file_entry(&run.stage_dir, &report_path, 0)?,
     );
+    // The review page is not in the manifest: `cleanmig review` may render it again (with the
+    // approval's accepted checks). The approval covers it all the same.
+    let review_path = crate::review::write_page(&run.ctx, artifacts, pipeline).await?;
 
     let manifest = Manifest {
         stage: "transform".into(),
@@ -144,7 +147,7 @@ pub async fn transform_with(
         catalog: Some(run.catalog.clone()),
     };
     manifest.write(&run.stage_dir)?;
-    summarize(&manifest, &check_results, &report_path);
+    summarize(&manifest, &check_results, &report_path, &review_path);
     println!(
         "{}",
         report::render_sections(&sections, Some(report::STDOUT_MAX_ROWS))
@@ -167,9 +170,6 @@ async fn open(artifacts: &Path, pipeline: &Path, memory_limit: usize) -> Result<
         )
     })?;
     let catalog = extract.catalog()?.clone();
-    let now = chrono::DateTime::parse_from_rfc3339(&extract.extracted_at)
-        .with_context(|| format!("extracted_at `{}` is not RFC 3339", extract.extracted_at))?
-        .with_timezone(&chrono::Utc);
     crate::artifacts::create_private_dir(artifacts)?;
     let scratch = tempfile::Builder::new()
         .prefix(".transform.tmp-")
@@ -183,10 +183,7 @@ async fn open(artifacts: &Path, pipeline: &Path, memory_limit: usize) -> Result<
     let ctx = engine::bounded_session(memory_limit, scratch.path())?;
     let registered = engine::register_parquet_dir(&ctx, &extract_dir, "extract_").await?;
     engine::register_csv_dir(&ctx, pipeline).await?;
-    register_extraction(&ctx, now)?;
-    for source in crate::catalog::read_source_columns(pipeline)?.keys() {
-        register_raw_json(&ctx, source, &registered).await?;
-    }
+    register_pipeline_inputs(&ctx, &extract, &registered, pipeline).await?;
     Ok(Run {
         ctx,
         extract,
@@ -276,7 +273,12 @@ async fn write_diffs(run: &Run) -> Result<BTreeMap<String, ArtifactEntry>> {
 }
 
 /// One line per artifact and one for the checks, through `tracing` (silenced by `--quiet`).
-fn summarize(manifest: &Manifest, checks: &[checks::CheckResult], report: &Path) {
+fn summarize(
+    manifest: &Manifest,
+    checks: &[checks::CheckResult],
+    report: &Path,
+    review_path: &Path,
+) {
     for (name, entry) in &manifest.artifacts {
         tracing::info!(
             "transform {name}: {} rows, {}",
@@ -286,9 +288,10 @@ fn summarize(manifest: &Manifest, checks: &[checks::CheckResult], report: &Path)
     }
     let passed = checks.iter().filter(|c| c.passed).count();
     tracing::info!(
-        "transform checks: {passed} of {} passed; report {}",
+        "transform checks: {passed} of {} passed; report {}; review page {}",
         checks.len(),
-        report.display()
+        report.display(),
+        review_path.display()
     );
 }
 
@@ -308,6 +311,24 @@ fn explain_memory(err: anyhow::Error, memory_limit: usize) -> anyhow::Error {
     } else {
         err
     }
+}
+
+/// Register what the pipeline's SQL reads besides the extract and the settings: `extraction`
+/// (the pipeline's "now": the extract's snapshot time) and `raw_<source>` for every source.
+pub async fn register_pipeline_inputs(
+    ctx: &SessionContext,
+    extract: &Manifest,
+    registered: &BTreeMap<String, PathBuf>,
+    pipeline: &Path,
+) -> Result<()> {
+    let now = chrono::DateTime::parse_from_rfc3339(&extract.extracted_at)
+        .with_context(|| format!("extracted_at `{}` is not RFC 3339", extract.extracted_at))?
+        .with_timezone(&chrono::Utc);
+    register_extraction(ctx, now)?;
+    for source in crate::catalog::read_source_columns(pipeline)?.keys() {
+        register_raw_json(ctx, source, registered).await?;
+    }
+    Ok(())
 }
 
 /// `extraction`: one row, `extracted_at` = the extract's snapshot time (UTC, as a timestamp

@@ -12,5 +12,6 @@ mod fingerprint;
 mod load;
 mod load_fixture;
 mod readers;
+mod review;
 mod tls;
 mod transform;

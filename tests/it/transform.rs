@@ -305,7 +305,7 @@ pub fn write_extract(fixtures: &Path, artifacts: &Path) {
     .unwrap();
 }
 
-fn fixture_artifacts() -> tempfile::TempDir {
+pub(crate) fn fixture_artifacts() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write_extract(Path::new(FIXTURES), dir.path());
     dir
@@ -321,7 +321,7 @@ async fn query(artifacts: &Path, sql: &str) -> String {
         .to_string()
 }
 
-async fn transformed() -> tempfile::TempDir {
+pub(crate) async fn transformed() -> tempfile::TempDir {
     let dir = fixture_artifacts();
     let outcome = cleanmig::transform::transform(dir.path(), Path::new(PIPELINE))
         .await
@@ -485,7 +485,7 @@ async fn transform_twice_gives_byte_identical_files() {
     assert_eq!(first, second);
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let p = e.unwrap().path();
