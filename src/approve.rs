@@ -134,6 +134,7 @@ pub fn collect_files(
     let mut files = BTreeMap::new();
     let stage_dir = artifacts_dir.join(STAGE_DIR);
     for entry in stage.artifacts.values() {
+        artifacts::check_relative(&entry.file)?;
         let path = stage_dir.join(&entry.file);
         let sha = artifacts::sha256_file(&path)?;
         if sha != entry.sha256 {
@@ -162,6 +163,7 @@ pub fn collect_files(
     );
     for table in extract.tables.values().filter(|t| t.role == "destination") {
         if let Some(entry) = extract.artifacts.get(&table.artifact) {
+            artifacts::check_relative(&entry.file)?;
             let path = extract_dir.join(&entry.file);
             files.insert(
                 format!("{EXTRACT_DIR}/{}", entry.file),

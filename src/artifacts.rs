@@ -313,6 +313,20 @@ impl Manifest {
     }
 }
 
+/// Refuse a path recorded in a manifest unless it is a relative path that stays inside its
+/// directory (no root, no `..`).
+pub fn check_relative(rel: &str) -> Result<()> {
+    let path = Path::new(rel);
+    let inside = !rel.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside {
+        anyhow::bail!("`{rel}` is not a relative path inside the artifacts directory; the manifest is not one cleanmig wrote");
+    }
+    Ok(())
+}
+
 /// Human-readable byte count (1.2 MiB).
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

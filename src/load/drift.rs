@@ -6,7 +6,7 @@
 //! extracted, is kept by the staged data and is gone now, is drift, and is named.
 
 use super::changes::{differing_values, Changes, Versions};
-use super::stage::Staged;
+use super::stage::{ApprovedFiles, Staged};
 use crate::artifacts::{Manifest, TableEntry, EXTRACT_DIR};
 use crate::catalog::Catalog;
 use crate::error::Refusal;
@@ -55,7 +55,7 @@ pub async fn check_sources(tx: &Transaction<'_>, extract: &Manifest) -> Result<(
 /// Needs the staged temporary tables.
 pub async fn check_destinations(
     tx: &Transaction<'_>,
-    artifacts_dir: &Path,
+    files: &ApprovedFiles<'_>,
     extract: &Manifest,
     catalog: &Catalog,
     staged: &BTreeMap<String, Staged>,
@@ -78,7 +78,7 @@ pub async fn check_destinations(
             continue;
         }
         let extracted = format!("cm_extracted_keys_{n}");
-        load_extracted_keys(tx, artifacts_dir, extract, entry, &keys, &extracted).await?;
+        load_extracted_keys(tx, files, extract, entry, &keys, &extracted).await?;
         let table = catalog.by_qualified(&entry.qualified);
         // Staged rows can only be matched when the staged file carries the key columns.
         let staged_rel: Option<String> = table
@@ -120,7 +120,7 @@ fn key_columns(entry: &TableEntry) -> Vec<String> {
 /// The extracted key columns of a table into a temporary table shaped like the live one.
 async fn load_extracted_keys(
     tx: &Transaction<'_>,
-    artifacts_dir: &Path,
+    files: &ApprovedFiles<'_>,
     extract: &Manifest,
     entry: &TableEntry,
     keys: &[String],
@@ -130,7 +130,7 @@ async fn load_extracted_keys(
         .artifacts
         .get(&entry.artifact)
         .with_context(|| format!("extract manifest lists no artifact {}", entry.artifact))?;
-    let path = artifacts_dir.join(EXTRACT_DIR).join(&artifact.file);
+    let path = files.copy(&format!("{EXTRACT_DIR}/{}", artifact.file))?;
     tx.batch_execute(&format!(
         "CREATE TEMP TABLE {t} ON COMMIT DROP AS SELECT {cols} FROM {q} WITH NO DATA",
         t = ident(temp),
@@ -195,7 +195,7 @@ fn refuse_if_drifted(
 /// full list goes to `report` (a private file); the message shows emails masked.
 pub async fn check_values(
     tx: &Transaction<'_>,
-    artifacts_dir: &Path,
+    files: &ApprovedFiles<'_>,
     extract: &Manifest,
     catalog: &Catalog,
     reconcilers: &[(String, super::reconcile::Reconcile)],
@@ -207,7 +207,7 @@ pub async fn check_values(
             .artifacts
             .get(&table.extract_artifact())
             .with_context(|| format!("the extract has no {}", table.display()))?;
-        let path = artifacts_dir.join(EXTRACT_DIR).join(&artifact.file);
+        let path = files.copy(&format!("{EXTRACT_DIR}/{}", artifact.file))?;
         let temp = format!("cm_extracted_{}", table.extract_artifact());
         let extracted =
             super::stage::copy_into_temp(tx, &path, &table.qualified(), &temp, &table.key).await?;

@@ -334,6 +334,9 @@ async fn pause_before_commit(tx: &Transaction<'_>) {
         return;
     }
     tracing::warn!("CLEANMIG_TEST_FAULT=pause-before-commit: waiting for the connection to close");
+    let _ = tx
+        .batch_execute("SET LOCAL application_name = 'cleanmig paused before commit'")
+        .await;
     for _ in 0..600 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if tx.batch_execute("").await.is_err() {

@@ -263,9 +263,10 @@ async fn load<'c>(
     drift::check_sources(&tx, &inputs.extract).await?;
     steps.done("sources unchanged since extraction");
     align_columns(&tx, catalog).await?;
-    let stage_dir = opts.artifacts.join(STAGE_DIR);
-    let staged = stage::copy_all(&tx, &stage_dir, &inputs.stage, catalog).await?;
-    drift::check_destinations(&tx, &opts.artifacts, &inputs.extract, catalog, &staged).await?;
+    // Every file is read from a private copy checked against the approval as it is made.
+    let files = stage::ApprovedFiles::new(&opts.artifacts, &inputs.approval)?;
+    let staged = stage::copy_all(&tx, &files, &inputs.stage, catalog).await?;
+    drift::check_destinations(&tx, &files, &inputs.extract, catalog, &staged).await?;
     steps.done("destination tables gained or lost no rows since extraction");
 
     auth::remember_existing(&tx).await?;
@@ -277,7 +278,7 @@ async fn load<'c>(
         .join(format!("{run_id}-changed-since-extraction.json"));
     drift::check_values(
         &tx,
-        &opts.artifacts,
+        &files,
         &inputs.extract,
         catalog,
         &reconcilers,

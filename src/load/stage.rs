@@ -11,6 +11,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use tokio_postgres::Transaction;
 use tracing::Instrument;
@@ -29,7 +30,7 @@ pub struct Staged {
 /// creates rows in may have none (an empty table stands in). Keyed by artifact name.
 pub async fn copy_all(
     tx: &Transaction<'_>,
-    stage_dir: &Path,
+    files: &ApprovedFiles<'_>,
     stage: &Manifest,
     catalog: &Catalog,
 ) -> Result<BTreeMap<String, Staged>> {
@@ -38,7 +39,7 @@ pub async fn copy_all(
         let artifact = table.stage_artifact();
         let s = match stage.artifacts.get(artifact) {
             Some(e) => {
-                let path = stage_dir.join(&e.file);
+                let path = files.copy(&format!("{STAGE_DIR}/{}", e.file))?;
                 copy_into_temp(tx, &path, &table.qualified(), &table.temp(), &table.key)
                     .instrument(tracing::info_span!("stage", table = artifact))
                     .await?
@@ -160,4 +161,71 @@ pub async fn copy_columns(
     pg_arrow::copy_in(tx, qualified, &schema, batches)
         .await
         .with_context(|| format!("cannot load {}", path.display()))
+}
+
+/// Private copies of approved files, each hashed while it is copied: the bytes the load reads
+/// are the bytes it checked against the approval, whatever happens to the originals meanwhile
+/// (another `transform` run, a replaced file). Removed when dropped.
+pub struct ApprovedFiles<'a> {
+    artifacts_dir: &'a Path,
+    approval: &'a crate::approve::Approval,
+    dir: tempfile::TempDir,
+}
+
+impl<'a> ApprovedFiles<'a> {
+    pub fn new(artifacts_dir: &'a Path, approval: &'a crate::approve::Approval) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(".load.tmp-")
+            .tempdir_in(artifacts_dir)
+            .with_context(|| {
+                format!(
+                    "cannot create a private directory in {}",
+                    artifacts_dir.display()
+                )
+            })?;
+        Ok(Self {
+            artifacts_dir,
+            approval,
+            dir,
+        })
+    }
+
+    /// A private copy of `rel` (`stage/profiles.parquet`), refused unless its bytes are the
+    /// approved ones.
+    pub fn copy(&self, rel: &str) -> Result<std::path::PathBuf> {
+        use sha2::{Digest, Sha256};
+        use std::io::{Read, Write};
+        let refused = || crate::error::Refusal::ArtifactModified {
+            artifact: rel.to_string(),
+        };
+        crate::artifacts::check_relative(rel)?;
+        let expected = self.approval.files.get(rel).ok_or_else(refused)?;
+        let src = self.artifacts_dir.join(rel);
+        let mut input = File::open(&src).map_err(|_| refused())?;
+        let dest = self.dir.path().join(rel.replace('/', "__"));
+        let mut output = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&dest)
+            .with_context(|| format!("cannot create {}", dest.display()))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = input
+                .read(&mut buf)
+                .with_context(|| format!("cannot read {}", src.display()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            output
+                .write_all(&buf[..n])
+                .with_context(|| format!("cannot write {}", dest.display()))?;
+        }
+        if &hex::encode(hasher.finalize()) != expected {
+            return Err(refused().into());
+        }
+        Ok(dest)
+    }
 }

@@ -9,6 +9,7 @@ mod demo_data;
 mod devdb;
 mod extract;
 mod fingerprint;
+mod live_app;
 mod load;
 mod load_fixture;
 mod readers;
