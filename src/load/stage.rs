@@ -170,6 +170,8 @@ pub struct ApprovedFiles<'a> {
     artifacts_dir: &'a Path,
     approval: &'a crate::approve::Approval,
     dir: tempfile::TempDir,
+    /// Copies made so far: each file is copied and checked once per run.
+    copies: std::sync::Mutex<BTreeMap<String, std::path::PathBuf>>,
 }
 
 impl<'a> ApprovedFiles<'a> {
@@ -187,12 +189,26 @@ impl<'a> ApprovedFiles<'a> {
             artifacts_dir,
             approval,
             dir,
+            copies: Default::default(),
         })
     }
 
     /// A private copy of `rel` (`stage/profiles.parquet`), refused unless its bytes are the
     /// approved ones.
     pub fn copy(&self, rel: &str) -> Result<std::path::PathBuf> {
+        let mut copies = self
+            .copies
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a copy of an approved file failed midway"))?;
+        if let Some(path) = copies.get(rel) {
+            return Ok(path.clone());
+        }
+        let path = self.copy_checked(rel)?;
+        copies.insert(rel.to_string(), path.clone());
+        Ok(path)
+    }
+
+    fn copy_checked(&self, rel: &str) -> Result<std::path::PathBuf> {
         use sha2::{Digest, Sha256};
         use std::io::{Read, Write};
         let refused = || crate::error::Refusal::ArtifactModified {
