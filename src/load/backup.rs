@@ -84,7 +84,7 @@ pub async fn record_writes(
         .await
         .with_context(|| format!("cannot record what the run wrote to {}", table.display()))?;
     }
-    Ok(())
+    make_private(tx, backup_schema).await
 }
 
 /// Whether the backup records what its run wrote (backups of older versions do not).
@@ -101,6 +101,17 @@ pub async fn has_writes(
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
         .await?
         .get(0))
+}
+
+/// Take every privilege on one of the tool's schemas from PUBLIC and Supabase's API roles, and
+/// turn row-level security on for its tables: backups and the log hold customer data, and
+/// nothing the tool creates may be readable with the public anon key.
+pub async fn make_private(client: &impl tokio_postgres::GenericClient, schema: &str) -> Result<()> {
+    let sql = include_str!("sql/private.sql").replace("{schema}", &crate::sql::literal(schema));
+    client
+        .batch_execute(&sql)
+        .await
+        .with_context(|| format!("cannot make schema {schema} private"))
 }
 
 /// The catalogue a backed-up run used.

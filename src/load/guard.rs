@@ -279,6 +279,12 @@ impl GuardedRun {
         if let (Some(r), Value::Object(extra)) = (result.as_object_mut(), extra) {
             r.extend(extra);
         }
+        // The log is readable by more people than the artifacts: it keeps the first line of
+        // the message, emails masked, and the listings stay on the terminal and in the
+        // private files.
+        let logged_message = loggable(&message);
+        let mut logged_result = result.clone();
+        logged_result["message"] = Value::String(logged_message.clone());
         let logged = self
             .log
             .finish(RunEnd {
@@ -288,8 +294,8 @@ impl GuardedRun {
                 approved_by: fields.approved_by,
                 backup_schema: None,
                 counts: None,
-                result: &result,
-                error: Some(&message),
+                result: &logged_result,
+                error: Some(&logged_message),
             })
             .await;
         if let Err(log_err) = logged {
@@ -343,6 +349,12 @@ async fn pause_before_commit(tx: &Transaction<'_>) {
             return;
         }
     }
+}
+
+/// An error message as the operation log keeps it: its first line, emails masked.
+pub fn loggable(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    super::changes::mask_emails(first)
 }
 
 /// `apply` or `dry_run`.

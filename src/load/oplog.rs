@@ -44,7 +44,7 @@ impl OpLog {
         create_table(&client).await?;
         let row = client
             .query_one(
-                "INSERT INTO public.population_operation_log \
+                "INSERT INTO cleanmig.population_operation_log \
                    (run_id, operation, mode, status, target_run_id, os_user, tool_version) \
                  VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
                 &[
@@ -95,7 +95,7 @@ impl OpLog {
         Ok(self
             .client
             .query_one(
-                "SELECT status FROM public.population_operation_log WHERE id = $1",
+                "SELECT status FROM cleanmig.population_operation_log WHERE id = $1",
                 &[&self.id],
             )
             .await?
@@ -113,7 +113,7 @@ async fn update(
     let result = end.result.to_string();
     client
         .execute(
-            "UPDATE public.population_operation_log SET \
+            "UPDATE cleanmig.population_operation_log SET \
                status = $2, approval_sha256 = $3, extract_fingerprint = $4, approved_by = $5, \
                backup_schema = $6, counts = $7::text::jsonb, result = $8::text::jsonb, error = $9, \
                finished_at = clock_timestamp(), duration_ms = $10 \
@@ -142,8 +142,40 @@ pub async fn create_table(client: &Client) -> Result<()> {
             .batch_execute(DDL)
             .await
             .map_err(|_| first)
-            .context("cannot create population_operation_log")?;
+            .context("cannot create cleanmig.population_operation_log")?;
     }
+    super::backup::make_private(client, "cleanmig").await?;
+    migrate_public_log(client).await
+}
+
+/// Earlier versions kept the log in `public`, where Supabase's Data API serves it to anyone with
+/// the anon key. Move its rows into the private schema and drop it, once.
+async fn migrate_public_log(client: &Client) -> Result<()> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('public.population_operation_log') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(());
+    }
+    let moved = client
+        .simple_query(include_str!("sql/migrate_public_log.sql"))
+        .await
+        .context("cannot move public.population_operation_log into the private schema cleanmig")?;
+    let rows = moved
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    tracing::warn!(
+        "moved {rows} rows of public.population_operation_log (readable through Supabase's Data API) into the private cleanmig.population_operation_log, and dropped the public table"
+    );
     Ok(())
 }
 
@@ -151,7 +183,7 @@ pub async fn create_table(client: &Client) -> Result<()> {
 pub async fn exists(client: &Client) -> Result<bool> {
     Ok(client
         .query_one(
-            "SELECT to_regclass('public.population_operation_log') IS NOT NULL",
+            "SELECT to_regclass('cleanmig.population_operation_log') IS NOT NULL",
             &[],
         )
         .await?

@@ -195,7 +195,7 @@ async fn runs_section(out: &mut String, client: &Client) {
         .query(
             "SELECT run_id, operation, mode, status, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), \
                     coalesce(duration_ms, 0), coalesce(backup_schema, ''), coalesce(error, ''), coalesce(target_run_id, '') \
-             FROM public.population_operation_log ORDER BY id DESC LIMIT 10",
+             FROM cleanmig.population_operation_log ORDER BY id DESC LIMIT 10",
             &[],
         )
         .await;

@@ -18,7 +18,7 @@ fn without_schemas(mut sums: BTreeMap<String, String>) -> BTreeMap<String, Strin
 async fn log_status(fx: &Fixture, run_id: &str) -> String {
     fx.client
         .query_one(
-            "SELECT status FROM public.population_operation_log WHERE run_id = $1",
+            "SELECT status FROM cleanmig.population_operation_log WHERE run_id = $1",
             &[&run_id],
         )
         .await

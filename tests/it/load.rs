@@ -13,7 +13,7 @@ fn counts(result: &serde_json::Value, table: &str) -> (u64, u64, u64, u64) {
 async fn log_rows(fx: &Fixture) -> Vec<(String, String, String, Option<String>)> {
     fx.client
         .query(
-            "SELECT operation, mode, status, error FROM public.population_operation_log ORDER BY id",
+            "SELECT operation, mode, status, error FROM cleanmig.population_operation_log ORDER BY id",
             &[],
         )
         .await
