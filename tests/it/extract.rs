@@ -194,12 +194,12 @@ async fn both_source_shapes_extract_to_the_same_canonical_parquet() {
 #[tokio::test]
 async fn artifacts_are_private_and_the_password_never_shows() {
     let url = support::supabase_database("extract_private", true).await;
-    let admin = support::connect(&url).await;
+    let admin = support::connect(&support::as_superuser(&url)).await;
     admin
         .batch_execute("CREATE ROLE extractor LOGIN SUPERUSER PASSWORD 'Sup3rSecret!'")
         .await
         .unwrap_or(());
-    let with_password = url.replace("postgres@", "extractor:Sup3rSecret!@");
+    let with_password = support::as_superuser(&url).replace("postgres@", "extractor:Sup3rSecret!@");
     let dir = tempfile::tempdir().unwrap();
     let out = extract(&with_password, dir.path()).await;
     assert!(

@@ -199,13 +199,10 @@ pub async fn fixture(prefix: &str) -> Fixture {
 
 /// `checks`: (name, severity, passed, failing rows).
 pub async fn fixture_with_checks(prefix: &str, checks: &[(&str, &str, bool, u64)]) -> Fixture {
-    let url = support::fresh_database(prefix).await;
-    let client = support::connect(&url).await;
-    let root = env!("CARGO_MANIFEST_DIR");
-    for file in ["supabase.sql", "sources_canonical.sql"] {
-        let sql = std::fs::read_to_string(format!("{root}/tests/fixtures/schema/{file}")).unwrap();
-        client.batch_execute(&sql).await.unwrap();
-    }
+    // The tool runs as the app's role (`url`); the fixture's own client plays the app and
+    // Supabase itself, as the superuser.
+    let url = support::supabase_database(prefix, false).await;
+    let client = support::connect(&support::as_superuser(&url)).await;
     client.batch_execute(DATA).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();

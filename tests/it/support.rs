@@ -55,13 +55,45 @@ pub fn cleanmig(artifacts: &std::path::Path) -> assert_cmd::Command {
 }
 
 /// Schema fixtures: what production looks like.
+pub const SUPABASE_ROLES_SQL: &str = include_str!("../fixtures/schema/supabase_roles.sql");
+pub const SUPABASE_AUTH_SQL: &str = include_str!("../fixtures/schema/supabase_auth.sql");
+pub const SUPABASE_GRANTS_SQL: &str = include_str!("../fixtures/schema/supabase_grants.sql");
 pub const SUPABASE_SQL: &str = include_str!("../fixtures/schema/supabase.sql");
+
+/// The role the tool runs as in the tests, as on hosted Supabase: not a superuser, owner of
+/// the `public` tables, reader and writer (not owner) of the `auth` tables.
+pub const APP_ROLE: &str = "app_owner";
+
+/// The same database, logged in as [`APP_ROLE`].
+pub fn as_app_role(url: &str) -> String {
+    url.replacen("://postgres@", &format!("://{APP_ROLE}@"), 1)
+}
+
+/// The same database, logged in as the cluster's superuser (for what only Supabase itself may
+/// do: set-up, and checks that look over every role's shoulder).
+pub fn as_superuser(url: &str) -> String {
+    url.replacen(&format!("://{APP_ROLE}@"), "://postgres@", 1)
+}
 pub const SOURCES_CANONICAL_SQL: &str = include_str!("../fixtures/schema/sources_canonical.sql");
 pub const SOURCES_LEGACY_SQL: &str = include_str!("../fixtures/schema/sources_legacy.sql");
 
-/// A fresh database with the Supabase-shaped schema and empty source tables in one shape.
+/// A fresh database shaped like a hosted Supabase project (roles, owners, privileges, the Data
+/// API's default grants) with empty source tables in one shape. Returns the URL of
+/// [`APP_ROLE`], the role the tool runs as.
 pub async fn supabase_database(prefix: &str, legacy: bool) -> String {
-    let url = fresh_database(prefix).await;
+    let admin_url = fresh_database(prefix).await;
+    let admin = connect(&admin_url).await;
+    for (what, sql) in [
+        ("roles", SUPABASE_ROLES_SQL),
+        ("auth schema", SUPABASE_AUTH_SQL),
+        ("grants", SUPABASE_GRANTS_SQL),
+    ] {
+        admin
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("supabase {what}: {e}"));
+    }
+    let url = as_app_role(&admin_url);
     let client = connect(&url).await;
     client
         .batch_execute(SUPABASE_SQL)

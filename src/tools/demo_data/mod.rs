@@ -29,6 +29,7 @@ use tokio_postgres::Client;
 pub use model::Plan;
 pub use truth::GroundTruth;
 
+const SUPABASE_AUTH_SQL: &str = include_str!("../../../tests/fixtures/schema/supabase_auth.sql");
 const SUPABASE_SQL: &str = include_str!("../../../tests/fixtures/schema/supabase.sql");
 const SOURCES_CANONICAL_SQL: &str =
     include_str!("../../../tests/fixtures/schema/sources_canonical.sql");
@@ -114,6 +115,10 @@ pub async fn generate(client: &Client, opts: &DemoOptions) -> Result<GroundTruth
     let mut rows = BTreeMap::new();
     client.batch_execute("BEGIN").await?;
     let result = async {
+        client
+            .batch_execute(SUPABASE_AUTH_SQL)
+            .await
+            .context("cannot create the Supabase-shaped auth schema")?;
         client
             .batch_execute(SUPABASE_SQL)
             .await
