@@ -108,13 +108,29 @@ impl Table {
     }
 }
 
-/// `auth.users` -> `auth_users`; public tables keep their name.
+/// `auth.users` -> `auth_users`; public tables keep their name. The name becomes a file name,
+/// so it is encoded ([`file_stem`]).
 pub fn extract_artifact_name(schema: &str, table: &str) -> String {
     if schema == "public" {
-        table.to_string()
+        file_stem(table)
     } else {
-        format!("{schema}_{table}")
+        format!("{}_{}", file_stem(schema), file_stem(table))
     }
+}
+
+/// A table name as a file stem that cannot leave its directory or be taken for another name:
+/// lower-case letters, digits and `_` stay; every other byte is written `%XX`
+/// (`O'Brien.Notes` -> `%4F%27%42rien%2E%4Eotes`). Distinct names give distinct stems.
+pub fn file_stem(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Every destination table, in foreign-key order.
@@ -390,6 +406,15 @@ mod tests {
         assert_eq!(tx.added_columns.len(), 6);
         assert_eq!(tx.added_columns[0].default.as_deref(), Some("'xendit'"));
         assert_eq!(c.get("public.courses").unwrap().load, LoadMode::Read);
+    }
+
+    #[test]
+    fn file_stems_stay_in_their_directory_and_keep_names_apart() {
+        assert_eq!(file_stem("unified_profiles"), "unified_profiles");
+        assert_eq!(file_stem("../x"), "%2E%2E%2Fx");
+        assert_eq!(file_stem("a.b"), "a%2Eb");
+        assert_ne!(file_stem("Ab"), file_stem("ab"));
+        assert!(!file_stem("a/b\\c\0d").contains(['/', '\\', '\0', '.']));
     }
 
     #[test]

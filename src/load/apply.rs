@@ -26,6 +26,17 @@ pub struct CleanRows {
     pub kept: u64,
 }
 
+/// Rows that appeared during the run itself, before the reconcile (a trigger on `auth.users`
+/// that creates a profile when the load creates a login): they are new rows, so they take every
+/// staged column, app-owned ones included, and count as inserted.
+pub struct Adopt {
+    pub table: String,
+    /// A reconciler that writes every staged column.
+    pub full: Reconcile,
+    /// The table's rows as they were before the run (the backup).
+    pub before: String,
+}
+
 /// Per-table outcome of [`apply_in_fk_order`], keyed by table name (`unified_profiles`).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -77,6 +88,7 @@ pub async fn apply_in_fk_order(
     internal: &[ForeignKey],
     clean: &BTreeMap<String, CleanRows>,
     reconcilers: &[(String, Reconcile)],
+    adopt: &[Adopt],
 ) -> Result<ApplyCounts> {
     let mut counts = ApplyCounts::default();
     for table in catalog.reconciled() {
@@ -89,9 +101,17 @@ pub async fn apply_in_fk_order(
             deletes::delete_rows(tx, table, internal, true).await?;
     }
     for (name, r) in reconcilers {
+        if let Some(a) = adopt.iter().find(|a| &a.table == name) {
+            let k = crate::sql::ident(&a.full.key);
+            let new = format!(
+                "NOT EXISTS (SELECT 1 FROM {} b WHERE b.{k} = t.{k})",
+                a.before
+            );
+            counts.table(name).inserted += a.full.update_where(tx, &new).await?;
+        }
         let c = counts.table(name);
         c.updated = r.update(tx).await?;
-        c.inserted = r.insert(tx).await?;
+        c.inserted += r.insert(tx).await?;
     }
     for table in catalog.reconciled().rev() {
         counts.table(&table.name).deleted +=

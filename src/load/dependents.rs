@@ -107,7 +107,22 @@ pub async fn find(
 /// Name of the table in the backup schema that holds the dependents deleted from `child`.
 /// Derived from the table's name with an encoding that keeps it one identifier.
 fn backup_table(fk: &ForeignKey) -> String {
-    format!("dependents__{}", fk.child_display.replace('.', "__"))
+    // Postgres cuts identifiers at 63 bytes: a long name keeps a readable prefix and a hash of
+    // the whole, so two tables never share a backup table.
+    let name = format!("dependents__{}", fk.child_display.replace('.', "__"));
+    if name.len() <= 63 {
+        return name;
+    }
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(&Sha256::digest(name.as_bytes())[..4]);
+    let mut prefix = String::new();
+    for c in name.chars() {
+        if prefix.len() + c.len_utf8() > 63 - 9 {
+            break;
+        }
+        prefix.push(c);
+    }
+    format!("{prefix}_{hash}")
 }
 
 /// `--dependents delete`: back up and delete the referencing rows, before anything else is

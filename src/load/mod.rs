@@ -303,8 +303,16 @@ async fn load<'c>(
     };
     let (auth_users_created, auth_identities_created) =
         auth::create(&tx, catalog, &staged, &backup).await?;
-    let tables =
-        apply::apply_in_fk_order(&tx, catalog, &plan.internal, &plan.clean, &reconcilers).await?;
+    let adopt = adopt_new_rows(&tx, catalog, &plan.clean, &backup).await?;
+    let tables = apply::apply_in_fk_order(
+        &tx,
+        catalog,
+        &plan.internal,
+        &plan.clean,
+        &reconcilers,
+        &adopt,
+    )
+    .await?;
     backup::record_writes(&tx, &backup, catalog).await?;
     fk_indexes.drop(&tx).await?;
     steps.done("reconciled");
@@ -368,6 +376,29 @@ async fn align_columns(tx: &Transaction<'_>, catalog: &Catalog) -> Result<()> {
         .with_context(|| format!("cannot add the missing {} columns", table.display()))?;
     }
     Ok(())
+}
+
+/// Reconcilers that give rows created during the run (by triggers) every staged column.
+async fn adopt_new_rows(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    clean: &BTreeMap<String, CleanRows>,
+    backup: &str,
+) -> Result<Vec<apply::Adopt>> {
+    let full = apply::reconcilers(tx, catalog, clean, UpdateMode::Restore).await?;
+    Ok(full
+        .into_iter()
+        .zip(catalog.reconciled())
+        .map(|((name, r), table)| apply::Adopt {
+            table: name,
+            full: r,
+            before: format!(
+                "{}.{}",
+                crate::sql::ident(backup),
+                crate::sql::ident(&table.backup_table())
+            ),
+        })
+        .collect())
 }
 
 /// What the load deletes, who references it, and the clean rows of every reconciled table.

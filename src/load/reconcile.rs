@@ -121,6 +121,12 @@ impl Reconcile {
 
     /// SQL: update the rows whose compared columns differ.
     pub fn update_sql(&self) -> String {
+        self.update_sql_where("true")
+    }
+
+    /// SQL: update the rows whose compared columns differ and that meet `condition` (on the
+    /// table's alias `t`).
+    pub fn update_sql_where(&self, condition: &str) -> String {
         let mut sets: Vec<String> = self
             .update_columns
             .iter()
@@ -130,7 +136,12 @@ impl Reconcile {
             sets.push("\"updated_at\" = now()".into());
         }
         format!(
-            "UPDATE {target} t SET {sets} FROM {source} s WHERE t.{k} = s.{k} AND {differs}",
+            "UPDATE {target} t SET {sets} FROM {source} s WHERE t.{k} = s.{k} AND {differs}{extra}",
+            extra = if condition == "true" {
+                String::new()
+            } else {
+                format!(" AND ({condition})")
+            },
             k = ident(&self.key),
             target = self.target,
             source = self.source,
@@ -166,7 +177,12 @@ impl Reconcile {
 
     #[tracing::instrument(name = "update", skip_all, fields(table = %self.target))]
     pub async fn update(&self, tx: &Transaction<'_>) -> Result<u64> {
-        tx.execute(&self.update_sql(), &[])
+        self.update_where(tx, "true").await
+    }
+
+    /// [`Reconcile::update`] restricted to the rows that meet `condition` (alias `t`).
+    pub async fn update_where(&self, tx: &Transaction<'_>, condition: &str) -> Result<u64> {
+        tx.execute(&self.update_sql_where(condition), &[])
             .await
             .with_context(|| format!("cannot update {}", self.target))
     }

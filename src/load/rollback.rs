@@ -189,7 +189,8 @@ async fn rollback<'c>(
             fk_indexes.len()
         );
     }
-    let tables = apply::apply_in_fk_order(&tx, &catalog, &internal, &clean, &reconcilers).await?;
+    let tables =
+        apply::apply_in_fk_order(&tx, &catalog, &internal, &clean, &reconcilers, &[]).await?;
     let dependents_restored = restore_dependents(&tx, backup).await?;
     let users = created_users(&tx, backup, opts.remove_created_users).await?;
     backup::record_writes(&tx, own_backup, &catalog).await?;

@@ -106,8 +106,9 @@ pub async fn register_parquet_dir(
             continue;
         }
         let name = format!("{prefix}{stem}");
+        // Registered as one bare name whatever its characters (a stem may hold `%XX`).
         ctx.register_parquet(
-            name.as_str(),
+            datafusion::common::TableReference::bare(name.as_str()),
             path.to_string_lossy().as_ref(),
             ParquetReadOptions::default(),
         )

@@ -1,6 +1,7 @@
 //! The one integration-test binary: SQL rule tests and end-to-end tests against a real Postgres
 //! that the harness starts itself (see `support`).
 
+mod supabase;
 mod support;
 
 mod approve;
