@@ -3,7 +3,6 @@
 //! tables as they please.
 
 use crate::load_fixture::*;
-use crate::support;
 
 #[tokio::test]
 async fn nothing_the_tool_creates_is_readable_by_the_data_apis_roles() {
