@@ -295,24 +295,17 @@ async fn load<'c>(
             fk_indexes.len()
         ));
     }
-    let dependents_deleted = match opts.dependents {
-        DependentsPolicy::Delete => {
-            dependents::delete(&tx, catalog, &plan.external, &backup).await?
-        }
-        _ => Vec::new(),
+    let dependents_deleted = if opts.dependents == DependentsPolicy::Delete {
+        dependents::delete(&tx, catalog, &plan.external, &backup).await?
+    } else {
+        Vec::new()
     };
     let (auth_users_created, auth_identities_created) =
         auth::create(&tx, catalog, &staged, &backup).await?;
     let adopt = adopt_new_rows(&tx, catalog, &plan.clean, &backup).await?;
-    let tables = apply::apply_in_fk_order(
-        &tx,
-        catalog,
-        &plan.internal,
-        &plan.clean,
-        &reconcilers,
-        &adopt,
-    )
-    .await?;
+    let (internal, clean) = (&plan.internal, &plan.clean);
+    let tables =
+        apply::apply_in_fk_order(&tx, catalog, internal, clean, &reconcilers, &adopt).await?;
     backup::record_writes(&tx, &backup, catalog).await?;
     fk_indexes.drop(&tx).await?;
     steps.done("reconciled");

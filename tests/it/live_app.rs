@@ -4,8 +4,6 @@
 use crate::load_fixture::*;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const TX_ALICE: &str = "10000000-0000-4000-8000-000000000001";
 const DANA: &str = "d5555555-5555-4555-8555-555555555555";
@@ -283,35 +281,8 @@ async fn a_staged_file_replaced_while_the_load_waits_for_its_lock_is_refused() {
         .batch_execute("BEGIN; LOCK TABLE public.enrollments IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let child = Command::new(assert_cmd::cargo::cargo_bin("cleanmig"))
-        .args([
-            "load",
-            "--apply",
-            "--lock-timeout-ms",
-            "60000",
-            "--database-url",
-            &fx.url,
-        ])
-        .env("CLEANMIG_ARTIFACTS", &fx.artifacts)
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut waiting = false;
-    for _ in 0..1200 {
-        waiting = fx
-            .count(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cleanmig' \
-                 AND datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .await
-            > 0;
-        if waiting {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let child = fx.spawn(&["load", "--apply", "--lock-timeout-ms", "60000"], None);
+    let waiting = fx.wait_for_lock_wait().await;
     assert!(waiting, "the load never waited for the lock");
     // Another transform run, say, rewrites a staged file meanwhile.
     let stage = fx.artifacts.join("stage");
@@ -373,31 +344,15 @@ async fn a_connection_killed_during_commit_says_the_outcome_is_unknown_and_statu
     let fx = fixture("live_commit_killed").await;
     fx.approve();
     let before = fx.checksums(None).await;
-    let child = Command::new(assert_cmd::cargo::cargo_bin("cleanmig"))
-        .args(["load", "--apply", "--database-url", &fx.url])
-        .env("CLEANMIG_ARTIFACTS", &fx.artifacts)
-        .env("CLEANMIG_TEST_FAULT", "pause-before-commit")
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = fx.spawn(&["load", "--apply"], Some("pause-before-commit"));
     // The hook names the session once it waits just before COMMIT; kill it there.
-    let mut killed = false;
-    for _ in 0..1200 {
-        killed = fx
-            .count(
-                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = current_database() \
-                   AND application_name = 'cleanmig paused before commit') x",
-            )
-            .await
-            > 0;
-        if killed {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let killed = fx
+        .wait_until(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() \
+               AND application_name = 'cleanmig paused before commit') x",
+        )
+        .await;
     assert!(killed, "the load never reached its COMMIT");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -543,35 +543,8 @@ async fn ctrl_c_while_waiting_for_a_lock_rolls_back_and_is_logged() {
         .batch_execute("BEGIN; LOCK TABLE public.enrollments IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let child = Command::new(assert_cmd::cargo::cargo_bin("cleanmig"))
-        .args([
-            "load",
-            "--apply",
-            "--lock-timeout-ms",
-            "600000",
-            "--database-url",
-            &fx.url,
-        ])
-        .env("CLEANMIG_ARTIFACTS", &fx.artifacts)
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut waiting = false;
-    for _ in 0..1200 {
-        waiting = fx
-            .count(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cleanmig' \
-                 AND datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .await
-            > 0;
-        if waiting {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let child = fx.spawn(&["load", "--apply", "--lock-timeout-ms", "600000"], None);
+    let waiting = fx.wait_for_lock_wait().await;
     // SIGINT is what Ctrl-C sends.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();

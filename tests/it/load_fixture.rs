@@ -376,6 +376,42 @@ impl Fixture {
         out
     }
 
+    /// Start the real binary in the background against this database (stdout and stderr
+    /// captured), with an optional test fault hook (`CLEANMIG_TEST_FAULT`).
+    pub fn spawn(&self, args: &[&str], fault: Option<&str>) -> std::process::Child {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("cleanmig"));
+        cmd.args(args)
+            .args(["--database-url", &self.url])
+            .env("CLEANMIG_ARTIFACTS", &self.artifacts)
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(fault) = fault {
+            cmd.env("CLEANMIG_TEST_FAULT", fault);
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// Wait (up to a minute) until `sql` counts more than zero rows; returns whether it did.
+    pub async fn wait_until(&self, sql: &str) -> bool {
+        for _ in 0..1200 {
+            if self.count(sql).await > 0 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Wait until a session of the tool on this database waits for a lock.
+    pub async fn wait_for_lock_wait(&self) -> bool {
+        self.wait_until(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cleanmig' \
+             AND datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.client.query_one(sql, &[]).await.unwrap().get(0)
     }
