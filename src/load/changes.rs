@@ -88,11 +88,12 @@ pub struct Versions<'a> {
     /// The live version (`now`).
     pub live: &'a str,
     pub columns: &'a [String],
-    /// Extra SQL condition on aliases `k` (known) and `l` (live) that selects the rows to look
-    /// at, e.g. "the load would overwrite or delete it".
-    pub only: &'a str,
+    /// A query giving the keys of the rows to look at (e.g. those the load would overwrite or
+    /// delete), or `None` for every row. A set, so that it joins by hash at any size.
+    pub only: Option<&'a str>,
     /// Extra SQL condition a difference must meet, on the unpivoted `v.col`, `v.was`, `v.now`,
-    /// `v.other` and `v.other_differs` (the third version's value differs from the live one).
+    /// `v.other` and `v.other_differs` (the third version's value differs from the live one),
+    /// and the third version's alias `o`.
     pub and: &'a str,
     /// A third version, joined on the key, whose value comes as `v.other`.
     pub other: Option<&'a str>,
@@ -149,10 +150,14 @@ pub async fn differing_values(tx: &Transaction<'_>, v: &Versions<'_>) -> Result<
             )
         })
         .collect();
+    let only = match v.only {
+        Some(keys) => format!(" AND l.{k} IN ({keys})"),
+        None => String::new(),
+    };
     let sql = format!(
         "WITH changed AS ( \
            SELECT l.{k} AS key FROM {live} l JOIN {known} k ON k.{k} = l.{k} \
-           WHERE ROW({kt}) IS DISTINCT FROM ROW({lt}) AND ({only})) \
+           WHERE ROW({kt}) IS DISTINCT FROM ROW({lt}){only}) \
          SELECT count(*) OVER ()::int8, l.{k}::text, v.col, v.was, v.now \
          FROM changed x JOIN {live} l ON l.{k} = x.key JOIN {known} k ON k.{k} = x.key{other_join} \
          CROSS JOIN LATERAL (VALUES {values}) AS v(col, was, now, other, differs, other_differs) \
@@ -162,7 +167,6 @@ pub async fn differing_values(tx: &Transaction<'_>, v: &Versions<'_>) -> Result<
         known = v.known,
         kt = row("k"),
         lt = row("l"),
-        only = v.only,
         values = values.join(", "),
         and = v.and,
     );

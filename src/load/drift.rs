@@ -219,12 +219,11 @@ pub async fn check_values(
             .collect();
         let key = ident(&table.key);
         let staged = ident(&table.temp());
-        let in_staged = format!("EXISTS (SELECT 1 FROM {staged} s WHERE s.{key} = l.{key})");
         let only = format!(
-            "{in_staged} OR EXISTS (SELECT 1 FROM {} d WHERE d.key = l.{key})",
+            "SELECT s.{key} FROM {staged} s UNION ALL SELECT d.key FROM {} d",
             ident(&table.delete_set())
         );
-        let and = format!("NOT {in_staged} OR v.other_differs");
+        let and = format!("o.{key} IS NULL OR v.other_differs");
         found.extend(
             differing_values(
                 tx,
@@ -234,7 +233,7 @@ pub async fn check_values(
                     known: &ident(&temp),
                     live: &table.qualified(),
                     columns: &columns,
-                    only: &only,
+                    only: Some(&only),
                     and: &and,
                     other: Some(&staged),
                 },

@@ -244,7 +244,7 @@ async fn refuse_conflicts(
             known: &written,
             live: &live,
             columns: &columns,
-            only: "true",
+            only: None,
             and: "true",
             other: None,
         };
@@ -309,8 +309,7 @@ async fn desired_rows(
                WHERE NOT EXISTS (SELECT 1 FROM {written} w WHERE w.{key} = t.{key}) \
                UNION ALL \
                SELECT {restored} FROM {before} b LEFT JOIN {q} t ON t.{key} = b.{key} \
-               WHERE EXISTS (SELECT 1 FROM {written} w WHERE w.{key} = b.{key}) \
-                  OR EXISTS (SELECT 1 FROM {deleted} d WHERE d.{key} = b.{key}); \
+               WHERE b.{key} IN (SELECT w.{key} FROM {written} w UNION ALL SELECT d.{key} FROM {deleted} d); \
              ANALYZE {temp}",
             live_cols = ident_list("t.", &live),
             q = table.qualified(),
