@@ -269,7 +269,24 @@ impl ConnInfo {
             .certificate_check()
             .with_context(|| format!("cannot connect to {self}"))?;
         let tls = Tls::new(tls_config(check, roots)?);
-        let (client, conn) = self.config.connect(tls.clone()).await.with_context(what)?;
+        let (client, conn) = match self.config.connect(tls.clone()).await {
+            Ok(connected) => connected,
+            Err(e) if check != CertCheck::Nothing && is_certificate_error(&e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{}: the server's certificate was refused (checked against {}{}); \
+                     check that sslrootcert names the CA that signed it (Supabase: prod-ca-2021.crt \
+                     from the project's database settings)",
+                    what(),
+                    self.roots,
+                    if check == CertCheck::ChainAndHost {
+                        ", with the host name"
+                    } else {
+                        ""
+                    }
+                )))
+            }
+            Err(e) => return Err(e).with_context(what),
+        };
         spawn_connection(conn);
         let negotiated = tls.negotiated();
         self.log_transport(negotiated.as_ref(), check);
@@ -360,6 +377,20 @@ impl ConnInfo {
             }
         })
     }
+}
+
+/// Whether the connection failed on the server's certificate (rustls says why).
+fn is_certificate_error(e: &tokio_postgres::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return matches!(tls, rustls::Error::InvalidCertificate(_));
+            }
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn load_root_file(path: &Path) -> Result<rustls::RootCertStore> {
