@@ -567,7 +567,7 @@ fn tls_config(check: CertCheck, roots: Option<rustls::RootCertStore>) -> Result<
 
 /// What a TLS handshake settled on, for the log.
 #[derive(Debug, Clone)]
-pub struct Negotiated {
+struct Negotiated {
     protocol: String,
     cipher_suite: String,
 }
@@ -611,6 +611,11 @@ where
     type Error = rustls::pki_types::InvalidDnsNameError;
 
     fn make_tls_connect(&mut self, hostname: &str) -> Result<TlsConnector, Self::Error> {
+        // Called once per host tried: forget what an earlier host negotiated.
+        *self
+            .negotiated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         Ok(TlsConnector {
             name: ServerName::try_from(hostname)?.to_owned(),
             connector: tokio_rustls::TlsConnector::from(self.config.clone()),
