@@ -563,7 +563,8 @@ async fn copy_table(
         schema.clone(),
         plan.kinds.clone(),
         plan.with_row_numbers,
-    );
+    )
+    .with_key(&plan.key_columns);
     let query = format!("SELECT {} FROM {}", plan.select.join(", "), plan.qualified);
     // Parquet encoding runs on its own thread while this task decodes the next rows; the
     // channel holds two batches, so memory stays flat.
