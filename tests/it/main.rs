@@ -16,3 +16,4 @@ mod readers;
 mod review;
 mod tls;
 mod transform;
+mod values;
