@@ -292,8 +292,13 @@ async fn typed_column(
         let kind = pg_arrow::numeric_kind(col.typmod, found);
         let expr = match kind {
             Kind::Text => {
+                let why = if found.is_some_and(|(_, _, special)| special) {
+                    "holds NaN or Infinity, which DECIMAL cannot"
+                } else {
+                    "does not fit DECIMAL(38)"
+                };
                 notes.push(format!(
-                    "numeric column {} does not fit DECIMAL(38); written as text",
+                    "numeric column {} {why}; written as text",
                     col.name
                 ));
                 format!("{}::text", quote_ident(&col.name))
@@ -563,7 +568,8 @@ async fn copy_table(
         schema.clone(),
         plan.kinds.clone(),
         plan.with_row_numbers,
-    );
+    )
+    .with_key(&plan.key_columns);
     let query = format!("SELECT {} FROM {}", plan.select.join(", "), plan.qualified);
     // Parquet encoding runs on its own thread while this task decodes the next rows; the
     // channel holds two batches, so memory stays flat.

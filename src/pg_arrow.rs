@@ -317,19 +317,9 @@ impl Builder {
             }
             Builder::Uuid(b) => b.append_value(format_uuid(&fixed::<16>(v)?)),
             Builder::Timestamp(b, _) => {
-                let micros = i64::from_be_bytes(fixed(v)?);
-                if micros == i64::MAX || micros == i64::MIN {
-                    bail!("infinite timestamps have no Arrow equivalent");
-                }
-                b.append_value(micros + PG_EPOCH_OFFSET_MICROS)
+                b.append_value(timestamp_from_pg(i64::from_be_bytes(fixed(v)?))?)
             }
-            Builder::Date(b) => {
-                let days = i32::from_be_bytes(fixed(v)?);
-                if days == i32::MAX || days == i32::MIN {
-                    bail!("infinite dates have no Arrow equivalent");
-                }
-                b.append_value(days + PG_EPOCH_OFFSET_DAYS)
-            }
+            Builder::Date(b) => b.append_value(date_from_pg(i32::from_be_bytes(fixed(v)?))?),
             Builder::Bytea(b) => b.append_value(v),
             Builder::TextList(b) => {
                 decode_text_array(v, b.values())?;
@@ -369,6 +359,66 @@ fn fixed<const N: usize>(v: &[u8]) -> Result<[u8; N]> {
         .map_err(|_| anyhow!("expected {N} bytes, got {}", v.len()))
 }
 
+/// Last day Arrow's dates and timestamps can be read back as (chrono, which Arrow and
+/// DataFusion use to print, parse and convert them, ends with 262142-12-31), in days since
+/// 1970. Postgres goes on to year 294276 (timestamps) and 5874897 (dates).
+const MAX_ARROW_DAYS: i32 = 95_026_236;
+/// chrono's first day (early in year -262143), in days since 1970; Postgres' own range starts
+/// long after it.
+const MIN_ARROW_DAYS: i32 = -96_465_292;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+const MAX_ARROW_MICROS: i64 = (MAX_ARROW_DAYS as i64 + 1) * MICROS_PER_DAY - 1;
+const MIN_ARROW_MICROS: i64 = MIN_ARROW_DAYS as i64 * MICROS_PER_DAY;
+
+/// What to do about a date or timestamp that Arrow cannot hold.
+const FIX_THE_ROW: &str = "set it to a real date or NULL in the source, then extract again";
+
+/// Postgres timestamp (microseconds since 2000) -> Arrow (microseconds since 1970).
+fn timestamp_from_pg(micros: i64) -> Result<i64> {
+    match micros {
+        i64::MAX => bail!("`infinity` cannot be stored in an Arrow timestamp; {FIX_THE_ROW}"),
+        i64::MIN => bail!("`-infinity` cannot be stored in an Arrow timestamp; {FIX_THE_ROW}"),
+        _ => micros
+            .checked_add(PG_EPOCH_OFFSET_MICROS)
+            .filter(|m| (MIN_ARROW_MICROS..=MAX_ARROW_MICROS).contains(m))
+            .ok_or_else(|| {
+                anyhow!("a timestamp after 262142-12-31 cannot be stored in an Arrow timestamp; {FIX_THE_ROW}")
+            }),
+    }
+}
+
+/// Postgres date (days since 2000) -> Arrow Date32 (days since 1970).
+fn date_from_pg(days: i32) -> Result<i32> {
+    match days {
+        i32::MAX => bail!("`infinity` cannot be stored in an Arrow date; {FIX_THE_ROW}"),
+        i32::MIN => bail!("`-infinity` cannot be stored in an Arrow date; {FIX_THE_ROW}"),
+        _ => days
+            .checked_add(PG_EPOCH_OFFSET_DAYS)
+            .filter(|d| (MIN_ARROW_DAYS..=MAX_ARROW_DAYS).contains(d))
+            .ok_or_else(|| {
+                anyhow!(
+                    "a date after 262142-12-31 cannot be stored in an Arrow date; {FIX_THE_ROW}"
+                )
+            }),
+    }
+}
+
+/// Arrow timestamp -> Postgres (never one of the values Postgres reads as +-infinity).
+fn timestamp_to_pg(unix_micros: i64) -> Result<i64> {
+    if !(MIN_ARROW_MICROS..=MAX_ARROW_MICROS).contains(&unix_micros) {
+        bail!("timestamp {unix_micros} µs after 1970 is outside years -262143..262142");
+    }
+    Ok(unix_micros - PG_EPOCH_OFFSET_MICROS)
+}
+
+/// Arrow Date32 -> Postgres (never one of the values Postgres reads as +-infinity).
+fn date_to_pg(unix_days: i32) -> Result<i32> {
+    if !(MIN_ARROW_DAYS..=MAX_ARROW_DAYS).contains(&unix_days) {
+        bail!("date {unix_days} days after 1970 is outside years -262143..262142");
+    }
+    Ok(unix_days - PG_EPOCH_OFFSET_DAYS)
+}
+
 fn format_uuid(b: &[u8; 16]) -> String {
     uuid::Uuid::from_bytes(*b).hyphenated().to_string()
 }
@@ -383,8 +433,17 @@ fn decode_numeric(v: &[u8], scale: i8) -> Result<i128> {
     let weight = buf.get_i16() as i32;
     let sign = buf.get_u16();
     let _dscale = buf.get_i16();
-    if sign == 0xC000 || sign == 0xD000 || sign == 0xF000 {
-        bail!("NaN or Infinity cannot be stored as a decimal");
+    let special = match sign {
+        0xC000 => Some("NaN"),
+        0xD000 => Some("Infinity"),
+        0xF000 => Some("-Infinity"),
+        _ => None,
+    };
+    if let Some(special) = special {
+        bail!(
+            "`{special}` cannot be stored as DECIMAL(38,{scale}) (the column's declared precision); \
+             set it to a number or NULL in the source, then extract again"
+        );
     }
     if buf.len() < (ndigits as usize) * 2 {
         bail!("numeric value truncated");
@@ -444,22 +503,37 @@ fn decode_text_array(v: &[u8], values: &mut StringBuilder) -> Result<()> {
 }
 
 /// Decodes a binary COPY stream into record batches of a fixed schema.
+///
+/// A batch ends after [`BATCH_ROWS`] rows or before the row that would take it past
+/// `batch_bytes` (64 MiB unless set): Arrow's text and binary columns address at most 2 GiB
+/// per batch, so a table of large values (50 MB jsonb documents) still fits.
 pub struct CopyDecoder {
     schema: SchemaRef,
     kinds: Vec<Kind>,
     builders: Vec<Builder>,
     /// Prepended Int64 column with the 1-based row number, if set.
     row_numbers: Option<Int64Builder>,
+    /// Columns (indices into `kinds`) whose values name a row in an error.
+    key_columns: Vec<usize>,
     buf: BytesMut,
     header_seen: bool,
     finished: bool,
     rows_in_batch: usize,
+    /// Bytes of the values in the current batch, as they came off the wire.
+    bytes_in_batch: usize,
+    batch_bytes: usize,
+    /// Largest value one column of one batch can hold (Arrow's i32 offsets).
+    value_bytes: usize,
     rows_total: u64,
     table: String,
 }
 
 /// Rows per record batch.
 pub const BATCH_ROWS: usize = 8192;
+/// Bytes of values per record batch (a batch holds at least one row, whatever its size).
+pub const BATCH_BYTES: usize = 64 << 20;
+/// Largest value an Arrow text or binary column can hold (its offsets are i32).
+const ARROW_VALUE_BYTES: usize = i32::MAX as usize;
 
 impl CopyDecoder {
     /// `schema` must be `kinds` in order (plus a leading Int64 row-number field when
@@ -471,13 +545,36 @@ impl CopyDecoder {
             kinds,
             builders,
             row_numbers: with_row_numbers.then(Int64Builder::new),
+            key_columns: Vec::new(),
             buf: BytesMut::new(),
             header_seen: false,
             finished: false,
             rows_in_batch: 0,
+            bytes_in_batch: 0,
+            batch_bytes: BATCH_BYTES,
+            value_bytes: ARROW_VALUE_BYTES,
             rows_total: 0,
             table: table.to_string(),
         }
+    }
+
+    /// Name a row by these columns' values in errors (besides its position in the stream).
+    /// Names that are not in the schema are ignored.
+    pub fn with_key(mut self, columns: &[String]) -> Self {
+        let offset = usize::from(self.row_numbers.is_some());
+        self.key_columns = columns
+            .iter()
+            .filter_map(|c| self.schema.index_of(c).ok())
+            .filter(|i| *i >= offset)
+            .map(|i| i - offset)
+            .collect();
+        self
+    }
+
+    /// End a batch before the row that would take its values past `bytes`.
+    pub fn with_batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes.clamp(1, ARROW_VALUE_BYTES);
+        self
     }
 
     pub fn rows(&self) -> u64 {
@@ -507,7 +604,7 @@ impl CopyDecoder {
             self.header_seen = true;
         }
         while !self.finished {
-            match self.try_row()? {
+            match self.try_row(&mut out)? {
                 false => break,
                 true => {
                     if self.rows_in_batch >= BATCH_ROWS {
@@ -519,8 +616,8 @@ impl CopyDecoder {
         Ok(out)
     }
 
-    /// Parse one complete row from the buffer if there is one.
-    fn try_row(&mut self) -> Result<bool> {
+    /// Parse one complete row from the buffer if there is one; a batch it ends goes to `out`.
+    fn try_row(&mut self, out: &mut Vec<RecordBatch>) -> Result<bool> {
         let data = &self.buf[..];
         if data.len() < 2 {
             return Ok(false);
@@ -559,24 +656,70 @@ impl CopyDecoder {
             }
         }
         let row = self.rows_total + 1;
-        for (i, span) in spans.into_iter().enumerate() {
-            let value = span.map(|(a, b)| &data[a..b]);
-            self.builders[i].append(value).with_context(|| {
-                let offset = usize::from(self.row_numbers.is_some());
-                format!(
-                    "{}: row {row}, column {}",
+        for (i, span) in spans.iter().enumerate() {
+            if let Some((a, b)) = span {
+                if b - a > self.value_bytes {
+                    bail!(
+                        "{}: {}, column {}: the value is {} bytes; Arrow holds at most {} bytes in one value",
+                        self.table,
+                        self.describe_row(row, &spans),
+                        self.column_name(i),
+                        b - a,
+                        self.value_bytes
+                    );
+                }
+            }
+        }
+        let row_bytes = pos;
+        if self.rows_in_batch > 0 && self.bytes_in_batch + row_bytes > self.batch_bytes {
+            out.push(self.flush()?);
+        }
+        for (i, span) in spans.iter().enumerate() {
+            let value = span.map(|(a, b)| &self.buf[a..b]);
+            if let Err(e) = self.builders[i].append(value) {
+                return Err(e.context(format!(
+                    "{}: {}, column {}",
                     self.table,
-                    self.schema.field(i + offset).name()
-                )
-            })?;
+                    self.describe_row(row, &spans),
+                    self.column_name(i)
+                )));
+            }
         }
         if let Some(rn) = self.row_numbers.as_mut() {
             rn.append_value(row as i64);
         }
         self.buf.advance(pos);
         self.rows_in_batch += 1;
+        self.bytes_in_batch += row_bytes;
         self.rows_total += 1;
         Ok(true)
+    }
+
+    fn column_name(&self, i: usize) -> &str {
+        let offset = usize::from(self.row_numbers.is_some());
+        self.schema.field(i + offset).name()
+    }
+
+    /// `row 12` or `row 12 (id = 6f1c2d0e-...)`: the row's position in the stream and its key.
+    fn describe_row(&self, row: u64, spans: &[Option<(usize, usize)>]) -> String {
+        let keys: Vec<String> = self
+            .key_columns
+            .iter()
+            .take(3)
+            .map(|&k| {
+                let value = spans[k].map(|(a, b)| &self.buf[a..b]);
+                format!(
+                    "{} = {}",
+                    self.column_name(k),
+                    key_text(&self.kinds[k], value)
+                )
+            })
+            .collect();
+        if keys.is_empty() {
+            format!("row {row}")
+        } else {
+            format!("row {row} ({})", keys.join(", "))
+        }
     }
 
     fn flush(&mut self) -> Result<RecordBatch> {
@@ -586,6 +729,7 @@ impl CopyDecoder {
         }
         columns.extend(self.builders.iter_mut().map(Builder::finish));
         self.rows_in_batch = 0;
+        self.bytes_in_batch = 0;
         RecordBatch::try_new(self.schema.clone(), columns)
             .with_context(|| format!("{}: cannot assemble a batch", self.table))
     }
@@ -600,6 +744,31 @@ impl CopyDecoder {
         }
         Ok(Some(self.flush()?))
     }
+}
+
+/// A key value as it reads in an error message.
+fn key_text(kind: &Kind, value: Option<&[u8]>) -> String {
+    let Some(v) = value else {
+        return "NULL".into();
+    };
+    let text = match kind {
+        Kind::Int16 => fixed(v).map(|b| i16::from_be_bytes(b).to_string()).ok(),
+        Kind::Int32 => fixed(v).map(|b| i32::from_be_bytes(b).to_string()).ok(),
+        Kind::Int64 => fixed(v).map(|b| i64::from_be_bytes(b).to_string()).ok(),
+        Kind::Uuid => fixed(v).map(|b| format_uuid(&b)).ok(),
+        Kind::Text => std::str::from_utf8(v).ok().map(|s| format!("'{s}'")),
+        _ => None,
+    };
+    let mut text = text.unwrap_or_else(|| "(not shown)".into());
+    if text.len() > 80 {
+        let cut = (0..=80)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -729,14 +898,14 @@ fn encode_value(enc: &Encoder, array: &dyn Array, i: usize, out: &mut BytesMut) 
                 .downcast_ref::<TimestampMicrosecondArray>()
                 .ok_or_else(downcast_err)?
                 .value(i);
-            out.put_i64(v - PG_EPOCH_OFFSET_MICROS)
+            out.put_i64(timestamp_to_pg(v)?)
         }
         Encoder::Date => {
             let v = a
                 .downcast_ref::<Date32Array>()
                 .ok_or_else(downcast_err)?
                 .value(i);
-            out.put_i32(v - PG_EPOCH_OFFSET_DAYS)
+            out.put_i32(date_to_pg(v)?)
         }
         Encoder::Bytea => out.put_slice(
             a.downcast_ref::<BinaryArray>()
@@ -813,10 +982,16 @@ fn encode_str(enc: &Encoder, s: &str, out: &mut BytesMut) -> Result<()> {
 /// Text such as `-1234.5600` -> Postgres binary numeric (dscale = digits after the point).
 fn encode_numeric(s: &str, out: &mut BytesMut) -> Result<()> {
     let t = s.trim();
-    if t.eq_ignore_ascii_case("nan") {
+    let special = match t.to_ascii_lowercase().as_str() {
+        "nan" => Some(0xC000),
+        "infinity" | "+infinity" | "inf" | "+inf" => Some(0xD000),
+        "-infinity" | "-inf" => Some(0xF000),
+        _ => None,
+    };
+    if let Some(sign) = special {
         out.put_i16(0);
         out.put_i16(0);
-        out.put_u16(0xC000);
+        out.put_u16(sign);
         out.put_i16(0);
         return Ok(());
     }
@@ -1089,6 +1264,179 @@ mod tests {
         assert!(err.contains("more than 1 decimal places"), "{err}");
         assert!(encode_numeric("12a", &mut BytesMut::new()).is_err());
         assert!(encode_numeric("1,000.00", &mut BytesMut::new()).is_err());
+    }
+
+    /// A binary COPY stream of rows of (int4 id, one value).
+    fn copy_stream(rows: &[(i32, Option<Vec<u8>>)]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        out.put_slice(COPY_SIGNATURE);
+        out.put_i32(0);
+        out.put_i32(0);
+        for (id, value) in rows {
+            out.put_i16(2);
+            out.put_i32(4);
+            out.put_i32(*id);
+            match value {
+                Some(v) => {
+                    out.put_i32(v.len() as i32);
+                    out.put_slice(v);
+                }
+                None => out.put_i32(-1),
+            }
+        }
+        out.put_i16(-1);
+        out.to_vec()
+    }
+
+    fn decoder(kind: Kind) -> CopyDecoder {
+        let schema = Arc::new(Schema::new(vec![
+            field("id", &Kind::Int32, "integer", false),
+            field("value", &kind, "test", true),
+        ]));
+        CopyDecoder::new("public.t", schema, vec![Kind::Int32, kind], false)
+            .with_key(&["id".to_string()])
+    }
+
+    /// Decode a whole stream; the batches, or the error's full text.
+    fn decode(mut d: CopyDecoder, stream: &[u8]) -> std::result::Result<Vec<RecordBatch>, String> {
+        let mut batches = d.push(stream).map_err(|e| format!("{e:#}"))?;
+        batches.extend(d.finish().map_err(|e| format!("{e:#}"))?);
+        Ok(batches)
+    }
+
+    #[test]
+    fn batches_end_by_bytes_as_well_as_rows() {
+        // Regression: a batch of 8,192 large text values overflowed Arrow's i32 offsets.
+        let rows: Vec<_> = (1..=20).map(|i| (i, Some(vec![b'x'; 1000]))).collect();
+        let batches = decode(
+            decoder(Kind::Text).with_batch_bytes(4000),
+            &copy_stream(&rows),
+        )
+        .unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 20);
+        assert!(batches.len() >= 5, "{} batches", batches.len());
+        for b in &batches {
+            let text = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+            assert!(
+                text.value_data().len() <= 4000,
+                "{}",
+                text.value_data().len()
+            );
+        }
+        // One value larger than the cap still makes a batch of its own.
+        let rows = [
+            (1, Some(vec![b'y'; 10])),
+            (2, Some(vec![b'z'; 9000])),
+            (3, None),
+        ];
+        let batches = decode(
+            decoder(Kind::Text).with_batch_bytes(4000),
+            &copy_stream(&rows),
+        )
+        .unwrap();
+        let sizes: Vec<usize> = batches.iter().map(|b| b.num_rows()).collect();
+        assert_eq!(sizes, vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn a_value_too_large_for_arrow_is_an_error_naming_table_row_and_column() {
+        let mut d = decoder(Kind::Text);
+        d.value_bytes = 100;
+        let rows = [(1, Some(vec![b'a'; 10])), (42, Some(vec![b'b'; 101]))];
+        let err = decode(d, &copy_stream(&rows)).unwrap_err();
+        assert!(
+            err.contains("public.t: row 2 (id = 42), column value"),
+            "{err}"
+        );
+        assert!(err.contains("101 bytes"), "{err}");
+    }
+
+    #[test]
+    fn infinite_and_far_dates_are_errors_naming_table_row_and_column() {
+        let cases: [(Kind, Vec<u8>, &str); 6] = [
+            (
+                Kind::Timestamptz,
+                i64::MAX.to_be_bytes().to_vec(),
+                "`infinity`",
+            ),
+            (
+                Kind::Timestamp,
+                i64::MIN.to_be_bytes().to_vec(),
+                "`-infinity`",
+            ),
+            (Kind::Date, i32::MAX.to_be_bytes().to_vec(), "`infinity`"),
+            (Kind::Date, i32::MIN.to_be_bytes().to_vec(), "`-infinity`"),
+            (
+                Kind::Timestamptz,
+                (MAX_ARROW_MICROS - PG_EPOCH_OFFSET_MICROS + 1)
+                    .to_be_bytes()
+                    .to_vec(),
+                "after 262142-12-31",
+            ),
+            (
+                Kind::Date,
+                (MAX_ARROW_DAYS - PG_EPOCH_OFFSET_DAYS + 1)
+                    .to_be_bytes()
+                    .to_vec(),
+                "after 262142-12-31",
+            ),
+        ];
+        for (kind, value, expected) in cases {
+            let err = decode(decoder(kind.clone()), &copy_stream(&[(7, Some(value))])).unwrap_err();
+            assert!(
+                err.contains("public.t: row 1 (id = 7), column value"),
+                "{kind:?}: {err}"
+            );
+            assert!(err.contains(expected), "{kind:?}: {err}");
+            assert!(err.contains("extract again"), "{kind:?}: {err}");
+        }
+        // The last representable instant and day decode.
+        let last = (MAX_ARROW_MICROS - PG_EPOCH_OFFSET_MICROS)
+            .to_be_bytes()
+            .to_vec();
+        assert!(decode(decoder(Kind::Timestamptz), &copy_stream(&[(1, Some(last))])).is_ok());
+    }
+
+    #[test]
+    fn arrow_date_range_is_chronos() {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        assert_eq!(
+            chrono::NaiveDate::MAX
+                .signed_duration_since(epoch)
+                .num_days(),
+            MAX_ARROW_DAYS as i64
+        );
+        assert_eq!(
+            chrono::NaiveDate::MIN
+                .signed_duration_since(epoch)
+                .num_days(),
+            MIN_ARROW_DAYS as i64
+        );
+        // Nothing Arrow holds in range encodes as Postgres' +-infinity, and nothing outside
+        // it encodes at all.
+        assert!(timestamp_to_pg(MAX_ARROW_MICROS).unwrap() < i64::MAX);
+        assert!(timestamp_to_pg(MAX_ARROW_MICROS + 1).is_err());
+        assert!(timestamp_to_pg(i64::MIN).is_err());
+        assert!(date_to_pg(i32::MAX).is_err());
+        assert!(date_to_pg(i32::MIN).is_err());
+    }
+
+    #[test]
+    fn numeric_nan_and_infinity_encode_and_refuse_to_become_decimals() {
+        for (text, sign, shown) in [
+            ("NaN", 0xC000u16, "`NaN`"),
+            ("Infinity", 0xD000, "`Infinity`"),
+            ("-Infinity", 0xF000, "`-Infinity`"),
+        ] {
+            let mut out = BytesMut::new();
+            encode_numeric(text, &mut out).unwrap();
+            assert_eq!(u16::from_be_bytes([out[4], out[5]]), sign, "{text}");
+            let err = decode_numeric(&out, 2).unwrap_err().to_string();
+            assert!(
+                err.contains(shown) && err.contains("DECIMAL(38,2)"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

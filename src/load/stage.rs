@@ -66,6 +66,18 @@ pub fn read_parquet(
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    // Batches of large rows stay under the COPY decoder's byte cap, far from the 2 GiB an
+    // Arrow text column holds per batch (1,024 rows of 50 MB jsonb would not fit).
+    let row_bytes = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .filter(|rg| rg.num_rows() > 0)
+        .map(|rg| rg.total_byte_size().max(0) as u64 / rg.num_rows() as u64)
+        .max()
+        .unwrap_or(0);
+    let batch_rows = (pg_arrow::BATCH_BYTES as u64 / row_bytes.max(1)).clamp(1, 1024);
+    builder = builder.with_batch_size(batch_rows as usize);
     if let Some(names) = only {
         let schema = builder.schema().clone();
         let mut roots = Vec::new();
@@ -243,5 +255,47 @@ impl<'a> ApprovedFiles<'a> {
             return Err(refused().into());
         }
         Ok(dest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn large_rows_are_read_back_in_small_batches() {
+        // Regression: 1,024 rows per batch whatever their size could overflow a text column.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("documents.parquet");
+        let schema = Arc::new(Schema::new(vec![Field::new("body", DataType::Utf8, true)]));
+        let values: Vec<String> = (0..20u8)
+            .map(|i| char::from(b'a' + i).to_string().repeat(4 << 20))
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))])
+            .unwrap();
+        let mut file = crate::artifacts::ParquetArtifact::create(&path, schema).unwrap();
+        file.write(&batch).unwrap();
+        file.finish().unwrap();
+        let (_, batches) = read_parquet(&path, None).unwrap();
+        let sizes: Vec<(usize, usize)> = batches
+            .map(|b| {
+                let b = b.unwrap();
+                (
+                    b.num_rows(),
+                    b.column(0).as_string::<i32>().value_data().len(),
+                )
+            })
+            .collect();
+        assert_eq!(sizes.iter().map(|(n, _)| n).sum::<usize>(), 20);
+        assert!(sizes.len() > 1, "{sizes:?}");
+        assert!(
+            sizes
+                .iter()
+                .all(|(_, bytes)| *bytes <= pg_arrow::BATCH_BYTES),
+            "{sizes:?}"
+        );
     }
 }

@@ -218,6 +218,20 @@ pub fn register_batches(
     Ok(())
 }
 
+/// The output a SQL file produces: its file stem without a leading `NN_` order prefix.
+pub fn output_name(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match stem.split_once('_') {
+        Some((n, rest)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+            rest.to_string()
+        }
+        _ => stem,
+    }
+}
+
 /// Header comments a SQL file may carry (`-- severity: warning`).
 pub const HEADER_KEYS: &[&str] = &["severity", "description", "generated"];
 
@@ -238,16 +252,7 @@ impl SqlFile {
     pub fn read(path: &Path) -> Result<Self> {
         let sql = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let name = match stem.split_once('_') {
-            Some((n, rest)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
-                rest.to_string()
-            }
-            _ => stem,
-        };
+        let name = output_name(path);
         let mut headers = BTreeMap::new();
         let mut description = String::new();
         for line in sql.lines() {
@@ -445,15 +450,7 @@ pub fn conform(
         } else if col.data_type() == &DataType::Null {
             new_null_array(f.data_type(), batch.num_rows())
         } else {
-            cast(col.as_ref(), f.data_type()).with_context(|| {
-                format!(
-                    "{}: column `{}` is {} and cannot become {}",
-                    file.display(),
-                    f.name(),
-                    col.data_type(),
-                    f.data_type()
-                )
-            })?
+            cast_checked(batch, idx, f.data_type(), file)?
         };
         if !f.is_nullable() && col.null_count() > 0 {
             bail!(
@@ -468,6 +465,62 @@ pub fn conform(
     }
     let schema = Arc::new(Schema::new(fields));
     Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// Cast column `idx` of a result to its destination type. Arrow's cast turns a value it cannot
+/// convert into NULL; here that value is an error naming the file, output, column, row and
+/// value, and so is a number that would lose its fraction in an integer column. (A decimal
+/// with more places than the column's scale is rounded, as Postgres rounds it.)
+fn cast_checked(batch: &RecordBatch, idx: usize, to: &DataType, file: &Path) -> Result<ArrayRef> {
+    let col = batch.column(idx);
+    let schema = batch.schema();
+    let name = schema.field(idx).name();
+    let from = col.data_type();
+    let out = cast(col.as_ref(), to).with_context(|| {
+        format!(
+            "{}: column `{name}` is {from} and cannot become {to}",
+            file.display()
+        )
+    })?;
+    let mut lost = None;
+    if out.null_count() > col.null_count() {
+        lost = (0..col.len()).find(|&i| col.is_valid(i) && out.is_null(i));
+    } else if to.is_integer() && from.is_numeric() && !from.is_integer() {
+        let back = cast(out.as_ref(), from)?;
+        let differs = arrow::compute::kernels::cmp::distinct(col, &back)?;
+        lost = (0..differs.len()).find(|&i| differs.value(i));
+    }
+    let Some(i) = lost else {
+        return Ok(out);
+    };
+    let row = match schema.index_of("id") {
+        Ok(id) => format!("the row with id {}", display_value(batch.column(id), i)),
+        Err(_) => format!("row {} of a result batch (the output has no `id`)", i + 1),
+    };
+    bail!(
+        "{}: output `{}`, column `{name}`, {row}: value {} ({from}) does not convert to {to}; \
+         fix the SQL so that it gives a valid value (or NULL on purpose)",
+        file.display(),
+        output_name(file),
+        display_value(col, i),
+    )
+}
+
+/// One value as it reads in an error message (text quoted, long values cut).
+fn display_value(array: &ArrayRef, i: usize) -> String {
+    let mut text = arrow::util::display::array_value_to_string(array, i)
+        .unwrap_or_else(|_| "(not shown)".into());
+    if text.chars().count() > 80 {
+        text = text.chars().take(80).collect::<String>() + "…";
+    }
+    if matches!(
+        array.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) {
+        format!("'{text}'")
+    } else {
+        text
+    }
 }
 
 /// Drop all metadata from a schema's fields (for artifacts that have no destination table).
@@ -981,6 +1034,57 @@ mod tests {
         let f = SqlFile::read(&plain).unwrap();
         assert_eq!(f.name, "checks_x");
         assert_eq!(f.description, "Customers: a description with a colon");
+    }
+
+    fn one_column(name: &str, values: ArrayRef, id: bool) -> RecordBatch {
+        let mut fields = vec![Field::new(name, values.data_type().clone(), true)];
+        let mut columns = vec![values.clone()];
+        if id {
+            fields.push(Field::new("id", DataType::Utf8, false));
+            let ids: Vec<String> = (1..=values.len()).map(|i| format!("id-{i}")).collect();
+            columns.push(Arc::new(StringArray::from(ids)));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    }
+
+    fn conform_to(batch: &RecordBatch, to: DataType) -> std::result::Result<RecordBatch, String> {
+        let mut fields = vec![Field::new("n", to, true)];
+        if batch.schema().index_of("id").is_ok() {
+            fields.push(Field::new("id", DataType::Utf8, false));
+        }
+        conform(
+            batch,
+            &Schema::new(fields),
+            &[],
+            Path::new("pipeline/transform/05_things.sql"),
+        )
+        .map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn a_value_that_does_not_convert_is_an_error_not_a_null() {
+        // Regression: arrow's cast made 'abc' for an integer column a silent NULL.
+        let text: ArrayRef = Arc::new(StringArray::from(vec![Some("1"), None, Some("abc")]));
+        let err = conform_to(&one_column("n", text.clone(), true), DataType::Int32).unwrap_err();
+        assert!(
+            err.contains("05_things.sql: output `things`, column `n`, the row with id 'id-3': value 'abc' (Utf8) does not convert to Int32"),
+            "{err}"
+        );
+        let err = conform_to(&one_column("n", text, false), DataType::Int32).unwrap_err();
+        assert!(err.contains("row 3 of a result batch"), "{err}");
+
+        let big: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![1, 70_000]));
+        let err = conform_to(&one_column("n", big, true), DataType::Int16).unwrap_err();
+        assert!(err.contains("id 'id-2': value 70000 (Int64)"), "{err}");
+
+        let fraction: ArrayRef = Arc::new(arrow::array::Float64Array::from(vec![2.0, 2.5]));
+        let err = conform_to(&one_column("n", fraction, true), DataType::Int64).unwrap_err();
+        assert!(err.contains("id 'id-2': value 2.5 (Float64)"), "{err}");
+
+        // What converts, converts; NULLs stay NULLs.
+        let fine: ArrayRef = Arc::new(StringArray::from(vec![Some("7"), None]));
+        let out = conform_to(&one_column("n", fine, true), DataType::Int32).unwrap();
+        assert_eq!(out.column(0).null_count(), 1);
     }
 
     #[test]

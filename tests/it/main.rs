@@ -17,3 +17,4 @@ mod readers;
 mod review;
 mod tls;
 mod transform;
+mod values;
