@@ -87,6 +87,23 @@ pub async fn record_writes(
     make_private(tx, backup_schema).await
 }
 
+/// Statistics for the backup's tables, which a rollback joins at scale: tables made inside a
+/// transaction have none until autovacuum gets to them, and without them the planner may pick
+/// nested loops over millions of rows.
+pub async fn analyze(tx: &Transaction<'_>, backup_schema: &str, catalog: &Catalog) -> Result<()> {
+    let schema = ident(backup_schema);
+    let mut tables = Vec::new();
+    for table in catalog.reconciled() {
+        let bt = table.backup_table();
+        for name in [bt.clone(), written_table(&bt), deleted_table(&bt)] {
+            tables.push(format!("{schema}.{}", ident(&name)));
+        }
+    }
+    tx.batch_execute(&format!("ANALYZE {}", tables.join(", ")))
+        .await
+        .with_context(|| format!("cannot analyze the tables of backup schema {backup_schema}"))
+}
+
 /// Whether the backup records what its run wrote (backups of older versions do not).
 pub async fn has_writes(
     tx: &Transaction<'_>,

@@ -150,13 +150,24 @@ pub async fn differing_values(tx: &Transaction<'_>, v: &Versions<'_>) -> Result<
             )
         })
         .collect();
-    let only = match v.only {
+    let mut only = match v.only {
         Some(keys) => format!(" AND l.{k} IN ({keys})"),
         None => String::new(),
     };
+    // A live row that already equals the third version (what an earlier apply of the same
+    // approval wrote) holds no change to report: leave it out before unpivoting.
+    let mut cte_other = String::new();
+    if let Some(rel) = v.other {
+        cte_other = format!(" LEFT JOIN {rel} o ON o.{k} = l.{k}");
+        only.push_str(&format!(
+            " AND (o.{k} IS NULL OR ROW({}) IS DISTINCT FROM ROW({}))",
+            row("o"),
+            row("l")
+        ));
+    }
     let sql = format!(
         "WITH changed AS ( \
-           SELECT l.{k} AS key FROM {live} l JOIN {known} k ON k.{k} = l.{k} \
+           SELECT l.{k} AS key FROM {live} l JOIN {known} k ON k.{k} = l.{k}{cte_other} \
            WHERE ROW({kt}) IS DISTINCT FROM ROW({lt}){only}) \
          SELECT count(*) OVER ()::int8, l.{k}::text, v.col, v.was, v.now \
          FROM changed x JOIN {live} l ON l.{k} = x.key JOIN {known} k ON k.{k} = x.key{other_join} \

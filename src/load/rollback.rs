@@ -165,6 +165,7 @@ async fn rollback<'c>(
         bail!("backup schema {backup} does not record what run {} wrote (it was made by an older cleanmig), so its writes cannot be told from the app's; restore by hand from its tables", opts.run_id);
     }
     guard::lock_tables(&tx, &catalog).await?;
+    backup::analyze(&tx, backup, &catalog).await?;
     let report_path = opts
         .artifacts
         .join("rollback")
