@@ -307,3 +307,47 @@ async fn pooler_session_mode_every_step_works_and_matches_a_direct_connection() 
     // Guards: Supabase's session pooler (port 5432) works as a direct connection does.
     through_pooler_as_direct("pooler_session", PoolMode::Session).await;
 }
+
+#[tokio::test]
+async fn pooler_transaction_mode_a_refused_load_is_logged_failed_and_leaves_no_statement() {
+    // Guards: a load that fails inside its transaction (here: a value the app changed since
+    // extraction) ends through the transaction pooler as it does directly: refused, logged
+    // `failed`, and no prepared statement left on a server connection.
+    let fx = fixture("pooler_refused").await;
+    let bouncer = PgBouncer::start(&support::database_name(&fx.url), PoolMode::Transaction);
+    fx.approve();
+    fx.client
+        .batch_execute(&format!(
+            "UPDATE public.transactions SET status = 'REFUNDED' WHERE id = '{}'",
+            "10000000-0000-4000-8000-000000000001"
+        ))
+        .await
+        .unwrap();
+    let before = fx.checksums(None).await;
+    for args in [&["load"][..], &["load", "--apply"][..]] {
+        for _ in 0..REPEAT {
+            let out = run(&fx, &bouncer.url(), args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{stderr}");
+            assert!(stderr.contains("changed since extraction"), "{stderr}");
+            assert!(!stderr.contains("prepared statement"), "{stderr}");
+        }
+    }
+    assert_eq!(fx.checksums(None).await, before);
+    let statuses: Vec<String> = fx
+        .client
+        .query(
+            "SELECT status FROM cleanmig.population_operation_log ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(statuses, vec!["failed".to_string(); 2 * REPEAT]);
+    assert_eq!(
+        statements_left_on_server_connections(&bouncer.url()).await,
+        Vec::<String>::new()
+    );
+}
