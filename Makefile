@@ -24,7 +24,7 @@ help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: setup
-setup: setup-postgres setup-openssl setup-readers setup-chromium ## Install what the demo and the tests need when missing
+setup: setup-postgres setup-pgbouncer setup-openssl setup-readers setup-chromium ## Install what the demo and the tests need when missing
 
 # Debian's package when apt-get is there; otherwise say what to install.
 APT_INSTALL = SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -42,6 +42,25 @@ setup-postgres:
 	  echo "make: no Postgres server binaries (initdb, pg_ctl) found. Install the PostgreSQL server:" >&2; \
 	  echo "  Debian/Ubuntu: apt-get install postgresql   Fedora: dnf install postgresql-server" >&2; \
 	  echo "  macOS: brew install postgresql              or set CLEANMIG_PG_BINDIR to its bin directory" >&2; \
+	  exit 1; \
+	fi
+
+.PHONY: setup-pgbouncer
+# The pooler tests run their own PgBouncer (own ini file, free port) in front of the test
+# Postgres; Debian's pgbouncer service is not wanted and is stopped and disabled if it started.
+setup-pgbouncer:
+	@if [ -n "$$CLEANMIG_PGBOUNCER" ] && [ -x "$$CLEANMIG_PGBOUNCER" ]; then exit 0; fi; \
+	if [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing Debian's pgbouncer (the pooler tests run it in front of the test Postgres)" >&2; \
+	  $(APT_INSTALL) pgbouncer >/dev/null; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO systemctl disable --now pgbouncer >/dev/null 2>&1 \
+	    || $$SUDO service pgbouncer stop >/dev/null 2>&1 || true; \
+	else \
+	  echo "make: the pooler tests need PgBouncer. Install it:" >&2; \
+	  echo "  Debian/Ubuntu: apt-get install pgbouncer   Fedora: dnf install pgbouncer" >&2; \
+	  echo "  macOS: brew install pgbouncer              or set CLEANMIG_PGBOUNCER to its binary" >&2; \
 	  exit 1; \
 	fi
 

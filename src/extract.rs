@@ -12,6 +12,7 @@ use crate::catalog::{self, read_source_columns, CanonicalColumn, Catalog};
 use crate::connect::ConnInfo;
 use crate::error::Refusal;
 use crate::fingerprint::{self, Coverage, TableFingerprint};
+use crate::pg::Tx;
 use crate::pg_arrow::{self, CopyDecoder, Kind, PgColumn, SOURCE_NAME_KEY};
 use crate::sql::{ident as quote_ident, qualified as qualify};
 use anyhow::{bail, Context, Result};
@@ -358,13 +359,15 @@ pub async fn extract(
 ) -> Result<Manifest> {
     let catalog = Catalog::read(pipeline_dir)?;
     let mut client = conn.connect().await?;
-    let txn = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .context("cannot start the snapshot transaction")?;
+    let txn = Tx::new(
+        client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .context("cannot start the snapshot transaction")?,
+    );
     let extracted_at: String = txn
         .query_one(
             "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
@@ -458,12 +461,14 @@ async fn copy_and_fingerprint(
         .get(0);
     let mut fp_client = conn.connect().await?;
     let fingerprints = async move {
-        let fp_txn = fp_client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let fp_txn = Tx::new(
+            fp_client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?,
+        );
         fp_txn
             .batch_execute(&format!(
                 "SET TRANSACTION SNAPSHOT {}",
@@ -474,7 +479,7 @@ async fn copy_and_fingerprint(
         let mut out = Vec::new();
         for p in plans {
             out.push(
-                fingerprint::compute(&fp_txn, &p.qualified, p.coverage, &p.key_columns).await?,
+                fingerprint::compute(&*fp_txn, &p.qualified, p.coverage, &p.key_columns).await?,
             );
         }
         fp_txn.commit().await?;

@@ -99,8 +99,9 @@ pub async fn compute(
         "SELECT count(*)::int8, coalesce(sum(hash_record_extended({expr}, 0)::numeric), 0)::text \
          FROM {qualified_table} t"
     );
+    // Unnamed: `cleanmig status` fingerprints outside a transaction ([`crate::pg`]).
     let row = client
-        .query_one(&sql, &[])
+        .query_typed_one(&sql, &[])
         .await
         .with_context(|| format!("cannot fingerprint {qualified_table}"))?;
     let rows: i64 = row.get(0);

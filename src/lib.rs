@@ -20,6 +20,7 @@ pub mod extract;
 pub mod fingerprint;
 pub mod load;
 pub mod logging;
+pub mod pg;
 pub mod pg_arrow;
 pub mod query;
 pub mod review;

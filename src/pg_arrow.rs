@@ -109,19 +109,20 @@ pub struct PgColumn {
     pub generated: bool,
 }
 
-/// Columns of a table, in order, with their types.
+/// Columns of a table, in order, with their types (an unnamed statement: `cleanmig status`
+/// reads them outside a transaction, see [`crate::pg`]).
 pub async fn table_columns(
     client: &impl tokio_postgres::GenericClient,
     qualified_table: &str,
 ) -> Result<Vec<PgColumn>> {
     let rows = client
-        .query(
+        .query_typed(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, \
                     t.typcategory::text, a.atttypmod, a.attnotnull, a.attgenerated <> '' \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
              ORDER BY a.attnum",
-            &[&qualified_table],
+            &[(&qualified_table, tokio_postgres::types::Type::TEXT)],
         )
         .await
         .with_context(|| format!("cannot read the columns of {qualified_table}"))?;

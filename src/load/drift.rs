@@ -106,6 +106,11 @@ pub async fn check_destinations(
         .await?;
         refuse_if_drifted(display_name(&entry.qualified), gained, lost)?;
     }
+    // Temporary objects live as long as the server connection, which a transaction pooler
+    // hands to other clients after this transaction: leave nothing behind.
+    tx.batch_execute("DROP FUNCTION pg_temp.cleanmig_keys(regclass, text[])")
+        .await
+        .context("cannot drop the drift helper function")?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use super::oplog::{OpLog, RunEnd, RunStart};
 use crate::catalog::Catalog;
 use crate::connect::ConnInfo;
 use crate::error::Refusal;
+use crate::pg::Tx;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::future::Future;
@@ -21,9 +22,10 @@ pub fn new_run_id() -> String {
     format!("{}-{suffix}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"))
 }
 
-/// Start a transaction with the run's timeouts and the advisory lock.
-pub async fn begin<'a>(client: &'a mut Client, timeouts: Timeouts) -> Result<Transaction<'a>> {
-    let tx = client.transaction().await?;
+/// Start a transaction with the run's timeouts and the advisory lock (transaction-scoped, like
+/// every setting: nothing outlives the transaction on a pooler's shared server connection).
+pub async fn begin<'a>(client: &'a mut Client, timeouts: Timeouts) -> Result<Tx<'a>> {
+    let tx = Tx::new(client.transaction().await?);
     tx.batch_execute(&format!(
         "SET LOCAL lock_timeout = '{}ms'; \
          SET LOCAL statement_timeout = '{}ms'; \
@@ -195,20 +197,19 @@ impl GuardedRun {
     /// the transaction and commit, so that the log says `success` exactly when the changes
     /// committed; otherwise roll back. A connection that breaks during COMMIT leaves the outcome
     /// unknown here ([`Refusal::CommitOutcomeUnknown`]).
-    pub async fn commit(
-        &self,
-        tx: Transaction<'_>,
-        fields: LogFields<'_>,
-        result: &Value,
-    ) -> Result<()> {
+    pub async fn commit(&self, tx: Tx<'_>, fields: LogFields<'_>, result: &Value) -> Result<()> {
         if !self.apply {
             return tx.rollback().await.context("ROLLBACK failed");
         }
         self.log
             .finish_in(&tx, self.end(self.success_status(), &fields, result))
             .await?;
+        // Before the pause, so that an error there is COMMIT's own.
+        tx.release_statements()
+            .await
+            .context("cannot close the run's prepared statements; nothing was changed")?;
         pause_before_commit(&tx).await;
-        match tx.commit().await {
+        match tx.commit_released().await {
             Ok(()) => Ok(()),
             Err(e) if e.as_db_error().is_some() => {
                 Err(anyhow::Error::new(e).context("COMMIT failed; nothing was changed"))

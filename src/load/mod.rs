@@ -27,6 +27,7 @@ use crate::artifacts::{Manifest, EXTRACT_DIR, STAGE_DIR};
 use crate::catalog::Catalog;
 use crate::connect::ConnInfo;
 use crate::error::Refusal;
+use crate::pg::Tx;
 use anyhow::{bail, Context, Result};
 use apply::{ApplyCounts, CleanRows};
 use guard::{GuardedRun, LogFields};
@@ -252,7 +253,7 @@ async fn load<'c>(
     inputs: &Inputs,
     opts: &LoadOptions,
     run_id: &str,
-) -> Result<(Report, Transaction<'c>)> {
+) -> Result<(Report, Tx<'c>)> {
     let catalog = inputs.stage.catalog()?;
     let backup = backup::schema_name(run_id)?;
     let steps = Steps(std::time::Instant::now());

@@ -1,9 +1,12 @@
 //! `population_operation_log`: one row per load or rollback, written through a connection of
-//! its own so that the row of a dry or failed run survives that run's rollback.
+//! its own so that the row of a dry or failed run survives that run's rollback. That connection
+//! works outside any transaction, so every statement on it is unnamed or simple ([`crate::pg`]).
 
 use crate::connect::ConnInfo;
+use crate::pg;
 use anyhow::{Context, Result};
 use std::time::Instant;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 /// DDL of the log table (idempotent).
@@ -42,22 +45,23 @@ impl OpLog {
     pub async fn start(info: &ConnInfo, run: RunStart<'_>) -> Result<Self> {
         let client = info.connect().await?;
         create_table(&client).await?;
-        let row = client
-            .query_one(
-                "INSERT INTO cleanmig.population_operation_log \
-                   (run_id, operation, mode, status, target_run_id, os_user, tool_version) \
-                 VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
-                &[
-                    &run.run_id,
-                    &run.operation,
-                    &run.mode,
-                    &run.target_run_id,
-                    &std::env::var("USER").ok(),
-                    &env!("CARGO_PKG_VERSION"),
-                ],
-            )
-            .await
-            .context("cannot write to population_operation_log")?;
+        let row = pg::query_one(
+            &client,
+            "INSERT INTO cleanmig.population_operation_log \
+               (run_id, operation, mode, status, target_run_id, os_user, tool_version) \
+             VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
+            &[
+                &run.run_id,
+                &run.operation,
+                &run.mode,
+                &run.target_run_id,
+                &std::env::var("USER").ok(),
+                &env!("CARGO_PKG_VERSION"),
+            ],
+            &[Type::TEXT; 6],
+        )
+        .await
+        .context("cannot write to cleanmig.population_operation_log")?;
         Ok(Self {
             client,
             id: row.get(0),
@@ -92,14 +96,14 @@ impl OpLog {
 
     /// The row's status as the database has it now.
     pub async fn status(&self) -> Result<String> {
-        Ok(self
-            .client
-            .query_one(
-                "SELECT status FROM cleanmig.population_operation_log WHERE id = $1",
-                &[&self.id],
-            )
-            .await?
-            .get(0))
+        Ok(pg::query_one(
+            &self.client,
+            "SELECT status FROM cleanmig.population_operation_log WHERE id = $1",
+            &[&self.id],
+            &[Type::INT8],
+        )
+        .await?
+        .get(0))
     }
 }
 
@@ -111,27 +115,39 @@ async fn update(
 ) -> Result<u64, tokio_postgres::Error> {
     let counts = end.counts.map(|c| c.to_string());
     let result = end.result.to_string();
-    client
-        .execute(
-            "UPDATE cleanmig.population_operation_log SET \
-               status = $2, approval_sha256 = $3, extract_fingerprint = $4, approved_by = $5, \
-               backup_schema = $6, counts = $7::text::jsonb, result = $8::text::jsonb, error = $9, \
-               finished_at = clock_timestamp(), duration_ms = $10 \
-             WHERE id = $1 AND status = 'running'",
-            &[
-                &id,
-                &end.status,
-                &end.approval_sha256,
-                &end.extract_fingerprint,
-                &end.approved_by,
-                &end.backup_schema,
-                &counts,
-                &result,
-                &end.error,
-                &elapsed_ms,
-            ],
-        )
-        .await
+    pg::execute(
+        client,
+        "UPDATE cleanmig.population_operation_log SET \
+           status = $2, approval_sha256 = $3, extract_fingerprint = $4, approved_by = $5, \
+           backup_schema = $6, counts = $7::jsonb, result = $8::jsonb, error = $9, \
+           finished_at = clock_timestamp(), duration_ms = $10 \
+         WHERE id = $1 AND status = 'running'",
+        &[
+            &id,
+            &end.status,
+            &end.approval_sha256,
+            &end.extract_fingerprint,
+            &end.approved_by,
+            &end.backup_schema,
+            &counts,
+            &result,
+            &end.error,
+            &elapsed_ms,
+        ],
+        &[
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+        ],
+    )
+    .await
 }
 
 /// Create the log table if absent. Two runs starting at once may race on `CREATE TABLE IF NOT
@@ -151,13 +167,14 @@ pub async fn create_table(client: &Client) -> Result<()> {
 /// Earlier versions kept the log in `public`, where Supabase's Data API serves it to anyone with
 /// the anon key. Move its rows into the private schema and drop it, once.
 async fn migrate_public_log(client: &Client) -> Result<()> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('public.population_operation_log') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
+    let exists: bool = pg::query_one(
+        client,
+        "SELECT to_regclass('public.population_operation_log') IS NOT NULL",
+        &[],
+        &[],
+    )
+    .await?
+    .get(0);
     if !exists {
         return Ok(());
     }
@@ -181,11 +198,12 @@ async fn migrate_public_log(client: &Client) -> Result<()> {
 
 /// Whether the log table exists (status does not create it).
 pub async fn exists(client: &Client) -> Result<bool> {
-    Ok(client
-        .query_one(
-            "SELECT to_regclass('cleanmig.population_operation_log') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0))
+    Ok(pg::query_one(
+        client,
+        "SELECT to_regclass('cleanmig.population_operation_log') IS NOT NULL",
+        &[],
+        &[],
+    )
+    .await?
+    .get(0))
 }

@@ -22,6 +22,7 @@ use super::guard::{self, GuardedRun, LogFields, Timeouts};
 use super::reconcile::{Reconcile, TableCounts, UpdateMode};
 use crate::catalog::Catalog;
 use crate::connect::ConnInfo;
+use crate::pg::Tx;
 use crate::sql::{ident, ident_list};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -152,7 +153,7 @@ async fn rollback<'c>(
     backup: &str,
     own_backup: &str,
     run_id: &str,
-) -> Result<(RollbackReport, Transaction<'c>)> {
+) -> Result<(RollbackReport, Tx<'c>)> {
     let tx = guard::begin(client, opts.timeouts).await?;
     if !backup::schema_exists(&tx, backup).await? {
         bail!(

@@ -1,13 +1,16 @@
-//! Status: artifacts, approval, source drift, last runs. Reads only; prints to stdout.
+//! Status: artifacts, approval, source drift, last runs. Reads only; prints to stdout. Its
+//! statements run outside any transaction, so they are unnamed ([`crate::pg`]).
 
 use super::drift::display_name;
 use crate::approve::{approval_sha256, Approval, Checks, CHECKS};
 use crate::artifacts::{human_count, Manifest, APPROVAL, EXTRACT_DIR, STAGE_DIR};
 use crate::connect::ConnInfo;
 use crate::fingerprint::{self, Coverage};
+use crate::pg;
 use anyhow::Result;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 /// Where `cleanmig status` looks.
@@ -191,24 +194,26 @@ async fn runs_section(out: &mut String, client: &Client) {
             return;
         }
     }
-    let rows = client
-        .query(
-            "SELECT run_id, operation, mode, status, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), \
+    let rows = pg::query(
+        client,
+        "SELECT run_id, operation, mode, status, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), \
                     coalesce(duration_ms, 0), coalesce(backup_schema, ''), coalesce(error, ''), coalesce(target_run_id, '') \
              FROM cleanmig.population_operation_log ORDER BY id DESC LIMIT 10",
-            &[],
-        )
-        .await;
+        &[],
+        &[],
+    )
+    .await;
     // A `running` row while no run holds the advisory lock was killed before it finished.
-    let lock_held: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
-             AND ((classid::int8 << 32) | objid::int8) = $1)",
-            &[&super::guard::ADVISORY_LOCK_KEY],
-        )
-        .await
-        .map(|r| r.get(0))
-        .unwrap_or(true);
+    let lock_held: bool = pg::query_one(
+        client,
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND ((classid::int8 << 32) | objid::int8) = $1)",
+        &[&super::guard::ADVISORY_LOCK_KEY],
+        &[Type::INT8],
+    )
+    .await
+    .map(|r| r.get(0))
+    .unwrap_or(true);
     match rows {
         Ok(rows) => {
             let _ = writeln!(out, "  last runs (newest first; population_operation_log):");

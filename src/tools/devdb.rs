@@ -283,8 +283,9 @@ pub fn find_bindir() -> Result<PathBuf> {
     )
 }
 
-/// Postgres refuses to run as root: when we are root, run it as `postgres`.
-fn postgres_user_if_root() -> Result<Option<(u32, u32)>> {
+/// Postgres refuses to run as root: when we are root, run it as `postgres` (its uid and gid;
+/// `None` when we are not root). The test harness runs PgBouncer the same way.
+pub fn postgres_user_if_root() -> Result<Option<(u32, u32)>> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);

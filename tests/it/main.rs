@@ -13,6 +13,7 @@ mod fingerprint;
 mod live_app;
 mod load;
 mod load_fixture;
+mod pooler;
 mod readers;
 mod review;
 mod tls;

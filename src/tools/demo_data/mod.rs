@@ -187,8 +187,10 @@ pub async fn generate(client: &Client, opts: &DemoOptions) -> Result<GroundTruth
         anyhow::Ok(())
     }
     .await;
+    // No named statement outlives the transaction on a pooler's server connection (`crate::pg`).
+    client.clear_type_cache();
     match result {
-        Ok(()) => client.batch_execute("COMMIT").await?,
+        Ok(()) => client.batch_execute("DEALLOCATE ALL; COMMIT").await?,
         Err(e) => {
             let _ = client.batch_execute("ROLLBACK").await;
             return Err(e);

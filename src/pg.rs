@@ -1,0 +1,128 @@
+//! Statements that work through a transaction-mode pooler (Supabase's transaction pooler on
+//! port 6543, PgBouncer's `pool_mode = transaction`), where each transaction, and each statement
+//! outside one, may run on another server connection shared with other clients:
+//!
+//! - outside a transaction, a statement goes in one round trip and leaves no named prepared
+//!   statement behind: [`query`], [`query_one`] and [`execute`] (unnamed statements with their
+//!   parameter types given), or the simple protocol (`batch_execute`, `simple_query`).
+//!   tokio-postgres's `query`/`execute` with a `&str` prepare a statement named `s0`, `s1`, ...
+//!   in one round trip and run it in another; through the pooler the two may reach different
+//!   servers, and a name left on a server collides with another client's
+//!   (`prepared statement "s82" already exists`);
+//! - inside a transaction the server connection stays the same, so named statements are fine
+//!   as long as none outlives it: [`Tx`] closes them all before `COMMIT` or `ROLLBACK`,
+//!   including the type-lookup statements tokio-postgres caches for the life of a connection;
+//! - nothing relies on session state: settings are `SET LOCAL`, temporary tables
+//!   `ON COMMIT DROP`, the advisory lock transaction-scoped.
+
+use std::ops::Deref;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Error, GenericClient, Row, Transaction};
+
+fn typed<'a>(
+    params: &'a [&'a (dyn ToSql + Sync)],
+    types: &[Type],
+) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    assert_eq!(
+        params.len(),
+        types.len(),
+        "one type per parameter of an unnamed statement"
+    );
+    params.iter().copied().zip(types.iter().cloned()).collect()
+}
+
+/// Rows of one unnamed statement, in one round trip; `types` gives each parameter's type.
+pub async fn query(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    types: &[Type],
+) -> Result<Vec<Row>, Error> {
+    client.query_typed(sql, &typed(params, types)).await
+}
+
+/// The one row of an unnamed statement (see [`query`]).
+pub async fn query_one(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    types: &[Type],
+) -> Result<Row, Error> {
+    client.query_typed_one(sql, &typed(params, types)).await
+}
+
+/// Run an unnamed statement (see [`query`]); returns the rows it affected.
+pub async fn execute(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    types: &[Type],
+) -> Result<u64, Error> {
+    client.execute_typed(sql, &typed(params, types)).await
+}
+
+/// A transaction that leaves no prepared statement on its server connection when it ends,
+/// however it ends. It derefs to the [`Transaction`] for the statements inside.
+pub struct Tx<'a> {
+    inner: Option<Transaction<'a>>,
+}
+
+impl<'a> Tx<'a> {
+    pub fn new(tx: Transaction<'a>) -> Self {
+        Self { inner: Some(tx) }
+    }
+
+    fn tx(&self) -> &Transaction<'a> {
+        self.inner.as_ref().expect("the transaction is open")
+    }
+
+    /// Close every named statement this connection prepared, on the server connection the
+    /// transaction holds: the cached type-lookup statements, and (`DEALLOCATE ALL`) any
+    /// statement still alive in a row that outlives the transaction.
+    pub async fn release_statements(&self) -> Result<(), Error> {
+        self.tx().client().clear_type_cache();
+        self.tx().batch_execute("DEALLOCATE ALL").await
+    }
+
+    /// Release the statements, then commit.
+    pub async fn commit(mut self) -> Result<(), Error> {
+        let tx = self.inner.take().expect("the transaction is open");
+        tx.client().clear_type_cache();
+        tx.batch_execute("DEALLOCATE ALL").await?;
+        tx.commit().await
+    }
+
+    /// Commit a transaction whose statements [`Tx::release_statements`] released already: the
+    /// only statement sent is `COMMIT`, so that an error here is the commit's own.
+    pub async fn commit_released(mut self) -> Result<(), Error> {
+        let tx = self.inner.take().expect("the transaction is open");
+        tx.client().clear_type_cache();
+        tx.commit().await
+    }
+
+    /// Release the statements (where the transaction can still run one), then roll back.
+    pub async fn rollback(mut self) -> Result<(), Error> {
+        let tx = self.inner.take().expect("the transaction is open");
+        tx.client().clear_type_cache();
+        // In a transaction that failed, only ROLLBACK runs; its statements are closed above.
+        let _ = tx.batch_execute("DEALLOCATE ALL").await;
+        tx.rollback().await
+    }
+}
+
+impl<'a> Deref for Tx<'a> {
+    type Target = Transaction<'a>;
+    fn deref(&self) -> &Transaction<'a> {
+        self.tx()
+    }
+}
+
+impl Drop for Tx<'_> {
+    /// Dropped open (an error or Ctrl-C): close the cached statements before the transaction's
+    /// own drop sends ROLLBACK, so that they are closed on the server connection that has them.
+    fn drop(&mut self) {
+        if let Some(tx) = &self.inner {
+            tx.client().clear_type_cache();
+        }
+    }
+}
