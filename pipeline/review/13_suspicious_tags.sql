@@ -13,11 +13,22 @@ flagged AS (
         AND (s.email IS NULL OR s.email NOT IN (SELECT email FROM profiles))
 ),
 
-final AS (
+totals AS (
+    SELECT count(*) AS total_rows FROM flagged
+),
+
+first_rows AS (
     SELECT
-        _source_row AS source_row, contact_id, email, first_name, last_name, tags_text AS tags, outcome, reason,
-        count(*) OVER () AS total_rows
+        _source_row AS source_row, contact_id, email, first_name, last_name, tags_text AS tags, outcome, reason
     FROM flagged
+    ORDER BY email, source_row
+    LIMIT 1000
+),
+
+final AS (
+    SELECT f.*, t.total_rows
+    FROM totals AS t
+    CROSS JOIN first_rows AS f
 )
 
-SELECT * FROM final ORDER BY email, source_row LIMIT 1000
+SELECT * FROM final ORDER BY email, source_row
