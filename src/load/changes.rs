@@ -105,69 +105,27 @@ pub async fn differing_values(tx: &Transaction<'_>, v: &Versions<'_>) -> Result<
         return Ok(Changes::default());
     }
     let k = ident(v.key);
-    // Values compare as their type where it has an equality (numeric 1.00 = 1), else as text.
-    let types = crate::pg_arrow::table_columns(tx, v.live).await?;
-    let typed = |c: &str| {
-        types
-            .iter()
-            .any(|t| t.name == c && crate::fingerprint::hashable(&t.typname))
-    };
-    let cmp = |alias: &str, c: &str| {
-        if typed(c) {
-            format!("{alias}.{}", ident(c))
-        } else {
-            format!("{alias}.{}::text", ident(c))
-        }
-    };
-    let row = |alias: &str| {
-        v.columns
-            .iter()
-            .map(|c| cmp(alias, c))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let cmp = Comparison::of(tx, v.live).await?;
     let other_join = match v.other {
         Some(rel) => format!(" LEFT JOIN {rel} o ON o.{k} = l.{k}"),
         None => String::new(),
     };
-    let values: Vec<String> = v
-        .columns
-        .iter()
-        .map(|c| {
-            let (other, other_differs) = match v.other {
-                Some(_) => (
-                    format!("o.{}::text", ident(c)),
-                    format!("{} IS DISTINCT FROM {}", cmp("o", c), cmp("l", c)),
-                ),
-                None => ("NULL::text".into(), "true".into()),
-            };
-            format!(
-                "({}, k.{q}::text, l.{q}::text, {other}, {} IS DISTINCT FROM {}, {other_differs})",
-                literal(c),
-                cmp("k", c),
-                cmp("l", c),
-                q = ident(c)
-            )
-        })
-        .collect();
     let mut only = match v.only {
         Some(keys) => format!(" AND l.{k} IN ({keys})"),
         None => String::new(),
     };
     // A live row that already equals the third version (what an earlier apply of the same
     // approval wrote) holds no change to report: leave it out before unpivoting.
-    let mut cte_other = String::new();
-    if let Some(rel) = v.other {
-        cte_other = format!(" LEFT JOIN {rel} o ON o.{k} = l.{k}");
+    if v.other.is_some() {
         only.push_str(&format!(
             " AND (o.{k} IS NULL OR ROW({}) IS DISTINCT FROM ROW({}))",
-            row("o"),
-            row("l")
+            cmp.row("o", v.columns),
+            cmp.row("l", v.columns)
         ));
     }
     let sql = format!(
         "WITH changed AS ( \
-           SELECT l.{k} AS key FROM {live} l JOIN {known} k ON k.{k} = l.{k}{cte_other} \
+           SELECT l.{k} AS key FROM {live} l JOIN {known} k ON k.{k} = l.{k}{other_join} \
            WHERE ROW({kt}) IS DISTINCT FROM ROW({lt}){only}) \
          SELECT count(*) OVER ()::int8, l.{k}::text, v.col, v.was, v.now \
          FROM changed x JOIN {live} l ON l.{k} = x.key JOIN {known} k ON k.{k} = x.key{other_join} \
@@ -176,12 +134,70 @@ pub async fn differing_values(tx: &Transaction<'_>, v: &Versions<'_>) -> Result<
          ORDER BY 2, 3 LIMIT {FETCH_LIMIT}",
         live = v.live,
         known = v.known,
-        kt = row("k"),
-        lt = row("l"),
-        values = values.join(", "),
+        kt = cmp.row("k", v.columns),
+        lt = cmp.row("l", v.columns),
+        values = unpivot(v, &cmp),
         and = v.and,
     );
     collect(tx, &sql, v.table).await
+}
+
+/// How a column's values compare: as their type where it has an equality (numeric 1.00 = 1),
+/// else as text.
+struct Comparison {
+    typed: Vec<String>,
+}
+
+impl Comparison {
+    async fn of(tx: &Transaction<'_>, relation: &str) -> Result<Self> {
+        let typed = crate::pg_arrow::table_columns(tx, relation)
+            .await?
+            .into_iter()
+            .filter(|t| crate::fingerprint::hashable(&t.typname))
+            .map(|t| t.name)
+            .collect();
+        Ok(Self { typed })
+    }
+
+    fn col(&self, alias: &str, c: &str) -> String {
+        if self.typed.iter().any(|t| t == c) {
+            format!("{alias}.{}", ident(c))
+        } else {
+            format!("{alias}.{}::text", ident(c))
+        }
+    }
+
+    fn row(&self, alias: &str, columns: &[String]) -> String {
+        columns
+            .iter()
+            .map(|c| self.col(alias, c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// One VALUES row per column: (col, was, now, other, differs, other_differs).
+fn unpivot(v: &Versions<'_>, cmp: &Comparison) -> String {
+    v.columns
+        .iter()
+        .map(|c| {
+            let (other, other_differs) = match v.other {
+                Some(_) => (
+                    format!("o.{}::text", ident(c)),
+                    format!("{} IS DISTINCT FROM {}", cmp.col("o", c), cmp.col("l", c)),
+                ),
+                None => ("NULL::text".into(), "true".into()),
+            };
+            format!(
+                "({}, k.{q}::text, l.{q}::text, {other}, {} IS DISTINCT FROM {}, {other_differs})",
+                literal(c),
+                cmp.col("k", c),
+                cmp.col("l", c),
+                q = ident(c)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Keys of `rows` (alias `r`) that meet `condition`, reported as whole-row changes.
