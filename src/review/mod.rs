@@ -140,8 +140,55 @@ pub async fn write_page(
     .filter(|a| a.fingerprint == extract.fingerprint && a.extracted_at == extract.extracted_at);
 
     let dir = pipeline.join("review");
+    let summaries = run_summaries(ctx, &dir).await?;
+    let get = |name: &str| -> Result<&Summary> {
+        summaries.get(name).with_context(|| {
+            format!(
+                "{} has no file that produces `{name}` (e.g. NN_{name}.sql)",
+                dir.display()
+            )
+        })
+    };
+
+    let headline = get("headline")?
+        .rows
+        .first()
+        .cloned()
+        .context("the headline summary returned no row")?;
+    let verdict = verdict(&checks, approval.as_ref());
+
+    let column_changes =
+        column_changes(ctx, extract.catalog()?, &get("column_changes")?.rows).await?;
+    let timezone = default_timezone(ctx).await?;
+    let charts = charts::all(&summaries_rows(&summaries), &timezone)?;
+
+    let page = render(minijinja::context! {
+        style => STYLE,
+        script => SCRIPT,
+        extracted_at => extract.extracted_at,
+        fingerprint => extract.fingerprint,
+        timezone => timezone,
+        verdict => verdict,
+        headline => headline,
+        checks => checks.checks,
+        s => summaries,
+        column_changes => column_changes,
+        charts => charts,
+    })?;
+    let path = stage_dir.join(PAGE);
+    crate::artifacts::write_atomic(&path, page.as_bytes())?;
+    tracing::info!(
+        "review page: {}, {}",
+        path.display(),
+        crate::artifacts::human_bytes(page.len() as u64)
+    );
+    Ok(path)
+}
+
+/// Run every `pipeline/review/*.sql`, each a summary named by its file stem.
+async fn run_summaries(ctx: &SessionContext, dir: &Path) -> Result<BTreeMap<String, Summary>> {
     let mut summaries: BTreeMap<String, Summary> = BTreeMap::new();
-    for file in SqlFile::read_dir(&dir)? {
+    for file in SqlFile::read_dir(dir)? {
         let batch = file.run(ctx).await?;
         let columns = batch
             .schema()
@@ -165,27 +212,18 @@ pub async fn write_page(
             },
         );
     }
-    let get = |name: &str| -> Result<&Summary> {
-        summaries.get(name).with_context(|| {
-            format!(
-                "{} has no file that produces `{name}` (e.g. NN_{name}.sql)",
-                dir.display()
-            )
-        })
-    };
+    Ok(summaries)
+}
 
-    let headline = get("headline")?
-        .rows
-        .first()
-        .cloned()
-        .context("the headline summary returned no row")?;
+/// Whether the load may go ahead: failing blocking checks, and those an approval of these
+/// same artifacts accepted with its reasons.
+fn verdict(checks: &Checks, approval: Option<&Approval>) -> Value {
     let failed: Vec<&crate::approve::Check> = checks
         .checks
         .iter()
         .filter(|c| c.is_blocking() && !c.passed)
         .collect();
     let accepted: Vec<Value> = approval
-        .as_ref()
         .map(|a| {
             a.accepted
                 .iter()
@@ -200,7 +238,7 @@ pub async fn write_page(
         .filter(|c| !accepted.iter().any(|a| a["name"] == c.name.as_str()))
         .map(|c| c.name.as_str())
         .collect();
-    let verdict = json!({
+    json!({
         "go": unaccepted.is_empty(),
         "failed": failed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
         "unaccepted": unaccepted,
@@ -208,46 +246,21 @@ pub async fn write_page(
         "checks": checks.checks.len(),
         "passed": checks.checks.iter().filter(|c| c.passed).count(),
         "warnings": checks.checks.iter().filter(|c| !c.is_blocking() && !c.passed).count(),
-        "approved_by": approval.as_ref().map(|a| a.approved_by.clone()),
-    });
+        "approved_by": approval.map(|a| a.approved_by.clone()),
+    })
+}
 
-    let column_changes =
-        column_changes(ctx, extract.catalog()?, &get("column_changes")?.rows).await?;
-    let timezone = default_timezone(ctx).await?;
-    let charts = charts::all(&summaries_rows(&summaries), &timezone)?;
-
+/// The page from its template.
+fn render(context: minijinja::Value) -> Result<String> {
     let mut env = minijinja::Environment::new();
     env.add_filter("num", filter_count);
     env.add_filter("php", filter_php);
     env.add_filter("cell", filter_cell);
     env.add_template("review.html", TEMPLATE)
         .context("src/review/review.html.j2 does not parse")?;
-    let page = env
-        .get_template("review.html")
-        .and_then(|t| {
-            t.render(minijinja::context! {
-                style => STYLE,
-                script => SCRIPT,
-                extracted_at => extract.extracted_at,
-                fingerprint => extract.fingerprint,
-                timezone => timezone,
-                verdict => verdict,
-                headline => headline,
-                checks => checks.checks,
-                s => summaries,
-                column_changes => column_changes,
-                charts => charts,
-            })
-        })
-        .context("cannot render src/review/review.html.j2")?;
-    let path = stage_dir.join(PAGE);
-    crate::artifacts::write_atomic(&path, page.as_bytes())?;
-    tracing::info!(
-        "review page: {}, {}",
-        path.display(),
-        crate::artifacts::human_bytes(page.len() as u64)
-    );
-    Ok(path)
+    env.get_template("review.html")
+        .and_then(|t| t.render(context))
+        .context("cannot render src/review/review.html.j2")
 }
 
 fn summaries_rows(
