@@ -17,11 +17,24 @@ import subprocess
 import sys
 import tempfile
 import time
+import csv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work"
 
+
+
+def added_columns_sql():
+    """ALTER TABLE ... ADD COLUMN IF NOT EXISTS for every row of pipeline/added_columns.csv."""
+    with open(ROOT / "pipeline" / "added_columns.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for r in rows:
+        schema, table = r["table"].split(".", 1)
+        default = f" DEFAULT {r['default']}" if r["default"] else ""
+        out.append(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN IF NOT EXISTS "{r["column"]}" {r["type"]}{default};')
+    return " ".join(out)
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
@@ -184,8 +197,9 @@ class Bench:
         res["transform"] = repeat(a.runs, lambda: measure(self.cleanmig(db, artifacts, "transform"), env=env))
         if a.duckdb:
             res["duckdb"], res["duckdb_note"] = self.duckdb(artifacts)
-        stage_rows = json.loads((artifacts / "stage" / "manifest.json").read_text())["artifacts"]
-        res["stage_rows"] = sum(v["rows"] for k, v in stage_rows.items() if k in ("profiles", "transactions", "enrollments", "auth_users", "auth_identities"))
+        stage = json.loads((artifacts / "stage" / "manifest.json").read_text())
+        staged = {t["artifact"] for t in stage["catalog"]["tables"] if t.get("artifact")}
+        res["stage_rows"] = sum(v["rows"] for k, v in stage["artifacts"].items() if k in staged)
 
         # whole pipeline on a fresh copy of the live-shaped database
         def pipeline():
@@ -259,8 +273,8 @@ class Bench:
         def into_tables():
             db = empty_db + "_copy"
             self.sql("postgres", f"DROP DATABASE IF EXISTS {db}", f"CREATE DATABASE {db} TEMPLATE {empty_db}")
-            # the columns the load adds to a legacy transactions table
-            run(self.psql(db) + ["-f", str(ROOT / "src" / "load" / "sql" / "align.sql")])
+            # the columns the load adds (the catalogue's pipeline/added_columns.csv)
+            run(self.psql(db, added_columns_sql()))
             total, peak = 0.0, 0.0
             for t, cols, f in files:  # parents first
                 with open(f, "rb") as fh:
