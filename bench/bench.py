@@ -9,15 +9,16 @@ of the measured process (ru_maxrss from wait4), never of this script.
 """
 
 import argparse
+import csv
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import csv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +41,9 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def measure(cmd, env=None, stdout=subprocess.DEVNULL, cwd=None):
-    """Run a command; return (seconds, peak RSS in MiB). Fails loudly with its stderr."""
+def measure(cmd, env=None, stdout=subprocess.DEVNULL, cwd=None, stderr_to=None):
+    """Run a command; return (seconds, peak RSS in MiB). Fails loudly with its stderr. With
+    `stderr_to` (a list), its stderr is appended there."""
     err = tempfile.TemporaryFile()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=err, cwd=cwd)
@@ -51,7 +53,28 @@ def measure(cmd, env=None, stdout=subprocess.DEVNULL, cwd=None):
     if proc.returncode != 0:
         err.seek(0)
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err.read().decode(errors='replace')[-4000:]}")
+    if stderr_to is not None:
+        err.seek(0)
+        stderr_to.append(err.read().decode(errors="replace"))
     return seconds, usage.ru_maxrss / 1024.0
+
+
+STEP_LINE = re.compile(r"INFO load: (.+) \((\d+\.\d+) s\)\s*$")
+
+
+def load_steps(stderr):
+    """The load's steps from its log (each line ends in the time since the run started, in
+    seconds) as (step, seconds the step took)."""
+    steps, last = [], 0.0
+    for line in stderr.splitlines():
+        m = STEP_LINE.search(line)
+        if m:
+            at = float(m.group(2))
+            # the backup schema's name differs per run; the step is the same
+            step = re.sub(r"cleanmig_backup_\S+", "cleanmig_backup_<run>", m.group(1))
+            steps.append((step, at - last))
+            last = at
+    return steps
 
 
 def run(cmd, env=None, check=True, capture=True):
@@ -223,8 +246,10 @@ class Bench:
             e = self.env(run_db, la)
             for step in (["extract"], ["transform"], ["approve", "--by", "bench"]):
                 measure(self.cleanmig(run_db, la, *step), env=e)
-            first = measure(self.cleanmig(run_db, la, "load", "--apply"), env=e)
-            second = measure(self.cleanmig(run_db, la, "load", "--apply"), env=e)
+            logs = []
+            first = measure(self.cleanmig(run_db, la, "load", "--apply"), env=e, stderr_to=logs)
+            second = measure(self.cleanmig(run_db, la, "load", "--apply"), env=e, stderr_to=logs)
+            res["load_steps"], res["noop_steps"] = load_steps(logs[0]), load_steps(logs[1])
             return first, second, run_db, la
 
         firsts, seconds = [], []
@@ -354,7 +379,53 @@ def render(res):
         row("all", "**extract + transform + approve + load --apply**", res["pipeline"], res["source_rows"])
     else:
         lines.append(f"| all | **extract + transform + approve + load --apply** | {res.get('pipeline_note', 'not run')} | | | |")
+    lines += render_steps(res) + render_targets(res)
     return "\n".join(lines) + "\n"
+
+
+def render_steps(res):
+    """The load's fixed and per-row costs, step by step (last run of each)."""
+    first, noop = res.get("load_steps") or [], res.get("noop_steps") or []
+    if not first:
+        return []
+    lines = ["", "Load, step by step (seconds; last run):", "",
+             "| step | load --apply (empty) | no-op second run |", "|---|---|---|"]
+    noop_by_step = dict(noop)
+    for step, secs in first:
+        other = noop_by_step.get(step)
+        lines.append(f"| {step} | {secs:.2f} | {'' if other is None else f'{other:.2f}'} |")
+    return lines
+
+
+def targets(res):
+    """(target, figure, met) for the speed targets, as ratios measured in this one run."""
+    def r(a, b):
+        a, b = res.get(a), res.get(b)
+        return None if a is None or b is None else a.median / b.median
+    out = []
+
+    def add(name, value, limit, fmt="{:.2f}x"):
+        out.append((name, "not measured" if value is None else fmt.format(value), None if value is None else value <= limit))
+    add("transform / DuckDB on the same SQL <= 1.0x", r("transform", "duckdb"), 1.0)
+    add("extract / binary COPY floor <= 1.5x", r("extract", "copy_floor"), 1.5)
+    for peer in ("pg2parquet", "connectorx"):
+        add(f"extract / {peer} <= 1.0x", r("extract", peer), 1.0)
+    add("load --apply / COPY into the destination tables <= 1.15x", r("load_empty", "copy_in_tables"), 1.15)
+    add("no-op second load / first load <= 0.25", r("load_noop", "load_empty"), 0.25, "{:.2f}")
+    whole = res.get("pipeline")
+    scale = float(res["scale"])
+    limit = 1.0 if scale <= 1 else 60.0 if scale <= 100 else None
+    if limit is not None:
+        add(f"whole pipeline <= {limit:g} s", None if whole is None else whole.median, limit, "{:.2f} s")
+    return out
+
+
+def render_targets(res):
+    lines = ["", "Targets (ratios from this run):", "", "| target | figure | met? |", "|---|---|---|"]
+    for name, figure, met in targets(res):
+        verdict = "n/a" if met is None else "met" if met else "**missed**"
+        lines.append(f"| {name} | {figure} | {verdict} |")
+    return lines
 
 
 def plot(results, path):
