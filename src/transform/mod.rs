@@ -13,7 +13,7 @@ pub mod diff;
 pub mod engine;
 pub mod report;
 
-use crate::artifacts::{ArtifactEntry, Manifest, EXTRACT_DIR, MANIFEST, STAGE_DIR};
+use crate::artifacts::{ArtifactEntry, Manifest, EXTRACT_DIR, STAGE_DIR};
 use crate::catalog::{AddedColumn, Catalog};
 use crate::error::Refusal;
 use anyhow::{bail, Context, Result};
@@ -439,6 +439,3 @@ fn file_entry(stage_dir: &Path, path: &Path, rows: u64) -> Result<ArtifactEntry>
     let empty: SchemaRef = Arc::new(Schema::empty());
     ArtifactEntry::describe(stage_dir, path, rows, &empty)
 }
-
-/// The manifest file name inside the stage directory (re-exported for readers).
-pub const STAGE_MANIFEST: &str = MANIFEST;
