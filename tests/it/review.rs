@@ -148,36 +148,7 @@ async fn review_page_of_the_demo_renders_in_headless_chromium() {
     let url = crate::support::fresh_database("review_demo").await;
     let dir = tempfile::tempdir().unwrap();
     let truth = dir.path().join("ground_truth.json");
-    let out = crate::support::cleanmig(dir.path())
-        .args([
-            "demo-data",
-            "--scale",
-            "1",
-            "--seed",
-            "42",
-            "--ground-truth",
-        ])
-        .arg(&truth)
-        .env("DATABASE_URL", &url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "demo-data: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for step in ["extract", "transform"] {
-        let out = crate::support::cleanmig(dir.path())
-            .arg(step)
-            .env("DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{step}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    crate::support::demo_extract_transform(dir.path(), &url, &truth, false);
     let stage = dir.path().join("stage");
     let page = stage.join("review.html");
     let html = std::fs::read_to_string(&page).expect("transform writes stage/review.html");

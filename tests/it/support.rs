@@ -108,6 +108,48 @@ pub async fn supabase_database(prefix: &str, legacy: bool) -> String {
     url
 }
 
+/// Fill `url` with the demo data at scale 1 (seed 42, legacy source shape if asked), writing
+/// its ground truth to `truth`, then run `extract` and `transform` into `artifacts`.
+pub fn demo_extract_transform(
+    artifacts: &std::path::Path,
+    url: &str,
+    truth: &std::path::Path,
+    legacy: bool,
+) {
+    let mut demo = cleanmig(artifacts);
+    demo.args([
+        "demo-data",
+        "--scale",
+        "1",
+        "--seed",
+        "42",
+        "--ground-truth",
+    ])
+    .arg(truth)
+    .env("DATABASE_URL", url);
+    if legacy {
+        demo.arg("--legacy");
+    }
+    let out = demo.output().unwrap();
+    assert!(
+        out.status.success(),
+        "demo-data: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in ["extract", "transform"] {
+        let out = cleanmig(artifacts)
+            .arg(step)
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Read every batch of a Parquet file.
 pub fn read_parquet(path: &std::path::Path) -> Vec<arrow::record_batch::RecordBatch> {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));

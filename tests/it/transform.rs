@@ -800,38 +800,7 @@ async fn demo_matches_ground_truth(legacy: bool) {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let truth_path = dir.path().join("ground_truth.json");
-    let mut demo = crate::support::cleanmig(dir.path());
-    demo.args([
-        "demo-data",
-        "--scale",
-        "1",
-        "--seed",
-        "42",
-        "--ground-truth",
-    ])
-    .arg(&truth_path)
-    .env("DATABASE_URL", &url);
-    if legacy {
-        demo.arg("--legacy");
-    }
-    let out = demo.output().unwrap();
-    assert!(
-        out.status.success(),
-        "demo-data: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for step in ["extract", "transform"] {
-        let out = crate::support::cleanmig(dir.path())
-            .arg(step)
-            .env("DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{step}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    crate::support::demo_extract_transform(dir.path(), &url, &truth_path, legacy);
     // Same inputs, same bytes, on realistic data too.
     let first = file_hashes(&dir.path().join("stage"));
     let out = crate::support::cleanmig(dir.path())
