@@ -80,8 +80,11 @@ kept_as_is AS (
         e.updated_at, e.last_active_at, e.tier, e.tier_assignment, e.tier_assignment_notes,
         e.api_source, e.last_api_sync_at, e.api_sync_version
     FROM existing AS e
-    WHERE e.email_key NOT IN (SELECT email FROM source)
-        AND e.id NOT IN (SELECT profile_id FROM source)
+    -- (NOT EXISTS rather than NOT IN: an anti join the engine can spill; a NULL key matches
+    -- nothing, as with NOT IN)
+    WHERE e.email_key IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM source AS s WHERE s.email = e.email_key)
+        AND NOT EXISTS (SELECT 1 FROM source AS s WHERE s.profile_id = e.id)
         AND (
             lower(trim(e.tier)) = 'admin'
             OR e.email_key IN (SELECT lower(trim(email)) FROM keep_emails)

@@ -14,8 +14,9 @@
 WITH source AS (
     SELECT p.*
     FROM profiles AS p
-    WHERE p.id NOT IN (SELECT id FROM extract_auth_users)
-        AND p.email NOT IN (SELECT lower(trim(email)) FROM extract_auth_users WHERE email IS NOT NULL)
+    WHERE p.email IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM extract_auth_users AS a WHERE a.id = p.id)
+        AND NOT EXISTS (SELECT 1 FROM extract_auth_users AS a WHERE lower(trim(a.email)) = p.email)
 ),
 
 final AS (

@@ -62,7 +62,7 @@ kept_as_is AS (
     FROM existing AS e
     LEFT JOIN transactions AS t ON t.id = e.transaction_id
     WHERE e.user_id IN (SELECT id FROM profiles)
-        AND e.user_id NOT IN (SELECT profile_id FROM source)
+        AND NOT EXISTS (SELECT 1 FROM source AS s WHERE s.profile_id = e.user_id)
 ),
 
 final AS (

@@ -5,18 +5,20 @@
 use crate::artifacts::ParquetArtifact;
 use anyhow::{bail, Context, Result};
 use arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
-use arrow::compute::{cast, cast_with_options, concat_batches, take, CastOptions};
+use arrow::compute::{cast, cast_with_options, concat_batches, take, BatchCoalescer, CastOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::Column;
 use datafusion::datasource::MemTable;
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{
+    FairSpillPool, MemoryConsumer, MemoryPool, MemoryReservation, TrackConsumersPool,
+};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::logical_expr::{Expr, SortExpr};
-use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures_util::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
@@ -39,18 +41,208 @@ pub fn session() -> SessionContext {
 
 /// A session whose operators share a memory pool of `memory_limit` bytes and spill sorts and
 /// aggregations to files in `spill_dir` when it is full.
+///
+/// Results kept in memory between pipeline files ([`SqlFile::run_into`]) are counted in the
+/// same pool, up to a quarter of it; the reservations a sort holds back for merging its spill
+/// files shrink with the pool, so that a small pool still leaves room for the sort itself.
 pub fn bounded_session(memory_limit: usize, spill_dir: &Path) -> Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(TrackConsumersPool::new(
-            FairSpillPool::new(memory_limit),
+            HeadroomPool::new(memory_limit),
             std::num::NonZeroUsize::new(5).expect("non-zero"),
         )))
         .with_temp_file_path(spill_dir)
         .build_arc()
         .context("cannot set up the query engine's memory pool")?;
-    let ctx = SessionContext::new_with_config_rt(session_config(), runtime);
+    let held = HeldResults {
+        reservation: std::sync::Mutex::new(
+            MemoryConsumer::new("results held between pipeline files")
+                .register(&runtime.memory_pool),
+        ),
+        cap: memory_limit / 4,
+    };
+    let merge_reserve = (memory_limit / 32).clamp(256 << 10, 10 << 20);
+    // A batch is the unit every operator reserves at once (a sort asks for twice its size
+    // with nothing else to spill), so a small pool gets small batches.
+    let batch_rows = (memory_limit / (128 << 10)).clamp(256, 8192);
+    let config = session_config()
+        .with_batch_size(batch_rows)
+        .set_usize(
+            "datafusion.execution.sort_spill_reservation_bytes",
+            merge_reserve,
+        )
+        .set_usize(
+            "datafusion.execution.sort_in_place_threshold_bytes",
+            merge_reserve / 10,
+        )
+        .with_extension(Arc::new(held));
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     register_udfs(&ctx);
     Ok(ctx)
+}
+
+/// A fair pool in which an operator that can spill holds at most half of what the operators
+/// that cannot spill leave free.
+///
+/// A sort that fits in memory finishes with a merge that needs memory of its own (its rows in
+/// row format), and by then its rows can no longer be spilled: had it been allowed all the free
+/// memory, it would fail at that last step, and so would the next sort of a plan that runs
+/// several. Held to half, each leaves room for its merge and for the sorts after it.
+#[derive(Debug)]
+struct HeadroomPool {
+    inner: FairSpillPool,
+    size: usize,
+    /// Bytes held by operators that cannot spill.
+    unspillable: std::sync::atomic::AtomicUsize,
+}
+
+impl HeadroomPool {
+    fn new(size: usize) -> Self {
+        Self {
+            inner: FairSpillPool::new(size),
+            size,
+            unspillable: Default::default(),
+        }
+    }
+
+    fn count(&self, reservation: &MemoryReservation, grown: isize) {
+        use std::sync::atomic::Ordering;
+        if !reservation.consumer().can_spill() {
+            if grown >= 0 {
+                self.unspillable
+                    .fetch_add(grown.unsigned_abs(), Ordering::Relaxed);
+            } else {
+                self.unspillable
+                    .fetch_sub(grown.unsigned_abs(), Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for HeadroomPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}, a spilling operator at most half of what is free",
+            self.inner
+        )
+    }
+}
+
+impl MemoryPool for HeadroomPool {
+    fn name(&self) -> &str {
+        "fair with headroom"
+    }
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.inner.register(consumer)
+    }
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.inner.unregister(consumer)
+    }
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.count(reservation, additional as isize);
+        self.inner.grow(reservation, additional)
+    }
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.count(reservation, -(shrink as isize));
+        self.inner.shrink(reservation, shrink)
+    }
+    fn try_grow(
+        &self,
+        reservation: &MemoryReservation,
+        additional: usize,
+    ) -> datafusion::error::Result<()> {
+        if reservation.consumer().can_spill() {
+            let unspillable = self.unspillable.load(std::sync::atomic::Ordering::Relaxed);
+            let cap = self.size.saturating_sub(unspillable) / 2;
+            if reservation.size() + additional > cap {
+                return Err(datafusion::error::DataFusionError::ResourcesExhausted(
+                    format!(
+                        "{} may hold at most {cap} bytes, half of what is free; it spills",
+                        reservation.consumer().name(),
+                    ),
+                ));
+            }
+        }
+        self.inner.try_grow(reservation, additional)?;
+        self.count(reservation, additional as isize);
+        Ok(())
+    }
+    fn reserved(&self) -> usize {
+        self.inner.reserved()
+    }
+    fn memory_limit(&self) -> datafusion::execution::memory_pool::MemoryLimit {
+        self.inner.memory_limit()
+    }
+}
+
+/// The memory pool's account of pipeline results held in memory (see [`bounded_session`]).
+struct HeldResults {
+    reservation: std::sync::Mutex<MemoryReservation>,
+    /// The most the held results may take together.
+    cap: usize,
+}
+
+impl HeldResults {
+    /// Count `bytes` more of held results; false when they would not fit.
+    fn try_hold(&self, bytes: usize) -> bool {
+        let r = self.reservation.lock().unwrap_or_else(|e| e.into_inner());
+        r.size() + bytes <= self.cap && r.try_grow(bytes).is_ok()
+    }
+
+    fn release(&self, bytes: usize) {
+        let r = self.reservation.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = bytes.min(r.size());
+        r.shrink(bytes);
+    }
+}
+
+/// Whether `err` says the memory pool was exhausted.
+pub fn is_memory_exhausted(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<datafusion::error::DataFusionError>(),
+            Some(datafusion::error::DataFusionError::ResourcesExhausted(_))
+        ) || e.to_string().contains("Resources exhausted")
+    })
+}
+
+/// Run `attempt`; when it exhausts the memory pool, run it once more with sort-merge joins.
+///
+/// A hash join holds its whole build side in memory and cannot spill; a sort-merge join sorts
+/// both sides, and sorts spill. Hash joins are faster while they fit, so they are the first
+/// choice. The result is the same either way (outputs are sorted by every column).
+pub async fn with_spilling_joins<T, F, Fut>(
+    ctx: &SessionContext,
+    what: &str,
+    attempt: F,
+) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    match attempt().await {
+        Err(e) if is_memory_exhausted(&e) => {
+            tracing::info!(
+                "{what}: a hash join outgrew the memory pool; running it again with sort-merge joins, which spill to disk"
+            );
+            set_hash_joins(ctx, false).await?;
+            let result = attempt().await;
+            set_hash_joins(ctx, true).await?;
+            result
+        }
+        other => other,
+    }
+}
+
+async fn set_hash_joins(ctx: &SessionContext, prefer: bool) -> Result<()> {
+    ctx.sql(&format!(
+        "SET datafusion.optimizer.prefer_hash_join = {prefer}"
+    ))
+    .await?
+    .collect()
+    .await?;
+    Ok(())
 }
 
 fn register_udfs(ctx: &SessionContext) {
@@ -139,13 +331,18 @@ pub async fn register_csv_dir(ctx: &SessionContext, dir: &Path) -> Result<Vec<St
                 .map(|h| Field::new(h.trim(), DataType::Utf8, true))
                 .collect::<Vec<_>>(),
         );
-        ctx.register_csv(
-            stem.as_str(),
-            path.to_string_lossy().as_ref(),
-            CsvReadOptions::new().has_header(true).schema(&schema),
-        )
-        .await
-        .with_context(|| format!("cannot register {}", path.display()))?;
+        // Held in memory: the files are small, and a table in memory tells the planner its
+        // exact size, so that a join builds its hash table on the small side (a CSV file's
+        // size is unknown to the planner).
+        let schema = Arc::new(schema);
+        let batches = arrow::csv::ReaderBuilder::new(schema.clone())
+            .with_header(true)
+            .build(File::open(&path).with_context(|| format!("cannot read {}", path.display()))?)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .with_context(|| format!("{} is not valid CSV", path.display()))?;
+        register_batches(ctx, &stem, schema, batches)
+            .with_context(|| format!("cannot register {}", path.display()))?;
         names.push(stem);
     }
     Ok(names)
@@ -170,6 +367,9 @@ pub async fn register_parquet_file(ctx: &SessionContext, name: &str, path: &Path
     .await
     .with_context(|| format!("cannot register {}", path.display()))
 }
+
+/// Rows per batch written to a staged artifact.
+const ARTIFACT_BATCH_ROWS: usize = 8192;
 
 /// Run `query`, sort its rows by every column (ascending, NULLs first) and stream them through
 /// `shape` into the Parquet file `dest`; returns the rows written and the file's schema.
@@ -196,10 +396,20 @@ pub async fn write_sorted(
     let mut stream = df.execute_stream().await.with_context(context)?;
     let schema = shape(&RecordBatch::new_empty(stream.schema()))?.schema();
     let mut out = ParquetArtifact::create(dest, schema.clone())?;
+    let write_error = || format!("cannot write {}", dest.display());
+    // Written in batches of one fixed size whatever size the engine's batches are (it depends
+    // on the memory pool), because a Parquet page ends where a written batch does: the same
+    // rows give the same bytes.
+    let mut coalescer = BatchCoalescer::new(schema.clone(), ARTIFACT_BATCH_ROWS);
     while let Some(batch) = stream.next().await {
-        let batch = shape(&batch.with_context(context)?)?;
-        out.write(&batch)
-            .with_context(|| format!("cannot write {}", dest.display()))?;
+        coalescer.push_batch(shape(&batch.with_context(context)?)?)?;
+        while let Some(batch) = coalescer.next_completed_batch() {
+            out.write(&batch).with_context(write_error)?;
+        }
+    }
+    coalescer.finish_buffered_batch()?;
+    while let Some(batch) = coalescer.next_completed_batch() {
+        out.write(&batch).with_context(write_error)?;
     }
     let (_, rows) = out.finish()?;
     Ok((rows, schema))
@@ -310,7 +520,9 @@ impl SqlFile {
     /// Run the statement and register its result as table `name` for the files that follow;
     /// returns the scratch file when the result went to disk.
     ///
-    /// A small result stays in memory. One that outgrows `in_memory_limit` bytes streams
+    /// A small result stays in memory, counted in the session's memory pool (see
+    /// [`bounded_session`]). One that outgrows `in_memory_limit` bytes, or the pool's room for
+    /// held results, streams
     /// into a Parquet file at `spill_path`, so that only the operators' working state is held in
     /// memory, not the result. Both carry exact row counts, which the planner needs to pick
     /// the small side of a join (without them a cross join with a one-row settings table
@@ -325,10 +537,14 @@ impl SqlFile {
         let started = std::time::Instant::now();
         let context = || format!("{} failed", self.path.display());
         let df = ctx.sql(&self.sql).await.with_context(context)?;
-        let mut stream = df.execute_stream().await.with_context(context)?;
+        let plan = df.create_physical_plan().await.with_context(context)?;
+        let mut stream = datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx())
+            .with_context(context)?;
         let schema = stream.schema();
         let mut held: Vec<RecordBatch> = Vec::new();
         let mut held_bytes = 0usize;
+        let held_account = ctx.state().config().get_extension::<HeldResults>();
+        let mut counted = 0usize;
         let mut writer: Option<ParquetArtifact> = None;
         let mut rows = 0u64;
         let write_error = || format!("cannot write {}", spill_path.display());
@@ -342,9 +558,18 @@ impl SqlFile {
                 w.write(&batch).with_context(write_error)?;
                 continue;
             }
-            held_bytes += batch.get_array_memory_size();
+            let bytes = batch.get_array_memory_size();
+            held_bytes += bytes;
             held.push(batch);
-            if held_bytes > in_memory_limit {
+            let pool_has_room = held_account.as_ref().is_none_or(|h| {
+                let ok = h.try_hold(bytes);
+                counted += if ok { bytes } else { 0 };
+                ok
+            });
+            if held_bytes > in_memory_limit || !pool_has_room {
+                if let Some(h) = held_account.as_ref() {
+                    h.release(std::mem::take(&mut counted));
+                }
                 let mut w = ParquetArtifact::create(spill_path, schema.clone())
                     .with_context(write_error)?;
                 for b in held.drain(..) {
@@ -371,6 +596,15 @@ impl SqlFile {
             rows,
             if on_disk.is_some() { " (on disk)" } else { "" },
             started.elapsed().as_secs_f64()
+        );
+        // `-vv`: the plan each operator ran, with its rows, time, memory and spills
+        tracing::trace!(
+            "{} plan:\n{}",
+            self.path.display(),
+            datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
+                plan.as_ref()
+            )
+            .indent(true)
         );
         Ok(on_disk)
     }

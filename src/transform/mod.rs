@@ -112,7 +112,7 @@ pub async fn transform_with(
 ) -> Result<Outcome> {
     let run = open(artifacts, pipeline, memory_limit).await?;
     let results = run_rules(&run, pipeline).await?;
-    clear_stage(&run.stage_dir)?;
+    let previous = PreviousStage::set_aside(&run.stage_dir)?;
     let mut written = write_table_outputs(&run, &results).await?;
     written.extend(write_diffs(&run).await?);
 
@@ -147,6 +147,7 @@ pub async fn transform_with(
         catalog: Some(run.catalog.clone()),
     };
     manifest.write(&run.stage_dir)?;
+    previous.discard();
     summarize(&manifest, &check_results, &report_path, &review_path);
     println!(
         "{}",
@@ -205,10 +206,13 @@ async fn run_rules(run: &Run, pipeline: &Path) -> Result<BTreeMap<String, SqlFil
     let mut results: BTreeMap<String, SqlFile> = BTreeMap::new();
     for file in files {
         let spill = run.scratch.path().join(format!("{}.parquet", file.name));
-        file.run_into(&run.ctx, &file.name, &spill, run.memory_limit / 16)
-            .instrument(tracing::info_span!("rule", file = %file.name))
-            .await
-            .map_err(|e| explain_memory(e, run.memory_limit))?;
+        let what = file.path.display().to_string();
+        engine::with_spilling_joins(&run.ctx, &what, || {
+            file.run_into(&run.ctx, &file.name, &spill, run.memory_limit / 16)
+        })
+        .instrument(tracing::info_span!("rule", file = %file.name))
+        .await
+        .map_err(|e| explain_memory(e, run.memory_limit))?;
         results.insert(file.name.clone(), file);
     }
     Ok(results)
@@ -297,13 +301,7 @@ fn summarize(
 
 /// A query stopped because the memory pool was full: say which setting to raise.
 fn explain_memory(err: anyhow::Error, memory_limit: usize) -> anyhow::Error {
-    let exhausted = err.chain().any(|e| {
-        matches!(
-            e.downcast_ref::<datafusion::error::DataFusionError>(),
-            Some(datafusion::error::DataFusionError::ResourcesExhausted(_))
-        ) || e.to_string().contains("Resources exhausted")
-    });
-    if exhausted {
+    if engine::is_memory_exhausted(&err) {
         err.context(format!(
             "the query engine needed more than its {} MiB memory pool; run again with a larger --memory-limit-mib",
             memory_limit / (1024 * 1024)
@@ -408,12 +406,66 @@ pub fn with_added_columns(extracted: &SchemaRef, added: &[AddedColumn]) -> Resul
 }
 
 /// Remove what an earlier run left, so that the stage directory holds this run only.
-fn clear_stage(stage_dir: &Path) -> Result<()> {
-    if stage_dir.exists() {
-        std::fs::remove_dir_all(stage_dir)
-            .with_context(|| format!("cannot clear {}", stage_dir.display()))?;
+/// The previous `stage/`, moved aside while the new one is written. It is put back when
+/// writing the new one fails, and removed once the new one is complete, so that a failed
+/// transform leaves the last stage as it was.
+struct PreviousStage {
+    stage: PathBuf,
+    aside: Option<PathBuf>,
+}
+
+impl PreviousStage {
+    fn set_aside(stage: &Path) -> Result<Self> {
+        let aside = if stage.exists() {
+            let aside = stage.with_file_name(format!(".stage.previous-{}", std::process::id()));
+            if aside.exists() {
+                std::fs::remove_dir_all(&aside)
+                    .with_context(|| format!("cannot remove {}", aside.display()))?;
+            }
+            std::fs::rename(stage, &aside).with_context(|| {
+                format!(
+                    "cannot move {} aside to {}",
+                    stage.display(),
+                    aside.display()
+                )
+            })?;
+            Some(aside)
+        } else {
+            None
+        };
+        let previous = Self {
+            stage: stage.to_path_buf(),
+            aside,
+        };
+        crate::artifacts::create_private_dir(&stage.join("diff"))?;
+        Ok(previous)
     }
-    crate::artifacts::create_private_dir(&stage_dir.join("diff"))
+
+    /// The new stage is complete: remove the previous one.
+    fn discard(mut self) {
+        if let Some(aside) = self.aside.take() {
+            if let Err(e) = std::fs::remove_dir_all(&aside) {
+                tracing::warn!("cannot remove the previous stage {}: {e}", aside.display());
+            }
+        }
+    }
+}
+
+impl Drop for PreviousStage {
+    fn drop(&mut self) {
+        let Some(aside) = self.aside.take() else {
+            return;
+        };
+        let _ = std::fs::remove_dir_all(&self.stage);
+        match std::fs::rename(&aside, &self.stage) {
+            Ok(()) => tracing::info!("the previous {} is back as it was", self.stage.display()),
+            Err(e) => tracing::error!(
+                "cannot put the previous stage back from {} to {}: {e}",
+                aside.display(),
+                self.stage.display()
+            ),
+        }
+    }
 }
 
 /// Write `stage/<file>` from `relation` (a table name or a parenthesised query), sorted by every
@@ -427,9 +479,11 @@ async fn write_sorted(
 ) -> Result<ArtifactEntry> {
     let path = run.stage_dir.join(file);
     let query = format!("SELECT * FROM {relation} AS r");
-    let (rows, schema) = engine::write_sorted(&run.ctx, &query, &path, shape, file)
-        .await
-        .map_err(|e| explain_memory(e, run.memory_limit))?;
+    let (rows, schema) = engine::with_spilling_joins(&run.ctx, file, || {
+        engine::write_sorted(&run.ctx, &query, &path, shape, file)
+    })
+    .await
+    .map_err(|e| explain_memory(e, run.memory_limit))?;
     let name = file.trim_end_matches(".parquet").replace('/', "_");
     engine::register_parquet_file(&run.ctx, &name, &path).await?;
     ArtifactEntry::describe(&run.stage_dir, &path, rows, &schema)

@@ -116,11 +116,22 @@ pub fn demo_extract_transform(
     truth: &std::path::Path,
     legacy: bool,
 ) {
+    demo_extract_transform_at(artifacts, url, truth, legacy, "1")
+}
+
+/// [`demo_extract_transform`] at another scale of the demo data.
+pub fn demo_extract_transform_at(
+    artifacts: &std::path::Path,
+    url: &str,
+    truth: &std::path::Path,
+    legacy: bool,
+    scale: &str,
+) {
     let mut demo = cleanmig(artifacts);
     demo.args([
         "demo-data",
         "--scale",
-        "1",
+        scale,
         "--seed",
         "42",
         "--ground-truth",

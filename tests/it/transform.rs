@@ -979,3 +979,38 @@ async fn a_memory_pool_too_small_names_the_option_and_keeps_the_last_stage() {
         .collect();
     assert!(leftovers.is_empty(), "scratch directory left behind");
 }
+
+#[tokio::test]
+async fn a_pool_far_smaller_than_the_largest_intermediate_spills_to_the_same_bytes() {
+    // Guards bounded memory: with a pool a quarter of the size of the largest result (the
+    // rejects of the demo data at scale 10, held in memory), every operator spills or
+    // streams, and the staged artifacts are byte for byte those of a run with the default pool.
+    const POOL_MIB: usize = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::support::fresh_database("transform_spill").await;
+    let truth = dir.path().join("truth.json");
+    crate::support::demo_extract_transform_at(dir.path(), &url, &truth, true, "10");
+    let stage = dir.path().join("stage");
+    let with_default_pool = file_hashes(&stage);
+
+    let largest: usize = crate::support::read_parquet(&stage.join("rejects.parquet"))
+        .iter()
+        .map(|b| b.get_array_memory_size())
+        .sum();
+    assert!(
+        largest >= 3 * (POOL_MIB << 20),
+        "the largest result ({largest} bytes) is no longer far larger than the pool"
+    );
+
+    std::fs::remove_dir_all(&stage).unwrap();
+    let out = crate::support::cleanmig(dir.path())
+        .args(["transform", "--memory-limit-mib", &POOL_MIB.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "transform with a {POOL_MIB} MiB pool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(file_hashes(&stage), with_default_pool);
+}
