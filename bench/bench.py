@@ -4,7 +4,7 @@
 Run through `make bench` (which builds the release binary and installs the peers into
 bench/.work). Prints one table per scale and writes bench/results.md and bench/time_per_row.png.
 
-Every figure is the median of RUNS runs, with min and max; peak RSS is the largest resident set
+Every figure is the median of RUNS runs (up to scale 10; one run past it), with min and max; peak RSS is the largest resident set
 of the measured process (ru_maxrss from wait4), never of this script.
 """
 
@@ -177,18 +177,20 @@ class Bench:
 
     def bench_scale(self, scale):
         a = self.args
+        # RUNS runs up to scale 10; one run past it, where a run takes minutes and noise is small.
+        self.runs = a.runs if float(scale) <= 10 else 1
         db, empty, artifacts = self.prepare(scale)
         env = self.env(db, artifacts)
         res = {"scale": scale}
 
         # extract
-        res["extract"] = repeat(a.runs, lambda: measure(self.cleanmig(db, artifacts, "extract"), env=env))
+        res["extract"] = repeat(self.runs, lambda: measure(self.cleanmig(db, artifacts, "extract"), env=env))
         tables = self.tables(artifacts)
         source_rows = sum(r for q, _, r in tables if "xendit" in q or "systemeio" in q)
         all_rows = sum(r for _, _, r in tables)
         res["source_rows"], res["extract_rows"] = source_rows, all_rows
         copies = [f"COPY (SELECT * FROM {q}) TO STDOUT (FORMAT binary)" for q, _, _ in tables]
-        res["copy_floor"] = repeat(a.runs, lambda: measure(self.psql(db, *copies)))
+        res["copy_floor"] = repeat(self.runs, lambda: measure(self.psql(db, *copies)))
         if a.pg2parquet:
             out = WORK / "pg2parquet_out"
             out.mkdir(exist_ok=True)
@@ -201,7 +203,7 @@ class Bench:
                                     "-o", str(out / f"{name}.parquet")])
                     total, peak = total + t, max(peak, r)
                 return total, peak
-            res["pg2parquet"] = repeat(a.runs, pg2p)
+            res["pg2parquet"] = repeat(self.runs, pg2p)
         if a.connectorx:
             script = WORK / "cx_export.py"
             script.write_text(
@@ -214,10 +216,10 @@ class Bench:
             out.mkdir(exist_ok=True)
             args = [x for q, name, _ in tables for x in (q, name)]
             cx_url = self.db_url(db).replace("?sslmode=disable", "")
-            res["connectorx"] = repeat(a.runs, lambda: measure([a.python, str(script), cx_url, str(out), *args]))
+            res["connectorx"] = repeat(self.runs, lambda: measure([a.python, str(script), cx_url, str(out), *args]))
 
         # transform
-        res["transform"] = repeat(a.runs, lambda: measure(self.cleanmig(db, artifacts, "transform"), env=env))
+        res["transform"] = repeat(self.runs, lambda: measure(self.cleanmig(db, artifacts, "transform"), env=env))
         if a.duckdb:
             res["duckdb"], res["duckdb_note"] = self.duckdb(artifacts)
         stage = json.loads((artifacts / "stage" / "manifest.json").read_text())
@@ -253,14 +255,14 @@ class Bench:
             return first, second, run_db, la
 
         firsts, seconds = [], []
-        for _ in range(a.runs):
+        for _ in range(self.runs):
             f, s, run_db, la = load_pair()
             firsts.append(f)
             seconds.append(s)
         res["load_empty"], res["load_noop"] = Stat(firsts), Stat(seconds)
         res["copy_in_floor"], res["copy_in_tables"] = self.copy_in_floor(run_db, empty)
         try:
-            res["pipeline"] = repeat(a.runs, pipeline)
+            res["pipeline"] = repeat(self.runs, pipeline)
         except RuntimeError as e:
             # A failed step is a result too: say what failed instead of dropping the row.
             res["pipeline"] = None
@@ -312,7 +314,7 @@ class Bench:
                     total += time.perf_counter() - start
                     peak = max(peak, usage.ru_maxrss / 1024.0)
             return total, peak
-        return repeat(self.args.runs, once), repeat(self.args.runs, into_tables)
+        return repeat(self.runs, once), repeat(self.runs, into_tables)
 
     def duckdb(self, artifacts):
         """The same pipeline SQL in DuckDB, where it is portable."""
@@ -322,7 +324,7 @@ class Bench:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
         try:
-            stat = repeat(self.args.runs, lambda: measure([self.args.python, str(script), str(ROOT / "pipeline"),
+            stat = repeat(self.runs, lambda: measure([self.args.python, str(script), str(ROOT / "pipeline"),
                                                              str(artifacts / "extract"), str(out)]))
             return stat, ""
         except RuntimeError as e:
@@ -412,8 +414,16 @@ def targets(res):
         add(f"extract / {peer} <= 1.0x", r("extract", peer), 1.0)
     add("load --apply / COPY into the destination tables <= 1.15x", r("load_empty", "copy_in_tables"), 1.15)
     add("no-op second load / first load <= 0.25", r("load_noop", "load_empty"), 0.25, "{:.2f}")
-    whole = res.get("pipeline")
     scale = float(res["scale"])
+    transform = res.get("transform")
+    if scale >= 100 and transform is not None:
+        limit = 1536 if scale <= 100 else 2048
+        add(f"transform peak RSS <= {limit:,} MiB", transform.rss, limit, "{:,.0f} MiB")
+    if scale > 100 and transform is not None and WORK.joinpath("result_scale_100.json").exists():
+        at_100 = from_json(json.loads(WORK.joinpath("result_scale_100.json").read_text()))["transform"]
+        linear = scale / 100 * 1.1
+        add(f"transform time / scale 100's <= {linear:.1f}x", transform.median / at_100.median, linear)
+    whole = res.get("pipeline")
     limit = 1.0 if scale <= 1 else 60.0 if scale <= 100 else None
     if limit is not None:
         add(f"whole pipeline <= {limit:g} s", None if whole is None else whole.median, limit, "{:.2f} s")

@@ -1010,6 +1010,23 @@ fn ends_with_offset(text: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_spilling_operator_gets_at_most_half_of_what_is_free() {
+        // Guards bounded memory: a sort must spill while its merge still has room.
+        let pool: Arc<dyn MemoryPool> = Arc::new(HeadroomPool::new(100));
+        let mut fixed = MemoryConsumer::new("hash table").register(&pool);
+        fixed.try_grow(40).unwrap();
+        let mut sort = MemoryConsumer::new("sort")
+            .with_can_spill(true)
+            .register(&pool);
+        assert!(sort.try_grow(31).is_err());
+        sort.try_grow(30).unwrap();
+        fixed.shrink(40);
+        sort.try_grow(20).unwrap();
+        assert!(sort.try_grow(1).is_err());
+        assert_eq!(pool.reserved(), 50);
+    }
+
     async fn run_with_limit(limit: usize) -> (Option<PathBuf>, String, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let sql = dir.path().join("01_numbers.sql");
