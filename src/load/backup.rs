@@ -72,11 +72,27 @@ pub async fn record_writes(
     for table in catalog.reconciled() {
         let before = format!("{schema}.{}", ident(&table.backup_table()));
         let key = ident(&table.key);
+        // A table this transaction wrote no row to (by the load or by a trigger) is as the
+        // backup holds it: nothing to compare.
+        let rows_written: i64 = tx
+            .query_one(
+                "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::int8 \
+                 FROM pg_stat_xact_all_tables WHERE relid = $1::text::regclass",
+                &[&table.qualified()],
+            )
+            .await
+            .with_context(|| format!("cannot count the rows written to {}", table.display()))?
+            .get(0);
+        let only_if_written = if rows_written == 0 {
+            " WITH NO DATA"
+        } else {
+            ""
+        };
         tx.batch_execute(&format!(
             "CREATE TABLE {schema}.{written} AS SELECT t.* FROM {live} t \
-               WHERE NOT EXISTS (SELECT 1 FROM {before} b WHERE b.{key} = t.{key} AND b::text = t::text); \
+               WHERE NOT EXISTS (SELECT 1 FROM {before} b WHERE b.{key} = t.{key} AND b::text = t::text){only_if_written}; \
              CREATE TABLE {schema}.{deleted} AS SELECT b.{key} FROM {before} b \
-               WHERE NOT EXISTS (SELECT 1 FROM {live} t WHERE t.{key} = b.{key})",
+               WHERE NOT EXISTS (SELECT 1 FROM {live} t WHERE t.{key} = b.{key}){only_if_written}",
             written = ident(&written_table(&table.backup_table())),
             deleted = ident(&deleted_table(&table.backup_table())),
             live = table.qualified(),

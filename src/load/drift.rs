@@ -86,15 +86,8 @@ pub async fn check_destinations(
             .filter(|s| keys.iter().all(|k| s.columns.contains(k)))
             .map(|s| s.temp.clone());
         let reconciled = table.is_some_and(|t| t.is_reconciled());
-        let gained = keys_sample(
+        let (gained, lost) = keys_sample(
             tx,
-            include_str!("sql/drift_gained.sql"),
-            &[&entry.qualified, &keys, &extracted, &staged_rel],
-        )
-        .await?;
-        let lost = keys_sample(
-            tx,
-            include_str!("sql/drift_lost.sql"),
             &[
                 &entry.qualified,
                 &keys,
@@ -112,6 +105,47 @@ pub async fn check_destinations(
         .await
         .context("cannot drop the drift helper function")?;
     Ok(())
+}
+
+/// Whether the load would overwrite or delete any live row of `table`: a staged row whose
+/// live version differs on a column the load writes, or a live row in the delete set. When it
+/// would not (a run re-applied after its approval was loaded), no value can have drifted under
+/// it, and the extracted rows need not be loaded to compare.
+async fn overwrites_anything(
+    tx: &Transaction<'_>,
+    r: &super::reconcile::Reconcile,
+    table: &crate::catalog::Table,
+) -> Result<bool> {
+    let key = ident(&table.key);
+    let differs = if r.update_columns.is_empty() {
+        "false".to_string()
+    } else {
+        let row = |alias: &str| {
+            r.update_columns
+                .iter()
+                .map(|c| format!("{alias}.{}", ident(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "EXISTS (SELECT 1 FROM {staged} s JOIN {live} l ON l.{key} = s.{key} \
+               WHERE ROW({s}) IS DISTINCT FROM ROW({l}))",
+            staged = ident(&table.temp()),
+            live = table.qualified(),
+            s = row("s"),
+            l = row("l"),
+        )
+    };
+    let sql = format!(
+        "SELECT {differs} OR EXISTS (SELECT 1 FROM {deletes} d JOIN {live} l ON l.{key} = d.key)",
+        deletes = ident(&table.delete_set()),
+        live = table.qualified(),
+    );
+    let row = tx
+        .query_one(&sql, &[])
+        .await
+        .with_context(|| format!("cannot compare the staged and live {}", table.display()))?;
+    Ok(row.get(0))
 }
 
 fn key_columns(entry: &TableEntry) -> Vec<String> {
@@ -150,17 +184,25 @@ async fn load_extracted_keys(
 }
 
 /// Run a drift query: (total, first keys as `col=value, ...`).
+/// The rows added and removed since extraction (`sql/drift_rows.sql`): each side's total and
+/// first keys.
 async fn keys_sample(
     tx: &Transaction<'_>,
-    sql: &str,
     params: &[&(dyn ToSql + Sync)],
-) -> Result<(i64, Vec<String>)> {
+) -> Result<((i64, Vec<String>), (i64, Vec<String>))> {
     let rows = tx
-        .query(sql, params)
+        .query(include_str!("sql/drift_rows.sql"), params)
         .await
         .context("cannot compare the keys with the extract")?;
-    let total = rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0);
-    Ok((total, rows.iter().map(|r| r.get(1)).collect()))
+    let side = |name: &str| {
+        let of_side: Vec<_> = rows
+            .iter()
+            .filter(|r| r.get::<_, &str>(0) == name)
+            .collect();
+        let total = of_side.first().map(|r| r.get::<_, i64>(1)).unwrap_or(0);
+        (total, of_side.iter().map(|r| r.get(2)).collect())
+    };
+    Ok((side("added"), side("removed")))
 }
 
 fn refuse_if_drifted(
@@ -208,6 +250,13 @@ pub async fn check_values(
 ) -> Result<()> {
     let mut found = Changes::default();
     for ((_, r), table) in reconcilers.iter().zip(catalog.reconciled()) {
+        if !overwrites_anything(tx, r, table).await? {
+            tracing::debug!(
+                "{}: every staged row equals the live one and nothing to delete is live: no value to compare",
+                table.display()
+            );
+            continue;
+        }
         let artifact = extract
             .artifacts
             .get(&table.extract_artifact())
