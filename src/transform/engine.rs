@@ -1014,9 +1014,9 @@ mod tests {
     fn a_spilling_operator_gets_at_most_half_of_what_is_free() {
         // Guards bounded memory: a sort must spill while its merge still has room.
         let pool: Arc<dyn MemoryPool> = Arc::new(HeadroomPool::new(100));
-        let mut fixed = MemoryConsumer::new("hash table").register(&pool);
+        let fixed = MemoryConsumer::new("hash table").register(&pool);
         fixed.try_grow(40).unwrap();
-        let mut sort = MemoryConsumer::new("sort")
+        let sort = MemoryConsumer::new("sort")
             .with_can_spill(true)
             .register(&pool);
         assert!(sort.try_grow(31).is_err());
