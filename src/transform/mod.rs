@@ -104,7 +104,9 @@ struct Run {
 /// Memory stays bounded whatever the size of the extract: a pipeline file's result larger than
 /// a sixteenth of the pool streams into a Parquet file in a private scratch directory (removed
 /// afterwards) and later files read it from there; outputs are sorted by the engine and written
-/// as they stream; sorts and aggregations spill to the scratch directory when the pool is full.
+/// as they stream; sorts and aggregations spill to the scratch directory when the pool is full,
+/// and a file whose hash join outgrows the pool runs again with sort-merge joins
+/// ([`engine::with_spilling_joins`]). The previous `stage/` comes back when writing fails.
 pub async fn transform_with(
     artifacts: &Path,
     pipeline: &Path,

@@ -3,21 +3,9 @@
 //! pipeline SQL, and no change to the tool.
 
 use crate::support;
+use crate::transform::copy_dir;
 use std::path::Path;
 use std::process::Output;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
 
 fn append(path: &Path, line: &str) {
     let mut text = std::fs::read_to_string(path).unwrap();

@@ -981,6 +981,39 @@ async fn a_memory_pool_too_small_names_the_option_and_keeps_the_last_stage() {
 }
 
 #[tokio::test]
+async fn a_transform_that_fails_while_writing_puts_the_previous_stage_back() {
+    // Guards: a failed run leaves the last stage as it was, even after it began writing the new
+    // one (a check that cannot run fails once the staged tables are written).
+    let dir = transformed().await;
+    let stage = dir.path().join("stage");
+    let before = file_hashes(&stage);
+    let pipeline = dir.path().join("pipeline");
+    copy_dir(Path::new(PIPELINE), &pipeline);
+    std::fs::write(
+        pipeline.join("checks/zz_broken.sql"),
+        "-- A check that names a column no table has.\n-- severity: blocking\nSELECT no_such_column FROM profiles\n",
+    )
+    .unwrap();
+    let out = crate::support::cleanmig(dir.path())
+        .arg("transform")
+        .env("CLEANMIG_PIPELINE", &pipeline)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("zz_broken.sql"), "{stderr}");
+    assert!(stderr.contains("the previous"), "{stderr}");
+    assert_eq!(file_hashes(&stage), before);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".stage") || n.starts_with(".transform"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
 async fn a_pool_far_smaller_than_the_largest_intermediate_spills_to_the_same_bytes() {
     // Guards bounded memory: with a pool a quarter of the size of the largest result (the
     // rejects of the demo data at scale 10, held in memory), every operator spills or
