@@ -62,6 +62,16 @@ flagged AS (
     LEFT JOIN p2p_payers AS p ON p.email = c.email
 ),
 
+paid_tagged_emails AS (
+    -- whether any contact row of a valid email is tagged as paid. A GROUP BY rather than
+    -- bool_or(...) OVER (PARTITION BY email): a window without ORDER BY holds its whole input in
+    -- memory, an aggregate spills.
+    SELECT email AS paid_email, bool_or(is_paid_tagged) AS any_paid_tag
+    FROM flagged
+    WHERE is_valid_email
+    GROUP BY email
+),
+
 ranked AS (
     SELECT
         *,
@@ -78,9 +88,10 @@ ranked AS (
             )
         END AS kept_source_row,
         CASE WHEN is_valid_email THEN
-            bool_or(is_paid_tagged) OVER (PARTITION BY is_valid_email, email)
+            coalesce(t.any_paid_tag, false)
         END AS email_is_paid_tagged
     FROM flagged
+    LEFT JOIN paid_tagged_emails AS t ON t.paid_email = flagged.email AND flagged.is_valid_email
 ),
 
 final AS (
