@@ -485,6 +485,25 @@ async fn transform_twice_gives_byte_identical_files() {
     assert_eq!(first, second);
 }
 
+/// A copy of `pipeline/` in `dir` with one more check, `checks/<name>`; returns its path.
+fn pipeline_with_check(dir: &Path, name: &str, sql: &str) -> std::path::PathBuf {
+    let pipeline = dir.join("pipeline");
+    copy_dir(Path::new(PIPELINE), &pipeline);
+    std::fs::write(pipeline.join("checks").join(name), sql).unwrap();
+    pipeline
+}
+
+/// What a transform leaves in the artifacts directory when it ends: its scratch directory and
+/// the previous stage set aside (nothing, once it has ended).
+fn transform_leftovers(artifacts: &Path) -> Vec<String> {
+    std::fs::read_dir(artifacts)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".transform.tmp-") || n.starts_with(".stage.previous-"))
+        .collect()
+}
+
 pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -503,13 +522,11 @@ fn planted_blocking_failure_stops_transform_and_shows_rows() {
     // Guards: a failing blocking check must make `cleanmig transform` exit non-zero and
     // show the failing rows (here: every profile of the fixture).
     let dir = fixture_artifacts();
-    let pipeline = dir.path().join("pipeline");
-    copy_dir(Path::new(PIPELINE), &pipeline);
-    std::fs::write(
-        pipeline.join("checks/planted_failure.sql"),
+    let pipeline = pipeline_with_check(
+        dir.path(),
+        "planted_failure.sql",
         "-- A planted failure: no profile may exist.\n-- severity: blocking\nSELECT id, email FROM profiles\n",
-    )
-    .unwrap();
+    );
     let out = crate::support::cleanmig(dir.path())
         .env("CLEANMIG_PIPELINE", &pipeline)
         .arg("transform")
@@ -968,16 +985,8 @@ async fn a_memory_pool_too_small_names_the_option_and_keeps_the_last_stage() {
     assert!(stderr.contains("--memory-limit-mib"), "{stderr}");
     assert!(stderr.contains(".sql failed"), "{stderr}");
     assert_eq!(file_hashes(&dir.path().join("stage")), before);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(".transform.tmp-")
-        })
-        .collect();
-    assert!(leftovers.is_empty(), "scratch directory left behind");
+    let leftovers = transform_leftovers(dir.path());
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }
 
 #[tokio::test]
@@ -987,13 +996,11 @@ async fn a_transform_that_fails_while_writing_puts_the_previous_stage_back() {
     let dir = transformed().await;
     let stage = dir.path().join("stage");
     let before = file_hashes(&stage);
-    let pipeline = dir.path().join("pipeline");
-    copy_dir(Path::new(PIPELINE), &pipeline);
-    std::fs::write(
-        pipeline.join("checks/zz_broken.sql"),
+    let pipeline = pipeline_with_check(
+        dir.path(),
+        "zz_broken.sql",
         "-- A check that names a column no table has.\n-- severity: blocking\nSELECT no_such_column FROM profiles\n",
-    )
-    .unwrap();
+    );
     let out = crate::support::cleanmig(dir.path())
         .arg("transform")
         .env("CLEANMIG_PIPELINE", &pipeline)
@@ -1004,13 +1011,8 @@ async fn a_transform_that_fails_while_writing_puts_the_previous_stage_back() {
     assert!(stderr.contains("zz_broken.sql"), "{stderr}");
     assert!(stderr.contains("the previous"), "{stderr}");
     assert_eq!(file_hashes(&stage), before);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".stage") || n.starts_with(".transform"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let leftovers = transform_leftovers(dir.path());
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }
 
 #[tokio::test]
