@@ -385,8 +385,8 @@ pub async fn extract(
         std::fs::remove_dir_all(&tmp_dir)?;
     }
     artifacts::create_private_dir(&tmp_dir)?;
-    let (fingerprints, copies) =
-        copy_and_fingerprint(conn, &txn, &plans, &tmp_dir, progress).await?;
+    let (plans, fingerprints, copies) =
+        copy_and_fingerprint(conn, &txn, plans, &tmp_dir, progress).await?;
     txn.commit().await?;
 
     let mut manifest = manifest_of(plans, fingerprints, copies)?;
@@ -446,53 +446,143 @@ async fn plan_tables(
     Ok(plans)
 }
 
-/// Stream every table into `dir` while a second connection, sharing the snapshot, fingerprints
-/// them.
+/// One piece of the extract's work, on either of its two connections.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Copy(usize),
+    Fingerprint(usize),
+}
+
+/// What a job produced.
+enum Done {
+    Copy(usize, ArtifactEntry),
+    Fingerprint(usize, TableFingerprint),
+}
+
+/// The work both connections take from: every copy, largest table first, then every
+/// fingerprint. A table's copy and its fingerprint may run on different connections; both see
+/// the one snapshot.
+struct Jobs(std::sync::Mutex<std::collections::VecDeque<Job>>);
+
+impl Jobs {
+    fn next(&self) -> Option<Job> {
+        self.0.lock().expect("job queue lock").pop_front()
+    }
+}
+
+/// Copy and fingerprint every table into `dir` on two connections that share the snapshot: the
+/// one that exported it and a second one, as `pg_dump -j` does. Two, not more: each holds a
+/// server connection for the whole extract, and a pooler may have no more to give (the
+/// fingerprints needed the second one already). Each connection decodes on its own task and
+/// encodes on its own thread, so the extract uses two cores.
 async fn copy_and_fingerprint(
     conn: &ConnInfo,
     txn: &Transaction<'_>,
-    plans: &[TablePlan],
+    plans: Vec<TablePlan>,
     dir: &Path,
     progress: bool,
-) -> Result<(Vec<TableFingerprint>, Vec<ArtifactEntry>)> {
+) -> Result<(Vec<TablePlan>, Vec<TableFingerprint>, Vec<ArtifactEntry>)> {
     let snapshot: String = txn
         .query_one("SELECT pg_export_snapshot()", &[])
         .await?
         .get(0);
-    let mut fp_client = conn.connect().await?;
-    let fingerprints = async move {
-        let fp_txn = Tx::new(
-            fp_client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?,
-        );
-        fp_txn
-            .batch_execute(&format!(
+    let jobs = Arc::new(Jobs(std::sync::Mutex::new(
+        job_order(txn, &plans).await?.into(),
+    )));
+    let plans = Arc::new(plans);
+    let bars = progress.then(indicatif::MultiProgress::new);
+    let second = {
+        let (conn, jobs, plans) = (conn.clone(), jobs.clone(), plans.clone());
+        let (dir, bars) = (dir.to_path_buf(), bars.clone());
+        tokio::spawn(async move {
+            let mut client = conn.connect().await?;
+            let txn = Tx::new(
+                client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await?,
+            );
+            txn.batch_execute(&format!(
                 "SET TRANSACTION SNAPSHOT {}",
                 crate::sql::literal(&snapshot)
             ))
             .await
-            .context("cannot share the snapshot with the fingerprint connection")?;
-        let mut out = Vec::new();
-        for p in plans {
-            out.push(
-                fingerprint::compute(&*fp_txn, &p.qualified, p.coverage, &p.key_columns).await?,
-            );
-        }
-        fp_txn.commit().await?;
-        Ok::<_, anyhow::Error>(out)
+            .context("cannot share the snapshot with the extract's second connection")?;
+            let done = work(&txn, &jobs, &plans, &dir, bars.as_ref()).await?;
+            txn.commit().await?;
+            Ok::<_, anyhow::Error>(done)
+        })
     };
-    let copies = async {
-        let mut out = Vec::new();
-        for plan in plans {
-            out.push(copy_table(txn, plan, dir, progress).await?);
+    let first = work(txn, &jobs, &plans, dir, bars.as_ref()).await;
+    if first.is_err() {
+        // Stop the other connection taking more work; its error, if any, is the same story.
+        while jobs.next().is_some() {}
+    }
+    let second = second
+        .await
+        .map_err(|e| anyhow::anyhow!("the extract's second connection panicked: {e}"))?;
+    let (mut first, second) = (first?, second?);
+    first.extend(second);
+    let n = plans.len();
+    let mut fingerprints: Vec<Option<TableFingerprint>> = (0..n).map(|_| None).collect();
+    let mut copies: Vec<Option<ArtifactEntry>> = (0..n).map(|_| None).collect();
+    for d in first {
+        match d {
+            Done::Copy(i, entry) => copies[i] = Some(entry),
+            Done::Fingerprint(i, fp) => fingerprints[i] = Some(fp),
         }
-        Ok::<_, anyhow::Error>(out)
-    };
-    tokio::try_join!(fingerprints, copies)
+    }
+    let plans =
+        Arc::try_unwrap(plans).map_err(|_| anyhow::anyhow!("extract plans still shared"))?;
+    let fingerprints = fingerprints.into_iter().collect::<Option<Vec<_>>>();
+    match (fingerprints, copies.into_iter().collect::<Option<Vec<_>>>()) {
+        (Some(f), Some(c)) => Ok((plans, f, c)),
+        _ => bail!("the extract finished with a table neither copied nor fingerprinted"),
+    }
+}
+
+/// Copies largest table first (on-disk size), so the two connections finish close together;
+/// then the fingerprints, which are server work only.
+async fn job_order(txn: &Transaction<'_>, plans: &[TablePlan]) -> Result<Vec<Job>> {
+    let names: Vec<&str> = plans.iter().map(|p| p.qualified.as_str()).collect();
+    let sizes: Vec<i64> = txn
+        .query_one(
+            "SELECT array_agg(pg_relation_size(t::regclass) ORDER BY n) \
+             FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n)",
+            &[&names],
+        )
+        .await
+        .context("cannot read the tables' sizes")?
+        .get(0);
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    let mut jobs: Vec<Job> = order.into_iter().map(Job::Copy).collect();
+    jobs.extend((0..plans.len()).map(Job::Fingerprint));
+    Ok(jobs)
+}
+
+/// Take jobs until none is left.
+async fn work(
+    txn: &Transaction<'_>,
+    jobs: &Jobs,
+    plans: &[TablePlan],
+    dir: &Path,
+    bars: Option<&indicatif::MultiProgress>,
+) -> Result<Vec<Done>> {
+    let mut done = Vec::new();
+    while let Some(job) = jobs.next() {
+        done.push(match job {
+            Job::Copy(i) => Done::Copy(i, copy_table(txn, &plans[i], dir, bars).await?),
+            Job::Fingerprint(i) => {
+                let p = &plans[i];
+                let fp = fingerprint::compute(txn, &p.qualified, p.coverage, &p.key_columns);
+                Done::Fingerprint(i, fp.await?)
+            }
+        });
+    }
+    Ok(done)
 }
 
 /// The extract's manifest (without time, source and catalogue), checking that every table's
@@ -550,13 +640,13 @@ async fn copy_table(
     txn: &Transaction<'_>,
     plan: &TablePlan,
     dir: &Path,
-    progress: bool,
+    bars: Option<&indicatif::MultiProgress>,
 ) -> Result<ArtifactEntry> {
     let started = Instant::now();
     let schema = Arc::new(Schema::new(plan.fields.clone()));
     let path = dir.join(format!("{}.parquet", plan.artifact));
     let mut file = ParquetArtifact::create(&path, schema.clone())?;
-    let bar = if progress {
+    let bar = if let Some(bars) = bars {
         let estimate: i64 = txn
             .query_one(
                 "SELECT greatest(reltuples, 0)::int8 FROM pg_class WHERE oid = $1::text::regclass",
@@ -564,7 +654,7 @@ async fn copy_table(
             )
             .await?
             .get(0);
-        Some(progress_bar(&plan.artifact, estimate as u64))
+        Some(bars.add(progress_bar(&plan.artifact, estimate as u64)))
     } else {
         None
     };

@@ -6,6 +6,7 @@
 //! runs, then rolls back); `--apply` commits. [`load`] reads like the runbook: each step is a
 //! function of its own module.
 
+mod applied;
 mod apply;
 mod auth;
 pub mod backup;
@@ -129,7 +130,7 @@ pub async fn run(opts: &LoadOptions) -> Result<()> {
         Ok((report, result)) => {
             run.succeed(
                 LogFields {
-                    backup_schema: opts.apply.then_some(report.backup_schema.as_str()),
+                    backup_schema: report.backup_schema(opts.apply),
                     ..fields
                 },
                 &result,
@@ -154,13 +155,48 @@ pub struct Report {
     pub dependents: Vec<dependents::Dependents>,
     pub dependents_deleted: Vec<(String, u64)>,
     pub validation: Value,
-    pub backup_schema: String,
+    /// The backup schema; none when nothing was to be written.
+    pub backup_schema: Option<String>,
+    /// The run that left every table as this approval wants it, when this one found them so
+    /// and wrote nothing ([`applied`]).
+    pub unchanged_since_run: Option<String>,
 }
 
 impl Report {
+    /// What a load that found nothing to change reports: every staged row in place.
+    fn unchanged(since: applied::Unchanged, policy: DependentsPolicy) -> Self {
+        let tables = since
+            .rows
+            .iter()
+            .map(|(table, rows)| {
+                let counts = reconcile::TableCounts {
+                    unchanged: *rows,
+                    staged: *rows,
+                    ..Default::default()
+                };
+                (table.clone(), counts)
+            })
+            .collect();
+        Report {
+            tables: ApplyCounts { tables },
+            auth_users_created: 0,
+            auth_identities_created: 0,
+            dependents_policy: policy,
+            dependents: Vec::new(),
+            dependents_deleted: Vec::new(),
+            validation: Value::Null,
+            backup_schema: None,
+            unchanged_since_run: Some(since.since_run),
+        }
+    }
+
+    fn backup_schema(&self, apply: bool) -> Option<&str> {
+        self.backup_schema.as_deref().filter(|_| apply)
+    }
+
     fn log_fields<'a>(&'a self, inputs: &'a Inputs, apply: bool) -> LogFields<'a> {
         LogFields {
-            backup_schema: apply.then_some(self.backup_schema.as_str()),
+            backup_schema: self.backup_schema(apply),
             ..inputs.log_fields()
         }
     }
@@ -169,7 +205,9 @@ impl Report {
         let elapsed_ms = run.elapsed_ms();
         json!({
             "status": run.success_status(),
-            "message": if run.apply {
+            "message": if self.unchanged_since_run.is_some() {
+                "Nothing to change: every table is as an earlier load of this approval left it."
+            } else if run.apply {
                 "Clean data population completed successfully."
             } else {
                 "Changes were calculated but not applied. Run `cleanmig load --apply` to apply them."
@@ -177,7 +215,8 @@ impl Report {
             "run_id": run.run_id,
             "mode": guard::mode(run.apply),
             "approval_sha256": approval_sha256,
-            "backup_schema": if run.apply { Some(&self.backup_schema) } else { None },
+            "backup_schema": self.backup_schema(run.apply),
+            "unchanged_since_run": self.unchanged_since_run,
             "tables": self.tables,
             "auth_users_created": self.auth_users_created,
             "auth_identities_created": self.auth_identities_created,
@@ -195,6 +234,12 @@ impl Report {
     /// The per-table summary, through `tracing` (silenced by `--quiet`).
     fn print_summary(&self, run_id: &str, applied: bool, elapsed_ms: i64) {
         use crate::artifacts::human_count as h;
+        if let Some(since) = &self.unchanged_since_run {
+            tracing::info!(
+                "load {run_id}: nothing to change: every table is as load {since} left it; no staged file copied, nothing written, no backup needed ({:.2} s)",
+                elapsed_ms as f64 / 1000.0
+            );
+        }
         tracing::info!(
             "load {run_id}: {} in {:.2} s",
             if applied {
@@ -226,14 +271,12 @@ impl Report {
         for (t, n) in &self.dependents_deleted {
             tracing::info!("  dependents        {:>9} deleted from {t}", h(*n));
         }
-        tracing::info!(
-            "  validation passed; backup schema {}",
-            if applied {
-                self.backup_schema.as_str()
-            } else {
-                "(rolled back)"
-            }
-        );
+        let backup = match (&self.backup_schema, applied) {
+            (Some(schema), true) => schema.as_str(),
+            (Some(_), false) => "(rolled back)",
+            (None, _) => "(none: nothing written)",
+        };
+        tracing::info!("  validation passed; backup schema {backup}");
     }
 }
 
@@ -263,6 +306,13 @@ async fn load<'c>(
 
     drift::check_sources(&tx, &inputs.extract).await?;
     steps.done("sources unchanged since extraction");
+    let approval = &inputs.approval_sha256;
+    if let Some((since, state)) =
+        applied::unchanged_since(&tx, catalog, &inputs.stage, approval).await?
+    {
+        steps.done(&format!("every table as load {} left it", since.since_run));
+        return finish_unchanged(tx, catalog, since, state, opts, run_id, &steps).await;
+    }
     align_columns(&tx, catalog).await?;
     // Every file is read from a private copy checked against the approval as it is made.
     let files = stage::ApprovedFiles::new(&opts.artifacts, &inputs.approval)?;
@@ -312,6 +362,11 @@ async fn load<'c>(
     steps.done("reconciled");
     let validation = validate::run(&tx, catalog, &tables, &reconcilers).await?;
     steps.done("validation pack passed");
+    if opts.apply {
+        let state = applied::capture(&tx, catalog, &reconcilers, run_id).await?;
+        applied::record(&tx, run_id, &state).await?;
+        steps.done("resulting state recorded");
+    }
 
     let report = Report {
         tables,
@@ -321,8 +376,31 @@ async fn load<'c>(
         dependents: plan.dependents,
         dependents_deleted,
         validation,
-        backup_schema: backup,
+        backup_schema: Some(backup),
+        unchanged_since_run: None,
     };
+    Ok((report, tx))
+}
+
+/// The end of a load that found every table as an earlier load of its approval left them:
+/// validate, and record the same state for the next run.
+async fn finish_unchanged<'c>(
+    tx: Tx<'c>,
+    catalog: &Catalog,
+    since: applied::Unchanged,
+    state: applied::State,
+    opts: &LoadOptions,
+    run_id: &str,
+    steps: &Steps,
+) -> Result<(Report, Tx<'c>)> {
+    auth::remember_existing(&tx).await?;
+    let since_run = since.since_run.clone();
+    let mut report = Report::unchanged(since, opts.dependents);
+    report.validation = validate::run_unchanged(&tx, catalog, &report.tables, &since_run).await?;
+    steps.done("validation pack passed");
+    if opts.apply {
+        applied::record(&tx, run_id, &state).await?;
+    }
     Ok((report, tx))
 }
 

@@ -157,7 +157,7 @@ async fn rollback<'c>(
     let tx = guard::begin(client, opts.timeouts).await?;
     if !backup::schema_exists(&tx, backup).await? {
         bail!(
-            "no backup schema {backup} for run {}: only applied loads keep a backup (`cleanmig status` lists the runs)",
+            "no backup schema {backup} for run {}: only applied loads that wrote something keep a backup (`cleanmig status` lists the runs)",
             opts.run_id
         );
     }

@@ -407,3 +407,79 @@ async fn a_million_rows_extract_with_bounded_memory() {
         raw_bytes >> 20
     );
 }
+
+#[tokio::test]
+async fn both_connections_read_one_snapshot_while_the_app_writes() {
+    // Guards: the extract reads its tables on two connections; a payment and a contact the app
+    // commits together are either both in the extract or both absent.
+    let url = support::supabase_database("extract_one_snapshot", true).await;
+    let client = support::connect(&url).await;
+    // systemeio is the largest table and xendit the next, so the two are copied at once, one
+    // on each connection.
+    client
+        .batch_execute(
+            "INSERT INTO systemeio (\"Email\", \"First name\", \"Last name\", \"Tag\", \"Date Registered\")
+             SELECT 'contact' || g || '@example.com', md5(g::text), md5((g * 7)::text), 'Imported', '2024-01-01 00:00:00'
+             FROM generate_series(1, 300000) g;
+             INSERT INTO xendit (\"Invoice ID\", \"External ID\", \"Status\", \"Amount\", \"Customer Email\")
+             SELECT 'inv_' || g, 'p2p-' || g, 'PAID', 1000, 'payer' || g || '@example.com'
+             FROM generate_series(1, 100000) g;",
+        )
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let (url, stop, committed) = (url.clone(), stop.clone(), committed.clone());
+        tokio::spawn(async move {
+            let app = support::connect(&url).await;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                app.batch_execute(
+                    "BEGIN;
+                     INSERT INTO systemeio (\"Email\", \"Tag\") VALUES ('app@example.com', 'PaidP2P');
+                     INSERT INTO xendit (\"External ID\", \"Status\", \"Customer Email\") VALUES ('app', 'PAID', 'app@example.com');
+                     COMMIT",
+                )
+                .await
+                .unwrap();
+                committed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    while committed.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // On a thread of its own, so that the writer keeps running meanwhile.
+    let mut cmd = support::cleanmig(dir.path());
+    cmd.arg("extract").env("DATABASE_URL", &url);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("extract/manifest.json")).unwrap())
+            .unwrap();
+    let rows = |a: &str| manifest["artifacts"][a]["rows"].as_u64().unwrap();
+    let (contacts, payments) = (rows("systemeio") - 300_000, rows("xendit") - 100_000);
+    let total = committed.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        contacts, payments,
+        "one snapshot: {contacts} contacts, {payments} payments"
+    );
+    assert!(
+        contacts >= 10,
+        "the pairs committed before the extract are in it"
+    );
+    assert!(
+        contacts < total,
+        "the app kept writing during the extract ({contacts} of {total} pairs extracted)"
+    );
+}

@@ -376,3 +376,105 @@ async fn a_connection_killed_during_commit_says_the_outcome_is_unknown_and_statu
     let line = status.lines().find(|l| l.contains(run)).unwrap();
     assert!(line.contains("failed"), "{status}");
 }
+
+#[tokio::test]
+async fn a_second_apply_skips_the_comparison_only_while_nothing_the_load_decides_has_changed() {
+    // Guards: the shortcut of a re-applied approval never hides what the app wrote since.
+    let fx = fixture("live_unchanged").await;
+    fx.approve();
+    let (ok, first, stderr) = fx.load(&["--apply"]);
+    assert!(ok, "{stderr}");
+    let first_run = first["run_id"].as_str().unwrap().to_string();
+    assert!(first["unchanged_since_run"].is_null(), "{first}");
+
+    // Untouched since: a dry run finds nothing to change, and says which run left it so.
+    let (ok, dry, stderr) = fx.load(&[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(dry["unchanged_since_run"], first_run.as_str(), "{dry}");
+    assert!(stderr.contains("nothing to change"), "{stderr}");
+    for table in ["unified_profiles", "transactions", "enrollments"] {
+        let c = &dry["tables"][table];
+        assert_eq!(c["unchanged"], first["tables"][table]["staged"], "{dry}");
+        assert_eq!(
+            (
+                c["inserted"].as_u64(),
+                c["updated"].as_u64(),
+                c["deleted"].as_u64()
+            ),
+            (Some(0), Some(0), Some(0))
+        );
+    }
+    assert_eq!(dry["validation"]["passed"], true);
+    assert_eq!(
+        dry["validation"]["staged_rows_in_place_checked_by_run"],
+        first_run.as_str()
+    );
+
+    // The app writes columns it owns: still nothing to change, and its values stay.
+    fx.client
+        .batch_execute(&format!(
+            "UPDATE public.enrollments SET progress = 40 WHERE id = '{EN_ALICE}'"
+        ))
+        .await
+        .unwrap();
+    let before = fx.checksums(None).await;
+    let (ok, second, stderr) = fx.load(&["--apply"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        second["unchanged_since_run"],
+        first_run.as_str(),
+        "{second}"
+    );
+    assert!(second["backup_schema"].is_null(), "{second}");
+    assert_eq!(fx.checksums(None).await, before);
+    let second_run = second["run_id"].as_str().unwrap();
+    assert_eq!(log_status(&fx, second_run).await, "success");
+
+    // A run that wrote nothing has nothing to roll back, and says so.
+    let out = fx.cmd(&["rollback", "--run", second_run, "--apply"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only applied loads that wrote something"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // After a rollback of the first load, the approval is loaded again in full.
+    let out = fx.cmd(&["rollback", "--run", &first_run, "--apply"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, third, stderr) = fx.load(&["--apply"]);
+    assert!(ok, "{stderr}");
+    assert!(third["unchanged_since_run"].is_null(), "{third}");
+    assert!(
+        third["tables"]["transactions"]["inserted"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{third}"
+    );
+
+    // A value the load writes, changed by the app (a refund): compared in full, and refused.
+    fx.client
+        .batch_execute(&format!(
+            "UPDATE public.transactions SET status = 'REFUNDED' WHERE id = '{TX_ALICE}'"
+        ))
+        .await
+        .unwrap();
+    let before = fx.checksums(None).await;
+    let (ok, refused, stderr) = fx.load(&["--apply"]);
+    assert!(!ok, "{refused}");
+    assert!(
+        stderr.contains(&format!(
+            "public.transactions {TX_ALICE}: status 'PAID' -> now 'REFUNDED'"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        without_schemas(fx.checksums(None).await),
+        without_schemas(before)
+    );
+}

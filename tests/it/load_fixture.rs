@@ -366,7 +366,9 @@ impl Fixture {
         let schemas: String = self
             .client
             .query_one(
-                "SELECT string_agg(nspname::text, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname <> 'cleanmig'",
+                // Temporary schemas come and go with server backends, not with the data.
+                "SELECT string_agg(nspname::text, ',' ORDER BY nspname) FROM pg_namespace \
+                 WHERE nspname <> 'cleanmig' AND nspname !~ '^pg_(toast_)?temp_'",
                 &[],
             )
             .await

