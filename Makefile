@@ -178,13 +178,18 @@ load: build ## Load the approved artifacts and commit
 status: build ## Artifacts, approval, source drift and the last runs
 	$(BIN) status
 
+# The peers the figures are measured against, pinned: a new release of one would move its side
+# of every ratio, and the README's figures could no longer be compared run to run.
+BENCH_PEERS        := duckdb==2.0.1 connectorx==0.4.6 pyarrow==26.0.1 matplotlib==3.11.2
+PG2PARQUET_VERSION := 0.2.2
+
 .PHONY: bench
 bench: setup ## Speed and memory at SCALES (default "1 10 100") beside the COPY floor and peers
 	$(CARGO) build --release
 	@mkdir -p bench/.work
 	@test -x bench/.work/venv/bin/python || python3 -m venv bench/.work/venv
-	bench/.work/venv/bin/pip install -q duckdb connectorx pyarrow matplotlib
-	@test -x bench/.work/tools/bin/pg2parquet || $(CARGO) install -q --locked pg2parquet --root bench/.work/tools
+	bench/.work/venv/bin/pip install -q $(BENCH_PEERS)
+	@test -x bench/.work/tools/bin/pg2parquet || $(CARGO) install -q --locked pg2parquet@$(PG2PARQUET_VERSION) --root bench/.work/tools
 	bench/.work/venv/bin/python bench/bench.py --bin target/release/cleanmig --scales "$(SCALES)" --runs $(RUNS)
 
 .PHONY: clean
