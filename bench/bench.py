@@ -62,6 +62,12 @@ def measure(cmd, env=None, stdout=subprocess.DEVNULL, cwd=None, stderr_to=None):
 STEP_LINE = re.compile(r"INFO load: (.+) \((\d+\.\d+) s\)\s*$")
 
 
+def same_step(step):
+    """A step's name without what differs per run (backup schema, run ids)."""
+    step = re.sub(r"cleanmig_backup_\S+", "cleanmig_backup_<run>", step)
+    return re.sub(r"\bload \d{8}T\d{6}Z-[0-9a-f]+", "load <run>", step)
+
+
 def load_steps(stderr):
     """The load's steps from its log (each line ends in the time since the run started, in
     seconds) as (step, seconds the step took)."""
@@ -70,9 +76,7 @@ def load_steps(stderr):
         m = STEP_LINE.search(line)
         if m:
             at = float(m.group(2))
-            # the backup schema's name differs per run; the step is the same
-            step = re.sub(r"cleanmig_backup_\S+", "cleanmig_backup_<run>", m.group(1))
-            steps.append((step, at - last))
+            steps.append((same_step(m.group(1)), at - last))
             last = at
     return steps
 
@@ -393,10 +397,24 @@ def render_steps(res):
         return []
     lines = ["", "Load, step by step (seconds; last run):", "",
              "| step | load --apply (empty) | no-op second run |", "|---|---|---|"]
-    noop_by_step = dict(noop)
+    first = [(same_step(step), secs) for step, secs in first]
+    noop = [(same_step(step), secs) for step, secs in noop]
+    noop_by_step, first_by_step = dict(noop), dict(first)
+    cell = lambda secs: "" if secs is None else f"{secs:.2f}"
+    # Steps only the no-op run takes (finding the tables as the last load left them) go before
+    # the step that follows them in that run.
+    pending, before = [], {}
+    for step, _ in noop:
+        if step in first_by_step:
+            before[step], pending = pending, []
+        else:
+            pending.append(step)
     for step, secs in first:
-        other = noop_by_step.get(step)
-        lines.append(f"| {step} | {secs:.2f} | {'' if other is None else f'{other:.2f}'} |")
+        for only in before.get(step, []):
+            lines.append(f"| {only} |  | {cell(noop_by_step[only])} |")
+        lines.append(f"| {step} | {cell(secs)} | {cell(noop_by_step.get(step))} |")
+    for only in pending:
+        lines.append(f"| {only} |  | {cell(noop_by_step[only])} |")
     return lines
 
 

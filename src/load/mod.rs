@@ -236,8 +236,7 @@ impl Report {
         use crate::artifacts::human_count as h;
         if let Some(since) = &self.unchanged_since_run {
             tracing::info!(
-                "load {run_id}: nothing to change: every table is as load {since} left it; no staged file copied, nothing written, no backup needed ({:.2} s)",
-                elapsed_ms as f64 / 1000.0
+                "load {run_id}: nothing to change: every table is as load {since} left it; no staged file copied, nothing written, no backup needed"
             );
         }
         tracing::info!(
