@@ -241,7 +241,9 @@ impl Report {
         }
         tracing::info!(
             "load {run_id}: {} in {:.2} s",
-            if applied {
+            if applied && self.unchanged_since_run.is_some() {
+                "committed, nothing changed (its log row only)"
+            } else if applied {
                 "applied and committed"
             } else {
                 "dry run, rolled back (nothing changed)"

@@ -426,6 +426,10 @@ async fn a_second_apply_skips_the_comparison_only_while_nothing_the_load_decides
         "{second}"
     );
     assert!(second["backup_schema"].is_null(), "{second}");
+    assert!(
+        stderr.contains("committed, nothing changed (its log row only)"),
+        "{stderr}"
+    );
     assert_eq!(fx.checksums(None).await, before);
     let second_run = second["run_id"].as_str().unwrap();
     assert_eq!(log_status(&fx, second_run).await, "success");
