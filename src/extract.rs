@@ -359,15 +359,7 @@ pub async fn extract(
 ) -> Result<Manifest> {
     let catalog = Catalog::read(pipeline_dir)?;
     let mut client = conn.connect().await?;
-    let txn = Tx::new(
-        client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .context("cannot start the snapshot transaction")?,
-    );
+    let txn = snapshot_transaction(&mut client).await?;
     let extracted_at: String = txn
         .query_one(
             "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
@@ -446,6 +438,18 @@ async fn plan_tables(
     Ok(plans)
 }
 
+/// A `REPEATABLE READ, READ ONLY` transaction: one snapshot for everything read in it.
+async fn snapshot_transaction(client: &mut tokio_postgres::Client) -> Result<Tx<'_>> {
+    let txn = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .context("cannot start the snapshot transaction")?;
+    Ok(Tx::new(txn))
+}
+
 /// One piece of the extract's work, on either of its two connections.
 #[derive(Debug, Clone, Copy)]
 enum Job {
@@ -496,14 +500,7 @@ async fn copy_and_fingerprint(
         let (dir, bars) = (dir.to_path_buf(), bars.clone());
         tokio::spawn(async move {
             let mut client = conn.connect().await?;
-            let txn = Tx::new(
-                client
-                    .build_transaction()
-                    .isolation_level(IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()
-                    .await?,
-            );
+            let txn = snapshot_transaction(&mut client).await?;
             txn.batch_execute(&format!(
                 "SET TRANSACTION SNAPSHOT {}",
                 crate::sql::literal(&snapshot)
