@@ -27,12 +27,14 @@ INSERT INTO systemeio ("Email", "First name", "Last name", "Tag", "Date Register
 VALUES ('Luisa@example.com', 'Ma. Luisa', 'Peñaflor', 'PaidP2P,FBInviteSent', '2024-03-01 08:00:00');
 "#;
 
+/// Run `cleanmig extract` on a thread of its own, so that the test's other tasks (an app
+/// writing meanwhile) keep running.
 async fn extract(url: &str, artifacts: &Path) -> std::process::Output {
-    support::cleanmig(artifacts)
-        .arg("extract")
-        .env("DATABASE_URL", url)
-        .output()
-        .expect("run cleanmig extract")
+    let mut cmd = support::cleanmig(artifacts);
+    cmd.arg("extract").env("DATABASE_URL", url);
+    tokio::task::spawn_blocking(move || cmd.output().expect("run cleanmig extract"))
+        .await
+        .expect("the extract's thread")
 }
 
 fn schema_of(path: &Path) -> Schema {
@@ -450,12 +452,7 @@ async fn both_connections_read_one_snapshot_while_the_app_writes() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let dir = tempfile::tempdir().unwrap();
-    // On a thread of its own, so that the writer keeps running meanwhile.
-    let mut cmd = support::cleanmig(dir.path());
-    cmd.arg("extract").env("DATABASE_URL", &url);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let out = extract(&url, dir.path()).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.await.unwrap();
     assert!(
