@@ -154,15 +154,20 @@ pub fn collect_files(
             );
         }
     }
-    // The load reads the extract's manifest (fingerprints, key columns) and the extracted
-    // destination tables (to name rows gained or lost since extraction).
+    // The load reads the extract's manifest (fingerprints, key columns), the extracted
+    // destination tables (to name rows gained or lost since extraction) and their row hashes
+    // (to tell whether a value it overwrites changed since).
     let extract_dir = artifacts_dir.join(EXTRACT_DIR);
     files.insert(
         format!("{EXTRACT_DIR}/{MANIFEST}"),
         artifacts::sha256_file(&extract_dir.join(MANIFEST))?,
     );
     for table in extract.tables.values().filter(|t| t.role == "destination") {
-        if let Some(entry) = extract.artifacts.get(&table.artifact) {
+        let hashes = table.row_hashes.as_ref().map(|h| &h.artifact);
+        for artifact in std::iter::once(&table.artifact).chain(hashes) {
+            let Some(entry) = extract.artifacts.get(artifact) else {
+                continue;
+            };
             artifacts::check_relative(&entry.file)?;
             let path = extract_dir.join(&entry.file);
             files.insert(

@@ -297,6 +297,33 @@ pub struct TableEntry {
     #[serde(default)]
     pub key_columns: Vec<String>,
     pub fingerprint: crate::fingerprint::TableFingerprint,
+    /// Reconciled tables: a hash of each row, taken in the same snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_hashes: Option<RowHashes>,
+}
+
+/// A hash of every row of a reconciled table over the columns a load may overwrite, computed
+/// by Postgres in the extract's snapshot (`hash_record_extended`, as [`crate::fingerprint`]).
+/// The load computes the same hash of the live rows it would overwrite: where every hash
+/// matches, no value it writes changed since extraction, and the extracted rows need not be
+/// copied back to compare.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RowHashes {
+    /// The artifact: the key column and `row_hash` (int8).
+    pub artifact: String,
+    pub key: String,
+    /// The hashed columns, in table order: every column but the key, `updated_at`, the
+    /// app-owned and the generated ones.
+    pub columns: Vec<String>,
+}
+
+/// The column of a row-hash artifact that holds the hash.
+pub const ROW_HASH_COLUMN: &str = "row_hash";
+
+/// The artifact holding a table's row hashes: `<artifact>.row_hashes`. No table's artifact
+/// name holds a `.` ([`crate::catalog::file_stem`]), so it cannot be taken for one.
+pub fn row_hashes_artifact(artifact: &str) -> String {
+    format!("{artifact}.row_hashes")
 }
 
 impl Manifest {

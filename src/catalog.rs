@@ -103,6 +103,12 @@ impl Table {
         self.extract_artifact()
     }
 
+    /// Whether a load may overwrite this column of an existing row: not the key, not
+    /// `updated_at` (set to now() with any change), not a column the app owns.
+    pub fn may_overwrite(&self, column: &str) -> bool {
+        column != self.key && column != "updated_at" && !self.app_owned.iter().any(|c| c == column)
+    }
+
     pub fn is_reconciled(&self) -> bool {
         self.load == LoadMode::Reconcile
     }

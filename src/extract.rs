@@ -7,7 +7,9 @@
 //! exactly as Postgres prints it (parsing is a business rule, done by the pipeline SQL).
 //! Destination tables keep their types (see [`crate::pg_arrow`]).
 
-use crate::artifacts::{self, ArtifactEntry, Manifest, ParquetArtifact, TableEntry, EXTRACT_DIR};
+use crate::artifacts::{
+    self, ArtifactEntry, Manifest, ParquetArtifact, RowHashes, TableEntry, EXTRACT_DIR,
+};
 use crate::catalog::{self, read_source_columns, CanonicalColumn, Catalog};
 use crate::connect::ConnInfo;
 use crate::error::Refusal;
@@ -89,6 +91,8 @@ struct TablePlan {
     fields: Vec<Field>,
     with_row_numbers: bool,
     notes: Vec<String>,
+    /// Set when this plan copies a reconciled table's row hashes rather than its rows.
+    row_hashes: Option<RowHashes>,
 }
 
 /// Map a source table's columns onto its canonical columns.
@@ -141,6 +145,7 @@ fn plan_source(
         fields,
         with_row_numbers: true,
         notes,
+        row_hashes: None,
     })
 }
 
@@ -265,6 +270,45 @@ async fn plan_typed(
         fields,
         with_row_numbers: false,
         notes,
+        row_hashes: None,
+    })
+}
+
+/// The key and row hash of every row of a reconciled table, over the columns a load may
+/// overwrite ([`RowHashes`]).
+async fn plan_row_hashes(txn: &Transaction<'_>, table: &catalog::Table) -> Result<TablePlan> {
+    let qualified = table.qualified();
+    let columns = pg_arrow::table_columns(txn, &qualified).await?;
+    let key = columns
+        .iter()
+        .find(|c| c.name == table.key)
+        .with_context(|| format!("{} has no key column {}", table.display(), table.key))?;
+    let hashed: Vec<PgColumn> = columns
+        .iter()
+        .filter(|c| !c.generated && table.may_overwrite(&c.name))
+        .cloned()
+        .collect();
+    let (key_kind, key_expr) = pg_arrow::extract_kind(key);
+    let artifact = artifacts::row_hashes_artifact(&table.extract_artifact());
+    Ok(TablePlan {
+        qualified,
+        artifact: artifact.clone(),
+        role: "row_hashes",
+        key_columns: vec![table.key.clone()],
+        coverage: Coverage::Keys,
+        select: vec![key_expr, fingerprint::row_hash(&hashed)],
+        fields: vec![
+            pg_arrow::field(&key.name, &key_kind, &key.type_name, !key.not_null),
+            pg_arrow::field(artifacts::ROW_HASH_COLUMN, &Kind::Int64, "bigint", false),
+        ],
+        kinds: vec![key_kind, Kind::Int64],
+        with_row_numbers: false,
+        notes: Vec::new(),
+        row_hashes: Some(RowHashes {
+            artifact,
+            key: table.key.clone(),
+            columns: hashed.into_iter().map(|c| c.name).collect(),
+        }),
     })
 }
 
@@ -387,10 +431,10 @@ pub async fn extract(
     manifest.catalog = Some(catalog);
     manifest.write(&tmp_dir)?;
     swap_dir(&tmp_dir, &artifacts_dir.join(EXTRACT_DIR))?;
-    let total: u64 = manifest.artifacts.values().map(|e| e.rows).sum();
+    let total: u64 = manifest.tables.values().map(|t| t.fingerprint.rows).sum();
     tracing::info!(
         "extract: {} tables, {} rows, fingerprint {}",
-        manifest.artifacts.len(),
+        manifest.tables.len(),
         artifacts::human_count(total),
         &manifest.fingerprint[..12]
     );
@@ -414,6 +458,9 @@ async fn plan_tables(
     for t in &catalog.tables {
         require_table(txn, &t.schema, &t.name, "destination").await?;
         plans.push(plan_typed(txn, &t.schema, &t.name, "destination", Some(&t.drift_key)).await?);
+        if t.is_reconciled() {
+            plans.push(plan_row_hashes(txn, t).await?);
+        }
     }
     let dependents = txn
         .query(
@@ -485,7 +532,11 @@ async fn copy_and_fingerprint(
     plans: Vec<TablePlan>,
     dir: &Path,
     progress: bool,
-) -> Result<(Vec<TablePlan>, Vec<TableFingerprint>, Vec<ArtifactEntry>)> {
+) -> Result<(
+    Vec<TablePlan>,
+    Vec<Option<TableFingerprint>>,
+    Vec<ArtifactEntry>,
+)> {
     let snapshot: String = txn
         .query_one("SELECT pg_export_snapshot()", &[])
         .await?
@@ -533,10 +584,9 @@ async fn copy_and_fingerprint(
     }
     let plans =
         Arc::try_unwrap(plans).map_err(|_| anyhow::anyhow!("extract plans still shared"))?;
-    let fingerprints = fingerprints.into_iter().collect::<Option<Vec<_>>>();
-    match (fingerprints, copies.into_iter().collect::<Option<Vec<_>>>()) {
-        (Some(f), Some(c)) => Ok((plans, f, c)),
-        _ => bail!("the extract finished with a table neither copied nor fingerprinted"),
+    match copies.into_iter().collect::<Option<Vec<_>>>() {
+        Some(c) => Ok((plans, fingerprints, c)),
+        None => bail!("the extract finished with a table not copied"),
     }
 }
 
@@ -556,7 +606,11 @@ async fn job_order(txn: &Transaction<'_>, plans: &[TablePlan]) -> Result<Vec<Job
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
     let mut jobs: Vec<Job> = order.into_iter().map(Job::Copy).collect();
-    jobs.extend((0..plans.len()).map(Job::Fingerprint));
+    jobs.extend(
+        (0..plans.len())
+            .filter(|&i| plans[i].row_hashes.is_none())
+            .map(Job::Fingerprint),
+    );
     Ok(jobs)
 }
 
@@ -583,15 +637,20 @@ async fn work(
 }
 
 /// The extract's manifest (without time, source and catalogue), checking that every table's
-/// rows were all read.
+/// rows were all read, and its row hashes too.
 fn manifest_of(
     plans: Vec<TablePlan>,
-    fingerprints: Vec<TableFingerprint>,
+    fingerprints: Vec<Option<TableFingerprint>>,
     copies: Vec<ArtifactEntry>,
 ) -> Result<Manifest> {
     let mut tables = BTreeMap::new();
     let mut entries = BTreeMap::new();
+    let mut hashes = Vec::new();
     for ((plan, fp), entry) in plans.into_iter().zip(fingerprints).zip(copies) {
+        let Some(fp) = fp else {
+            hashes.push((plan, entry));
+            continue;
+        };
         if entry.rows != fp.rows {
             bail!(
                 "{}: read {} rows but the snapshot holds {}; this should not happen inside one snapshot",
@@ -608,9 +667,25 @@ fn manifest_of(
                 role: plan.role.to_string(),
                 key_columns: plan.key_columns.clone(),
                 fingerprint: fp,
+                row_hashes: None,
             },
         );
         entries.insert(plan.artifact.clone(), entry);
+    }
+    for (plan, entry) in hashes {
+        let table = tables
+            .get_mut(&plan.qualified)
+            .with_context(|| format!("row hashes of {} without its table", plan.qualified))?;
+        if entry.rows != table.fingerprint.rows {
+            bail!(
+                "{}: hashed {} rows but the snapshot holds {}; this should not happen inside one snapshot",
+                plan.qualified,
+                entry.rows,
+                table.fingerprint.rows
+            );
+        }
+        table.row_hashes = plan.row_hashes;
+        entries.insert(plan.artifact, entry);
     }
     let mut hasher = Sha256::new();
     for (name, t) in &tables {
@@ -662,7 +737,11 @@ async fn copy_table(
         plan.with_row_numbers,
     )
     .with_key(&plan.key_columns);
-    let query = format!("SELECT {} FROM {}", plan.select.join(", "), plan.qualified);
+    let query = format!(
+        "SELECT {} FROM {} t",
+        plan.select.join(", "),
+        plan.qualified
+    );
     // Parquet encoding runs on its own thread while this task decodes the next rows; the
     // channel holds two batches, so memory stays flat.
     let (to_writer, batches) = std::sync::mpsc::sync_channel::<RecordBatch>(2);

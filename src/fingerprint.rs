@@ -55,12 +55,12 @@ pub fn hashable(typname: &str) -> bool {
     )
 }
 
-/// The record hashed per row: the chosen columns, in table order.
-pub fn row_expression(columns: &[crate::pg_arrow::PgColumn]) -> String {
+/// The record hashed per row: the chosen columns of the row aliased `alias`, in table order.
+pub fn row_expression(alias: &str, columns: &[crate::pg_arrow::PgColumn]) -> String {
     let parts: Vec<String> = columns
         .iter()
         .map(|c| {
-            let ident = format!("t.{}", crate::sql::ident(&c.name));
+            let ident = format!("{alias}.{}", crate::sql::ident(&c.name));
             if hashable(&c.typname) {
                 ident
             } else {
@@ -69,6 +69,12 @@ pub fn row_expression(columns: &[crate::pg_arrow::PgColumn]) -> String {
         })
         .collect();
     format!("ROW({})", parts.join(", "))
+}
+
+/// The 64-bit hash of one row (alias `t`) over the chosen columns: the per-row term of a
+/// fingerprint, and the row hash an extract stores for the load ([`crate::artifacts::RowHashes`]).
+pub fn row_hash(columns: &[crate::pg_arrow::PgColumn]) -> String {
+    format!("hash_record_extended({}, 0)", row_expression("t", columns))
 }
 
 /// Fingerprint `qualified_table` (already quoted) on the given connection or transaction.
@@ -94,10 +100,10 @@ pub async fn compute(
             chosen
         }
     };
-    let expr = row_expression(&chosen);
     let sql = format!(
-        "SELECT count(*)::int8, coalesce(sum(hash_record_extended({expr}, 0)::numeric), 0)::text \
-         FROM {qualified_table} t"
+        "SELECT count(*)::int8, coalesce(sum({}::numeric), 0)::text \
+         FROM {qualified_table} t",
+        row_hash(&chosen)
     );
     // Unnamed: `cleanmig status` fingerprints outside a transaction ([`crate::pg`]).
     let row = client

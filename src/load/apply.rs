@@ -101,7 +101,12 @@ pub async fn apply_in_fk_order(
             deletes::delete_rows(tx, table, internal, true).await?;
     }
     for (name, r) in reconcilers {
-        if let Some(a) = adopt.iter().find(|a| &a.table == name) {
+        // Rows to adopt are rows inserted during the run: none when nothing inserted any.
+        let adopting = match catalog.reconciled().find(|t| &t.name == name) {
+            Some(t) => super::backup::written_in_transaction(tx, t).await?.inserted > 0,
+            None => true,
+        };
+        if let Some(a) = adopt.iter().find(|a| &a.table == name && adopting) {
             let k = crate::sql::ident(&a.full.key);
             let new = format!(
                 "NOT EXISTS (SELECT 1 FROM {} b WHERE b.{k} = t.{k})",

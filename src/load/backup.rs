@@ -74,23 +74,15 @@ pub async fn record_writes(
         let key = ident(&table.key);
         // A table this transaction wrote no row to (by the load or by a trigger) is as the
         // backup holds it: nothing to compare.
-        let rows_written: i64 = tx
-            .query_one(
-                "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::int8 \
-                 FROM pg_stat_xact_all_tables WHERE relid = $1::text::regclass",
-                &[&table.qualified()],
-            )
-            .await
-            .with_context(|| format!("cannot count the rows written to {}", table.display()))?
-            .get(0);
-        let only_if_written = if rows_written == 0 {
-            " WITH NO DATA"
-        } else {
+        let only_if_written = if written_in_transaction(tx, table).await?.any() {
             ""
+        } else {
+            " WITH NO DATA"
         };
+        let same = same_row(tx, &table.qualified(), "b", "t").await?;
         tx.batch_execute(&format!(
             "CREATE TABLE {schema}.{written} AS SELECT t.* FROM {live} t \
-               WHERE NOT EXISTS (SELECT 1 FROM {before} b WHERE b.{key} = t.{key} AND b::text = t::text){only_if_written}; \
+               WHERE NOT EXISTS (SELECT 1 FROM {before} b WHERE b.{key} = t.{key} AND {same}){only_if_written}; \
              CREATE TABLE {schema}.{deleted} AS SELECT b.{key} FROM {before} b \
                WHERE NOT EXISTS (SELECT 1 FROM {live} t WHERE t.{key} = b.{key}){only_if_written}",
             written = ident(&written_table(&table.backup_table())),
@@ -101,6 +93,53 @@ pub async fn record_writes(
         .with_context(|| format!("cannot record what the run wrote to {}", table.display()))?;
     }
     make_private(tx, backup_schema).await
+}
+
+/// Rows this transaction inserted, updated and deleted in a table, by any statement or trigger
+/// (`pg_stat_xact_all_tables`).
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    pub inserted: i64,
+    pub updated: i64,
+    pub deleted: i64,
+}
+
+impl Written {
+    pub fn any(&self) -> bool {
+        self.inserted + self.updated + self.deleted > 0
+    }
+}
+
+pub async fn written_in_transaction(
+    tx: &Transaction<'_>,
+    table: &crate::catalog::Table,
+) -> Result<Written> {
+    let row = tx
+        .query_one(
+            "SELECT coalesce(sum(n_tup_ins), 0)::int8, coalesce(sum(n_tup_upd), 0)::int8, \
+                    coalesce(sum(n_tup_del), 0)::int8 \
+             FROM pg_stat_xact_all_tables WHERE relid = $1::text::regclass",
+            &[&table.qualified()],
+        )
+        .await
+        .with_context(|| format!("cannot count the rows written to {}", table.display()))?;
+    Ok(Written {
+        inserted: row.get(0),
+        updated: row.get(1),
+        deleted: row.get(2),
+    })
+}
+
+/// SQL: rows `a` and `b` of `relation`'s shape hold the same values in every column, NULLs
+/// equal. Compared by type where the type has equality and hashing (the reconcile's own
+/// comparison), by text otherwise (`json`, which has no equality).
+async fn same_row(tx: &Transaction<'_>, relation: &str, a: &str, b: &str) -> Result<String> {
+    let columns = crate::pg_arrow::table_columns(tx, relation).await?;
+    Ok(format!(
+        "{} IS NOT DISTINCT FROM {}",
+        crate::fingerprint::row_expression(a, &columns),
+        crate::fingerprint::row_expression(b, &columns)
+    ))
 }
 
 /// Statistics for the backup's tables, which a rollback joins at scale: tables made inside a

@@ -79,6 +79,7 @@ async fn approve_refuses_a_failing_blocking_check_until_it_is_accepted_with_a_re
         "stage/checks.json",
         "extract/manifest.json",
         "extract/unified_profiles.parquet",
+        "extract/unified_profiles.row_hashes.parquet",
     ] {
         assert_eq!(files[f].as_str().unwrap().len(), 64, "{f} in {files:?}");
     }

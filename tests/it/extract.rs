@@ -480,3 +480,85 @@ async fn both_connections_read_one_snapshot_while_the_app_writes() {
         "the app kept writing during the extract ({contacts} of {total} pairs extracted)"
     );
 }
+
+/// The `row_hash` column of a row-hash artifact, sorted.
+fn row_hashes(path: &Path) -> Vec<i64> {
+    let mut out: Vec<i64> = support::read_parquet(path)
+        .iter()
+        .flat_map(|b| {
+            let col = b.column_by_name("row_hash").expect("row_hash column");
+            col.as_primitive::<arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn row_hashes_cover_the_columns_a_load_may_overwrite_and_are_postgres_own() {
+    // Guards the load's value-drift shortcut: a hash that left out a column the load writes
+    // would let a change the app made there go unseen.
+    let fx = crate::load_fixture::fixture("extract_row_hashes").await;
+    let manifest = cleanmig::artifacts::Manifest::read(&fx.artifacts.join("extract")).unwrap();
+    let reconciled = ["unified_profiles", "transactions", "enrollments"];
+    for (name, table) in &manifest.tables {
+        let expected = reconciled
+            .iter()
+            .any(|r| name == &format!("\"public\".\"{r}\""));
+        assert_eq!(table.row_hashes.is_some(), expected, "{name}");
+    }
+    let profiles = &manifest.tables["\"public\".\"unified_profiles\""];
+    let hashes = profiles.row_hashes.as_ref().unwrap();
+    assert_eq!(hashes.key, "id");
+    for left_out in [
+        "id",
+        "updated_at",
+        "tier",
+        "tier_assignment",
+        "last_active_at",
+    ] {
+        assert!(
+            !hashes.columns.iter().any(|c| c == left_out),
+            "{left_out}: {hashes:?}"
+        );
+    }
+    for written in ["email", "first_name", "tags", "created_at"] {
+        assert!(
+            hashes.columns.iter().any(|c| c == written),
+            "{written}: {hashes:?}"
+        );
+    }
+    let entry = &manifest.artifacts[&hashes.artifact];
+    assert_eq!(entry.rows, profiles.fingerprint.rows);
+    let path = fx.artifacts.join("extract").join(&entry.file);
+
+    // Postgres gives the same hash of each row over the listed columns.
+    let row: Vec<String> = hashes
+        .columns
+        .iter()
+        .map(|c| format!("t.\"{c}\""))
+        .collect();
+    let sql = format!(
+        "SELECT hash_record_extended(ROW({}), 0) FROM public.unified_profiles t ORDER BY 1",
+        row.join(", ")
+    );
+    let now = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get(0)).collect::<Vec<i64>>();
+    let extracted = row_hashes(&path);
+    assert_eq!(now(fx.client.query(&sql, &[]).await.unwrap()), extracted);
+    // An app-owned column leaves every hash as it was; a column the load writes does not.
+    fx.client
+        .batch_execute("UPDATE public.unified_profiles SET tier = 'premium', updated_at = now()")
+        .await
+        .unwrap();
+    assert_eq!(now(fx.client.query(&sql, &[]).await.unwrap()), extracted);
+    fx.client
+        .batch_execute(&format!(
+            "UPDATE public.unified_profiles SET first_name = 'Roberto' WHERE id = '{}'",
+            crate::load_fixture::BOB
+        ))
+        .await
+        .unwrap();
+    assert_ne!(now(fx.client.query(&sql, &[]).await.unwrap()), extracted);
+}
