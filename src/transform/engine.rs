@@ -371,9 +371,20 @@ pub async fn register_parquet_file(ctx: &SessionContext, name: &str, path: &Path
 /// Rows per batch written to a staged artifact.
 const ARTIFACT_BATCH_ROWS: usize = 8192;
 
+/// How many leading columns a write sorts by first ([`write_sorted`]). Every artifact the
+/// pipeline writes today is unique on its first two: a key (`id`, or `instance_id, id`), or
+/// `changed_columns, id`, or `source_table, _source_row`.
+const SORT_PREFIX: usize = 2;
+
 /// Run `query`, sort its rows by every column (ascending, NULLs first) and stream them through
 /// `shape` into the Parquet file `dest`; returns the rows written and the file's schema.
 /// The sort spills to disk when the memory pool is full, so no result is held whole.
+///
+/// The rows are first sorted by their leading [`SORT_PREFIX`] columns only, which costs a
+/// fraction of encoding whole rows (a reject's raw JSON) for the sort. Where no two rows tie on
+/// those columns, that order is the order by every column, and the bytes are the same. Ties are
+/// looked for while writing; at the first one the file is dropped and written again sorted by
+/// every column.
 pub async fn write_sorted(
     ctx: &SessionContext,
     query: &str,
@@ -381,11 +392,36 @@ pub async fn write_sorted(
     shape: &dyn Fn(&RecordBatch) -> Result<RecordBatch>,
     what: &str,
 ) -> Result<(u64, SchemaRef)> {
+    if let Some(written) = write_sorted_by(ctx, query, dest, shape, what, Some(SORT_PREFIX)).await?
+    {
+        return Ok(written);
+    }
+    tracing::debug!(
+        "{what}: rows tie on their first {SORT_PREFIX} columns; sorting by every column"
+    );
+    write_sorted_by(ctx, query, dest, shape, what, None)
+        .await?
+        .with_context(|| format!("{what}: sorting by every column found a tie"))
+}
+
+/// [`write_sorted`] by the leading `prefix` columns (every column when `None` or when there
+/// are no more); `None` back when two rows tie on a strict prefix, with nothing written.
+async fn write_sorted_by(
+    ctx: &SessionContext,
+    query: &str,
+    dest: &Path,
+    shape: &dyn Fn(&RecordBatch) -> Result<RecordBatch>,
+    what: &str,
+    prefix: Option<usize>,
+) -> Result<Option<(u64, SchemaRef)>> {
     let context = || format!("{what} failed");
     let df = ctx.sql(query).await.with_context(context)?;
+    let width = df.schema().fields().len();
+    let by = prefix.map_or(width, |p| p.min(width));
     let keys: Vec<SortExpr> = df
         .schema()
         .iter()
+        .take(by)
         .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())).sort(true, true))
         .collect();
     let df = if keys.is_empty() {
@@ -394,6 +430,10 @@ pub async fn write_sorted(
         df.sort(keys).with_context(context)?
     };
     let mut stream = df.execute_stream().await.with_context(context)?;
+    // Ties only matter when the sort left columns out.
+    let mut ties = (by < width)
+        .then(|| Ties::new(&stream.schema(), by))
+        .transpose()?;
     let schema = shape(&RecordBatch::new_empty(stream.schema()))?.schema();
     let mut out = ParquetArtifact::create(dest, schema.clone())?;
     let write_error = || format!("cannot write {}", dest.display());
@@ -402,7 +442,13 @@ pub async fn write_sorted(
     // rows give the same bytes.
     let mut coalescer = BatchCoalescer::new(schema.clone(), ARTIFACT_BATCH_ROWS);
     while let Some(batch) = stream.next().await {
-        coalescer.push_batch(shape(&batch.with_context(context)?)?)?;
+        let batch = batch.with_context(context)?;
+        if let Some(ties) = ties.as_mut() {
+            if ties.found_in(&batch)? {
+                return Ok(None);
+            }
+        }
+        coalescer.push_batch(shape(&batch)?)?;
         while let Some(batch) = coalescer.next_completed_batch() {
             out.write(&batch).with_context(write_error)?;
         }
@@ -412,7 +458,44 @@ pub async fn write_sorted(
         out.write(&batch).with_context(write_error)?;
     }
     let (_, rows) = out.finish()?;
-    Ok((rows, schema))
+    Ok(Some((rows, schema)))
+}
+
+/// Looks for two consecutive rows of a sorted stream that are equal on its sort columns.
+struct Ties {
+    converter: RowConverter,
+    columns: usize,
+    last: Option<arrow::row::OwnedRow>,
+}
+
+impl Ties {
+    fn new(schema: &SchemaRef, columns: usize) -> Result<Self> {
+        let fields = schema
+            .fields()
+            .iter()
+            .take(columns)
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        Ok(Self {
+            converter: RowConverter::new(fields)?,
+            columns,
+            last: None,
+        })
+    }
+
+    /// Whether `batch` (the next one of the stream) holds a row equal to the row before it.
+    fn found_in(&mut self, batch: &RecordBatch) -> Result<bool> {
+        if batch.num_rows() == 0 {
+            return Ok(false);
+        }
+        let rows = self
+            .converter
+            .convert_columns(&batch.columns()[..self.columns])?;
+        let tie_at_start = self.last.as_ref().is_some_and(|l| l.row() == rows.row(0));
+        let tie_inside = (1..rows.num_rows()).any(|i| rows.row(i) == rows.row(i - 1));
+        self.last = Some(rows.row(rows.num_rows() - 1).owned());
+        Ok(tie_at_start || tie_inside)
+    }
 }
 
 /// Register batches as a table (replacing one of the same name).
@@ -1336,6 +1419,44 @@ mod tests {
         let fine: ArrayRef = Arc::new(StringArray::from(vec![Some("7"), None]));
         let out = conform_to(&one_column("n", fine, true), DataType::Int32).unwrap();
         assert_eq!(out.column(0).null_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_write_sorted_by_its_leading_columns_gives_the_bytes_of_one_sorted_by_every_column() {
+        // Guards byte-identical re-runs: the prefix sort must never change a file's bytes.
+        let ctx = session();
+        // Batches of two rows, so that ties across batch boundaries are looked for too.
+        ctx.sql("SET datafusion.execution.batch_size = 2")
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let plain = |b: &RecordBatch| Ok(b.clone());
+        let unique = "SELECT * FROM (VALUES ('b', 2, 'x'), ('a', 9, 'y'), (NULL, 1, 'z'), \
+                      ('a', 1, 'w'), ('b', NULL, 'v')) AS t(a, b, c)";
+        // ('a', 1) and (NULL, NULL) each twice, their third column in descending order.
+        let tied = "SELECT * FROM (VALUES ('a', 1, 'z'), ('b', 2, 'x'), ('a', 1, 'c'), \
+                    (NULL, NULL, 'q'), ('c', 0, 'm'), (NULL, NULL, 'p')) AS t(a, b, c)";
+        for (name, query, ties) in [("unique", unique, false), ("tied", tied, true)] {
+            let by_prefix = dir.path().join(format!("{name}_prefix.parquet"));
+            let by_all = dir.path().join(format!("{name}_all.parquet"));
+            let prefix_only =
+                write_sorted_by(&ctx, query, &by_prefix, &plain, name, Some(SORT_PREFIX))
+                    .await
+                    .unwrap();
+            assert_eq!(prefix_only.is_none(), ties, "{name}");
+            write_sorted(&ctx, query, &by_prefix, &plain, name)
+                .await
+                .unwrap();
+            write_sorted_by(&ctx, query, &by_all, &plain, name, None)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                std::fs::read(&by_prefix).unwrap(),
+                std::fs::read(&by_all).unwrap(),
+                "{name}"
+            );
+        }
     }
 
     #[test]
