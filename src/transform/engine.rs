@@ -498,6 +498,20 @@ impl Ties {
     }
 }
 
+/// Register a query's plan as a view (replacing a table of the same name).
+pub fn register_view(
+    ctx: &SessionContext,
+    name: &str,
+    df: datafusion::dataframe::DataFrame,
+) -> Result<()> {
+    let _ = ctx.deregister_table(name)?;
+    ctx.register_table(
+        datafusion::common::TableReference::bare(name),
+        df.into_view(),
+    )?;
+    Ok(())
+}
+
 /// Register batches as a table (replacing one of the same name).
 pub fn register_batches(
     ctx: &SessionContext,

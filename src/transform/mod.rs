@@ -206,7 +206,26 @@ async fn run_rules(run: &Run, pipeline: &Path) -> Result<BTreeMap<String, SqlFil
         bail!("no SQL files in {}", pipeline.join("transform").display());
     }
     let mut results: BTreeMap<String, SqlFile> = BTreeMap::new();
-    for file in files {
+    for (i, file) in files.iter().enumerate() {
+        // A result no later file reads is only ever read by the write of its output: kept as a
+        // plan, it is computed once, there, instead of being written to a scratch file first.
+        if !files[i + 1..]
+            .iter()
+            .any(|later| mentions(&later.sql, &file.name))
+        {
+            let df = run
+                .ctx
+                .sql(&file.sql)
+                .await
+                .with_context(|| format!("{} failed", file.path.display()))?;
+            engine::register_view(&run.ctx, &file.name, df)?;
+            tracing::debug!(
+                "{}: read by no later file; computed as its output is written",
+                file.path.display()
+            );
+            results.insert(file.name.clone(), file.clone());
+            continue;
+        }
         let spill = run.scratch.path().join(format!("{}.parquet", file.name));
         let what = file.path.display().to_string();
         engine::with_spilling_joins(&run.ctx, &what, || {
@@ -215,9 +234,19 @@ async fn run_rules(run: &Run, pipeline: &Path) -> Result<BTreeMap<String, SqlFil
         .instrument(tracing::info_span!("rule", file = %file.name))
         .await
         .map_err(|e| explain_memory(e, run.memory_limit))?;
-        results.insert(file.name.clone(), file);
+        results.insert(file.name.clone(), file.clone());
     }
     Ok(results)
+}
+
+/// Whether `sql` may read the table `name`: the name appears in it as a whole word, in any
+/// case (a mention in a comment counts too, which errs on the safe side).
+fn mentions(sql: &str, name: &str) -> bool {
+    let (sql, name) = (sql.to_lowercase(), name.to_lowercase());
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    sql.match_indices(&name).any(|(i, _)| {
+        !word(sql[..i].chars().next_back()) && !word(sql[i + name.len()..].chars().next())
+    })
 }
 
 /// Write every staged table (shaped exactly like its destination table, with the columns the
@@ -494,4 +523,22 @@ async fn write_sorted(
 fn file_entry(stage_dir: &Path, path: &Path, rows: u64) -> Result<ArtifactEntry> {
     let empty: SchemaRef = Arc::new(Schema::empty());
     ArtifactEntry::describe(stage_dir, path, rows, &empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn a_result_counts_as_read_wherever_its_name_appears_as_a_word() {
+        // Guards the rules: a result a later file reads must be materialised before it runs.
+        assert!(mentions("SELECT * FROM payments WHERE x", "payments"));
+        assert!(mentions("select * from PAYMENTS", "payments"));
+        assert!(mentions("FROM \"payments\" p", "payments"));
+        assert!(mentions("-- built from payments\nSELECT 1", "payments"));
+        assert!(mentions("JOIN payments", "payments"));
+        assert!(!mentions("SELECT * FROM payments_by_month", "payments"));
+        assert!(!mentions("SELECT * FROM extract_payments", "payments"));
+        assert!(!mentions("SELECT 1", "payments"));
+    }
 }
