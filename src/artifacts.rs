@@ -155,8 +155,26 @@ pub struct ParquetArtifact {
 
 impl ParquetArtifact {
     pub fn create(dest: &Path, schema: SchemaRef) -> Result<Self> {
+        Self::with_properties(dest, schema, parquet_properties())
+    }
+
+    /// A scratch file, read back once or twice by the same run and then removed: not
+    /// compressed, which costs more disk and less time.
+    pub fn scratch(dest: &Path, schema: SchemaRef) -> Result<Self> {
+        let properties = parquet_properties()
+            .into_builder()
+            .set_compression(Compression::UNCOMPRESSED)
+            .build();
+        Self::with_properties(dest, schema, properties)
+    }
+
+    fn with_properties(
+        dest: &Path,
+        schema: SchemaRef,
+        properties: WriterProperties,
+    ) -> Result<Self> {
         let file = AtomicFile::create(dest)?;
-        let writer = ArrowWriter::try_new(file, schema, Some(parquet_properties()))
+        let writer = ArrowWriter::try_new(file, schema, Some(properties))
             .with_context(|| format!("cannot start Parquet file {}", dest.display()))?;
         Ok(Self { writer, rows: 0 })
     }

@@ -667,7 +667,7 @@ impl SqlFile {
                 if let Some(h) = held_account.as_ref() {
                     h.release(std::mem::take(&mut counted));
                 }
-                let mut w = ParquetArtifact::create(spill_path, schema.clone())
+                let mut w = ParquetArtifact::scratch(spill_path, schema.clone())
                     .with_context(write_error)?;
                 for b in held.drain(..) {
                     w.write(&b).with_context(write_error)?;
