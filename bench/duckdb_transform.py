@@ -36,7 +36,7 @@ def main():
     con.execute("SET threads TO 2")
     for f in sorted(glob.glob(os.path.join(extract_dir, "*.parquet"))):
         name = os.path.splitext(os.path.basename(f))[0]
-        con.execute(f"CREATE VIEW extract_{name} AS SELECT * FROM read_parquet('{f}')")
+        con.execute(f"CREATE VIEW \"extract_{name}\" AS SELECT * FROM read_parquet('{f}')")
     # The pipeline's "now" and the raw source rows, as cleanmig registers them.
     import json
     manifest = json.load(open(os.path.join(extract_dir, "manifest.json")))

@@ -127,23 +127,28 @@ judged AS (
     FROM cleaned
 ),
 
-ranked AS (
-    -- candidates (neither out of scope nor rejected) ranked within their External ID
+kept_rows AS (
+    -- per External ID, the candidate (neither out of scope nor rejected) that is kept: SETTLED
+    -- before PAID, then the lowest _source_row. A GROUP BY rather than a window ranking the
+    -- rows of each External ID: nearly every External ID has one row, and a window pays per
+    -- group.
     SELECT
-        *,
-        CASE WHEN out_of_scope_reason IS NULL AND rejected_reason IS NULL THEN
-            row_number() OVER (
-                PARTITION BY out_of_scope_reason IS NULL AND rejected_reason IS NULL, external_id
-                ORDER BY CASE status WHEN 'SETTLED' THEN 0 ELSE 1 END, _source_row
-            )
-        END AS rank_in_external_id,
-        CASE WHEN out_of_scope_reason IS NULL AND rejected_reason IS NULL THEN
-            first_value(_source_row) OVER (
-                PARTITION BY out_of_scope_reason IS NULL AND rejected_reason IS NULL, external_id
-                ORDER BY CASE status WHEN 'SETTLED' THEN 0 ELSE 1 END, _source_row
-            )
-        END AS kept_source_row
+        external_id AS kept_external_id,
+        coalesce(min(CASE WHEN status = 'SETTLED' THEN _source_row END), min(_source_row)) AS kept_source_row
     FROM judged
+    WHERE out_of_scope_reason IS NULL AND rejected_reason IS NULL
+    GROUP BY external_id
+),
+
+ranked AS (
+    -- candidates with the row kept for their External ID (NULL for the others)
+    SELECT
+        judged.*,
+        k.kept_source_row
+    FROM judged
+    LEFT JOIN kept_rows AS k
+        ON k.kept_external_id = judged.external_id
+        AND judged.out_of_scope_reason IS NULL AND judged.rejected_reason IS NULL
 ),
 
 final AS (
@@ -172,13 +177,13 @@ final AS (
         CASE
             WHEN out_of_scope_reason IS NOT NULL THEN 'out_of_scope'
             WHEN rejected_reason IS NOT NULL THEN 'rejected'
-            WHEN rank_in_external_id = 1 THEN 'kept'
+            WHEN _source_row = kept_source_row THEN 'kept'
             ELSE 'merged'
         END AS outcome,
         coalesce(
             out_of_scope_reason,
             rejected_reason,
-            CASE WHEN rank_in_external_id > 1 THEN 'same External ID as row ' || CAST(kept_source_row AS VARCHAR) END
+            CASE WHEN _source_row <> kept_source_row THEN 'same External ID as row ' || CAST(kept_source_row AS VARCHAR) END
         ) AS reason
     FROM ranked
 )

@@ -62,36 +62,41 @@ flagged AS (
     LEFT JOIN p2p_payers AS p ON p.email = c.email
 ),
 
-paid_tagged_emails AS (
-    -- whether any contact row of a valid email is tagged as paid. A GROUP BY rather than
-    -- bool_or(...) OVER (PARTITION BY email): a window without ORDER BY holds its whole input in
-    -- memory, an aggregate spills.
-    SELECT email AS paid_email, bool_or(is_paid_tagged) AS any_paid_tag
+emails AS (
+    -- per valid email: whether any of its rows is tagged as paid, and when it was last
+    -- updated. GROUP BYs rather than windows over the rows of each email: a window without
+    -- ORDER BY holds its whole input in memory, and one with ORDER BY pays per email, when
+    -- nearly every email has one row.
+    SELECT
+        email AS group_email,
+        bool_or(is_paid_tagged) AS any_paid_tag,
+        max(coalesce(updated_utc, created_utc)) AS latest_utc
     FROM flagged
     WHERE is_valid_email
     GROUP BY email
 ),
 
+kept_rows AS (
+    -- the row kept per valid email: the most recently updated (a row with no time only when
+    -- none has one), then the lowest _source_row
+    SELECT f.email AS kept_email, min(f._source_row) AS kept_source_row
+    FROM flagged AS f
+    JOIN emails AS e ON e.group_email = f.email
+    WHERE f.is_valid_email
+      AND coalesce(f.updated_utc, f.created_utc) IS NOT DISTINCT FROM e.latest_utc
+    GROUP BY f.email
+),
+
 ranked AS (
     SELECT
-        *,
+        flagged.*,
+        k.kept_source_row,
         CASE WHEN is_valid_email THEN
-            row_number() OVER (
-                PARTITION BY is_valid_email, email
-                ORDER BY coalesce(updated_utc, created_utc) DESC NULLS LAST, _source_row
-            )
-        END AS rank_in_email,
-        CASE WHEN is_valid_email THEN
-            first_value(_source_row) OVER (
-                PARTITION BY is_valid_email, email
-                ORDER BY coalesce(updated_utc, created_utc) DESC NULLS LAST, _source_row
-            )
-        END AS kept_source_row,
-        CASE WHEN is_valid_email THEN
-            coalesce(t.any_paid_tag, false)
+            coalesce(e.any_paid_tag, false)
         END AS email_is_paid_tagged
     FROM flagged
-    LEFT JOIN paid_tagged_emails AS t ON t.paid_email = flagged.email AND flagged.is_valid_email
+    LEFT JOIN emails AS e ON e.group_email = flagged.email AND flagged.is_valid_email
+    LEFT JOIN kept_rows AS k ON k.kept_email = flagged.email AND flagged.is_valid_email
 ),
 
 final AS (
@@ -108,13 +113,13 @@ final AS (
         updated_utc,
         is_paid_tagged,
         CASE
-            WHEN is_valid_email AND (email_is_paid_tagged OR is_p2p_payer) AND rank_in_email = 1 THEN 'kept'
+            WHEN is_valid_email AND (email_is_paid_tagged OR is_p2p_payer) AND _source_row = kept_source_row THEN 'kept'
             WHEN is_valid_email AND (email_is_paid_tagged OR is_p2p_payer) THEN 'merged'
             WHEN is_paid_tagged THEN 'rejected'
             ELSE 'out_of_scope'
         END AS outcome,
         CASE
-            WHEN is_valid_email AND (email_is_paid_tagged OR is_p2p_payer) AND rank_in_email = 1 THEN NULL
+            WHEN is_valid_email AND (email_is_paid_tagged OR is_p2p_payer) AND _source_row = kept_source_row THEN NULL
             WHEN is_valid_email AND (email_is_paid_tagged OR is_p2p_payer)
                 THEN 'same email as row ' || CAST(kept_source_row AS VARCHAR)
             WHEN is_paid_tagged AND email IS NULL THEN 'missing email'
