@@ -100,10 +100,20 @@ pub async fn compute(
             chosen
         }
     };
+    compute_over(client, qualified_table, coverage, &chosen).await
+}
+
+/// [`compute`] over columns already read from the catalogue, in the order given.
+pub async fn compute_over(
+    client: &impl tokio_postgres::GenericClient,
+    qualified_table: &str,
+    coverage: Coverage,
+    chosen: &[crate::pg_arrow::PgColumn],
+) -> Result<TableFingerprint> {
     let sql = format!(
         "SELECT count(*)::int8, coalesce(sum({}::numeric), 0)::text \
          FROM {qualified_table} t",
-        row_hash(&chosen)
+        row_hash(chosen)
     );
     // Unnamed: `cleanmig status` fingerprints outside a transaction ([`crate::pg`]).
     let row = client

@@ -66,10 +66,14 @@ async fn fingerprint_of(
 ) -> Result<Option<TableState>> {
     let qualified = table.qualified();
     let present = crate::pg_arrow::table_columns(tx, &qualified).await?;
-    if !columns.iter().all(|c| present.iter().any(|p| &p.name == c)) {
+    let chosen: Option<Vec<_>> = columns
+        .iter()
+        .map(|c| present.iter().find(|p| &p.name == c).cloned())
+        .collect();
+    let Some(chosen) = chosen else {
         return Ok(None);
-    }
-    let f = fingerprint::compute(tx, &qualified, Coverage::Keys, columns).await?;
+    };
+    let f = fingerprint::compute_over(tx, &qualified, Coverage::Keys, &chosen).await?;
     Ok(Some(TableState {
         columns: columns.to_vec(),
         rows: f.rows,
