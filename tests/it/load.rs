@@ -429,7 +429,14 @@ async fn a_load_killed_in_the_middle_of_its_copy_leaves_the_database_unchanged()
         log[0].2, "running",
         "a killed run stays visibly unfinished in the log"
     );
+    // A run in another database of the same server holds that database's lock, not this
+    // one's: it does not make the killed run look alive.
+    let other = fixture("load_killed_other").await;
+    other.approve();
+    let mut running_elsewhere = start_paused_load(&other).await;
     let out = fx.cmd(&["status"]);
+    running_elsewhere.kill().unwrap();
+    running_elsewhere.wait().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("unfinished (killed; nothing committed)"),

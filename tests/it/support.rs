@@ -83,15 +83,24 @@ pub const SOURCES_LEGACY_SQL: &str = include_str!("../fixtures/schema/sources_le
 pub async fn supabase_database(prefix: &str, legacy: bool) -> String {
     let admin_url = fresh_database(prefix).await;
     let admin = connect(&admin_url).await;
+    {
+        // Roles are the cluster's: two tests altering one role at once fail with "tuple
+        // concurrently updated", so the tests of this process take turns.
+        static ROLES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _turn = ROLES.lock().await;
+        admin
+            .batch_execute(SUPABASE_ROLES_SQL)
+            .await
+            .unwrap_or_else(|e| panic!("supabase roles: {e:?}"));
+    }
     for (what, sql) in [
-        ("roles", SUPABASE_ROLES_SQL),
         ("auth schema", SUPABASE_AUTH_SQL),
         ("grants", SUPABASE_GRANTS_SQL),
     ] {
         admin
             .batch_execute(sql)
             .await
-            .unwrap_or_else(|e| panic!("supabase {what}: {e}"));
+            .unwrap_or_else(|e| panic!("supabase {what}: {e:?}"));
     }
     let url = as_app_role(&admin_url);
     let client = connect(&url).await;
