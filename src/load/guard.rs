@@ -16,6 +16,13 @@ use tokio_postgres::{Client, Transaction};
 /// refused at once instead of queueing behind the first.
 pub const ADVISORY_LOCK_KEY: i64 = 0x636c_6561_6e6d_6967;
 
+/// SQL: the `pg_locks` rows (alias `l`) of the run lock of this database. An advisory lock
+/// belongs to a database, and `pg_locks` lists every database's: a run in another database
+/// of the same server holds another lock. `$1`: [`ADVISORY_LOCK_KEY`].
+pub const RUN_LOCK_ROWS: &str = "l.locktype = 'advisory' AND l.granted \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND ((l.classid::int8 << 32) | l.objid::int8) = $1";
+
 /// A run id: UTC time plus a random suffix, e.g. `20261125T131500Z-3f9a1c`.
 pub fn new_run_id() -> String {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
@@ -50,11 +57,12 @@ pub async fn begin<'a>(client: &'a mut Client, timeouts: Timeouts) -> Result<Tx<
 /// ` (backend pid 123, psql as postgres, since ... UTC)` for the session holding the lock.
 async fn lock_holder(tx: &Transaction<'_>) -> String {
     tx.query_opt(
-        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
-                coalesce(to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), '') \
-         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-         WHERE l.locktype = 'advisory' AND l.granted \
-           AND ((l.classid::int8 << 32) | l.objid::int8) = $1 LIMIT 1",
+        &format!(
+            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
+                    coalesce(to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), '') \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE {RUN_LOCK_ROWS} LIMIT 1"
+        ),
         &[&ADVISORY_LOCK_KEY],
     )
     .await

@@ -203,14 +203,14 @@ async fn runs_section(out: &mut String, client: &Client) {
         &[],
     )
     .await;
-    // A `running` row while no run holds the advisory lock was killed before it finished.
-    // Advisory locks belong to a database, and pg_locks lists every database's: a run in
-    // another database of the same server holds another lock.
+    // A `running` row while no run holds this database's run lock was killed before it
+    // finished.
     let lock_held: bool = pg::query_one(
         client,
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-         AND ((classid::int8 << 32) | objid::int8) = $1)",
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE {})",
+            super::guard::RUN_LOCK_ROWS
+        ),
         &[&super::guard::ADVISORY_LOCK_KEY],
         &[Type::INT8],
     )

@@ -53,6 +53,15 @@ async fn start_paused_load(fx: &Fixture) -> Child {
     panic!("the paused load never reached its COPY");
 }
 
+/// The backend of the cleanmig session that is in its COPY.
+async fn first_pid(fx: &Fixture) -> i64 {
+    fx.count(
+        "SELECT pid::int8 FROM pg_stat_activity WHERE application_name = 'cleanmig' \
+         AND datname = current_database() AND query LIKE 'COPY %FROM STDIN%'",
+    )
+    .await
+}
+
 /// Wait until no cleanmig session is left on the test database.
 async fn wait_for_sessions_to_end(fx: &Fixture) {
     for _ in 0..1200 {
@@ -401,6 +410,14 @@ async fn a_second_concurrent_load_is_refused_not_queued() {
     assert!(!ok);
     assert!(
         stderr.contains("another cleanmig load or rollback is running"),
+        "{stderr}"
+    );
+    // It names the session that holds the run lock.
+    assert!(
+        stderr.contains(&format!(
+            "(backend pid {}, cleanmig as ",
+            first_pid(&fx).await
+        )),
         "{stderr}"
     );
     assert_eq!(result["status"], "failed");
