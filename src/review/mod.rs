@@ -334,11 +334,17 @@ pub async fn value_changes(
     ) else {
         return Ok(Vec::new());
     };
+    // The rows are picked from the differences alone, then joined: every row of an update
+    // difference has its current row, and joining all of them first to keep five costs a
+    // hash join of both tables per column.
     let sql = format!(
-        "SELECT CAST(u.id AS VARCHAR) AS id, {old} AS old_value, {new} AS new_value \
-         FROM {diff} AS u JOIN {current} AS c ON c.id = u.id \
-         WHERE array_has(string_to_array(u.changed_columns, ','), {col}) AND ({filter}) \
-         ORDER BY 1 LIMIT {limit}",
+        "WITH picked AS ( \
+           SELECT * FROM {diff} AS u \
+           WHERE array_has(string_to_array(u.changed_columns, ','), {col}) AND ({filter}) \
+           ORDER BY CAST(u.id AS VARCHAR) LIMIT {limit}) \
+         SELECT CAST(u.id AS VARCHAR) AS id, {old} AS old_value, {new} AS new_value \
+         FROM picked AS u JOIN {current} AS c ON c.id = u.id \
+         ORDER BY 1",
         old = as_text("c", column, cf.data_type()),
         new = as_text("u", column, sf.data_type()),
         col = crate::sql::literal(column),

@@ -508,6 +508,7 @@ async fn write_sorted(
     relation: &str,
     shape: &dyn Fn(&RecordBatch) -> Result<RecordBatch>,
 ) -> Result<ArtifactEntry> {
+    let started = std::time::Instant::now();
     let path = run.stage_dir.join(file);
     let query = format!("SELECT * FROM {relation} AS r");
     let (rows, schema) = engine::with_spilling_joins(&run.ctx, file, || {
@@ -515,6 +516,10 @@ async fn write_sorted(
     })
     .await
     .map_err(|e| explain_memory(e, run.memory_limit))?;
+    tracing::debug!(
+        "{file}: {rows} rows written, {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     let name = file.trim_end_matches(".parquet").replace('/', "_");
     engine::register_parquet_file(&run.ctx, &name, &path).await?;
     ArtifactEntry::describe(&run.stage_dir, &path, rows, &schema)
