@@ -149,10 +149,11 @@ async fn overwrites_anything(
 }
 
 /// Whether every live row the load would overwrite or delete still has the hash the extract
-/// recorded for it ([`crate::artifacts::RowHashes`]), over columns that include every column the load writes.
-/// Copies back keys and hashes only. `false` when the extract has no row hashes for the table,
-/// or they cannot answer (a hashed column is gone): the caller then compares values in full,
-/// which also tells a value the app changed from one that already equals the staged one.
+/// recorded for it ([`crate::artifacts::RowHashes`]), over columns that include every column
+/// the load writes. Copies back keys and hashes only. `false` when the extract has no row
+/// hashes for the table, or they cannot answer (a hashed column is gone): the caller then
+/// compares values in full, which also tells a value the app changed from one that already
+/// equals the staged one.
 async fn hashes_unchanged(
     tx: &Transaction<'_>,
     files: &ApprovedFiles<'_>,
