@@ -104,7 +104,9 @@ impl Table {
     }
 
     /// Whether a load may overwrite this column of an existing row: not the key, not
-    /// `updated_at` (set to now() with any change), not a column the app owns.
+    /// `updated_at` (set to now() with any change), not a column the app owns. The extract's
+    /// row hashes and the rollback's conflict check cover these columns; the reconcile's
+    /// `UpdateMode::Load` applies the same rule to the columns it writes.
     pub fn may_overwrite(&self, column: &str) -> bool {
         column != self.key && column != "updated_at" && !self.app_owned.iter().any(|c| c == column)
     }

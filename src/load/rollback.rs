@@ -208,7 +208,7 @@ async fn rollback<'c>(
 }
 
 /// The columns compared to tell the app's writes from the run's: every column of the run's
-/// record but the key, `updated_at` and the app-owned ones.
+/// record that a load may overwrite (not the key, `updated_at` or an app-owned one).
 async fn compared_columns(
     tx: &Transaction<'_>,
     table: &crate::catalog::Table,
@@ -218,8 +218,7 @@ async fn compared_columns(
     Ok(super::reconcile::writable_columns(tx, written)
         .await?
         .into_iter()
-        .filter(|c| live.contains(c) && c != &table.key && c != "updated_at")
-        .filter(|c| !table.app_owned.contains(c))
+        .filter(|c| live.contains(c) && table.may_overwrite(c))
         .collect())
 }
 
