@@ -275,9 +275,11 @@ async fn write_table_outputs(
             .map(|g| g.split(',').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default();
         let shape = |b: &RecordBatch| engine::conform(b, &target, &not_written, &file.path);
+        // A rule no later file reads runs here: an error names its file.
         let entry = write_sorted(run, &format!("{name}.parquet"), name, &shape)
             .instrument(tracing::info_span!("output", table = name))
-            .await?;
+            .await
+            .with_context(|| file.path.display().to_string())?;
         written.insert(name.to_string(), entry);
     }
     for name in OTHER_OUTPUTS {
@@ -288,7 +290,9 @@ async fn write_table_outputs(
             RecordBatch::try_new(engine::plain_schema(&b.schema()), b.columns().to_vec())
                 .with_context(|| format!("{}", file.path.display()))
         };
-        let entry = write_sorted(run, &format!("{name}.parquet"), name, &shape).await?;
+        let entry = write_sorted(run, &format!("{name}.parquet"), name, &shape)
+            .await
+            .with_context(|| file.path.display().to_string())?;
         written.insert(name.to_string(), entry);
     }
     Ok(written)

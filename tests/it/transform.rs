@@ -575,6 +575,29 @@ fn a_broken_statement_names_its_file() {
     assert!(stderr.contains("03_payments.sql"), "{stderr}");
 }
 
+#[test]
+fn a_statement_that_fails_only_as_its_output_is_written_names_its_file() {
+    // Guards the rules kept as plans (no later file reads `rejects`): their errors come while
+    // the output is written, and still name the SQL file.
+    let dir = fixture_artifacts();
+    let pipeline = dir.path().join("pipeline");
+    copy_dir(Path::new(PIPELINE), &pipeline);
+    std::fs::write(
+        pipeline.join("transform/11_rejects.sql"),
+        "SELECT CAST(email AS INT) AS n FROM payments\n",
+    )
+    .unwrap();
+    let out = crate::support::cleanmig(dir.path())
+        .env("CLEANMIG_PIPELINE", &pipeline)
+        .arg("transform")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("11_rejects.sql"), "{stderr}");
+    assert!(stderr.contains("Int32"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // End to end against a real Postgres: sources in both shapes -> extract -> transform.
 
