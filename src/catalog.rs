@@ -103,17 +103,22 @@ impl Table {
         self.extract_artifact()
     }
 
-    /// Whether a load may overwrite this column of an existing row: not the key, not
-    /// `updated_at` (set to now() with any change), not a column the app owns. The extract's
-    /// row hashes and the rollback's conflict check cover these columns; the reconcile's
-    /// `UpdateMode::Load` applies the same rule to the columns it writes.
+    /// Whether a load may overwrite this column of an existing row ([`may_overwrite`]). The
+    /// extract's row hashes and the rollback's conflict check cover these columns.
     pub fn may_overwrite(&self, column: &str) -> bool {
-        column != self.key && column != "updated_at" && !self.app_owned.iter().any(|c| c == column)
+        may_overwrite(column, &self.key, &self.app_owned)
     }
 
     pub fn is_reconciled(&self) -> bool {
         self.load == LoadMode::Reconcile
     }
+}
+
+/// Whether a load may overwrite `column` of an existing row of a table with this key and
+/// these app-owned columns: not the key, not `updated_at` (set to now() with any change), not a
+/// column the app owns. The reconcile writes exactly these on update.
+pub fn may_overwrite(column: &str, key: &str, app_owned: &[String]) -> bool {
+    column != key && column != "updated_at" && !app_owned.iter().any(|c| c == column)
 }
 
 /// `auth.users` -> `auth_users`; public tables keep their name. The name becomes a file name,

@@ -81,10 +81,9 @@ impl Reconcile {
         let has_updated_at = table_columns.iter().any(|c| c == "updated_at");
         let update_columns = insert_columns
             .iter()
-            .filter(|c| c.as_str() != key)
             .filter(|c| match mode {
-                UpdateMode::Load => c.as_str() != "updated_at" && !app_owned.contains(c),
-                UpdateMode::Restore => true,
+                UpdateMode::Load => crate::catalog::may_overwrite(c, key, app_owned),
+                UpdateMode::Restore => c.as_str() != key,
             })
             .cloned()
             .collect();
