@@ -555,23 +555,30 @@ fn planted_blocking_failure_stops_transform_and_shows_rows() {
     assert_eq!(planted["severity"], "blocking");
 }
 
-#[test]
-fn a_broken_statement_names_its_file() {
+/// Transform the fixture extract with one rule file replaced by `sql`: (succeeded, stderr).
+fn transform_with_rule(file: &str, sql: &str) -> (bool, String) {
     let dir = fixture_artifacts();
     let pipeline = dir.path().join("pipeline");
     copy_dir(Path::new(PIPELINE), &pipeline);
-    std::fs::write(
-        pipeline.join("transform/03_payments.sql"),
-        "SELECT no_such_column FROM extract_xendit\n",
-    )
-    .unwrap();
+    std::fs::write(pipeline.join("transform").join(file), sql).unwrap();
     let out = crate::support::cleanmig(dir.path())
         .env("CLEANMIG_PIPELINE", &pipeline)
         .arg("transform")
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_broken_statement_names_its_file() {
+    let (ok, stderr) = transform_with_rule(
+        "03_payments.sql",
+        "SELECT no_such_column FROM extract_xendit\n",
+    );
+    assert!(!ok);
     assert!(stderr.contains("03_payments.sql"), "{stderr}");
 }
 
@@ -579,21 +586,11 @@ fn a_broken_statement_names_its_file() {
 fn a_statement_that_fails_only_as_its_output_is_written_names_its_file() {
     // Guards the rules kept as plans (no later file reads `rejects`): their errors come while
     // the output is written, and still name the SQL file.
-    let dir = fixture_artifacts();
-    let pipeline = dir.path().join("pipeline");
-    copy_dir(Path::new(PIPELINE), &pipeline);
-    std::fs::write(
-        pipeline.join("transform/11_rejects.sql"),
+    let (ok, stderr) = transform_with_rule(
+        "11_rejects.sql",
         "SELECT CAST(email AS INT) AS n FROM payments\n",
-    )
-    .unwrap();
-    let out = crate::support::cleanmig(dir.path())
-        .env("CLEANMIG_PIPELINE", &pipeline)
-        .arg("transform")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
+    assert!(!ok);
     assert!(stderr.contains("11_rejects.sql"), "{stderr}");
     assert!(stderr.contains("Int32"), "{stderr}");
 }
