@@ -952,39 +952,117 @@ impl ScalarUDFImpl for JsonObject {
             .iter()
             .map(|a| a.data_type() == DataType::Boolean)
             .collect();
+        let keys = constant_keys(&args.args);
+        // Constant keys are not expanded to one value per row.
         let arrays = args
             .args
             .iter()
-            .map(|a| {
-                let arr = a.to_array(n)?;
-                Ok(cast(&arr, &DataType::Utf8)?)
+            .enumerate()
+            .map(|(i, a)| match (&keys, i % 2) {
+                (Some(_), 0) => Ok(new_null_array(&DataType::Utf8, 0)),
+                _ => Ok(cast(&a.to_array(n)?, &DataType::Utf8)?),
             })
             .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
         let strings: Vec<&StringArray> = arrays
             .iter()
             .map(|a| a.as_any().downcast_ref::<StringArray>().expect("Utf8"))
             .collect();
-        let mut out = StringBuilder::new();
-        for row in 0..n {
-            let mut map = serde_json::Map::new();
-            for (i, pair) in strings.chunks(2).enumerate() {
-                if pair[0].is_null(row) {
-                    continue;
-                }
-                let key = pair[0].value(row).to_string();
-                let value = if pair[1].is_null(row) {
-                    serde_json::Value::Null
-                } else if kinds[2 * i + 1] {
-                    serde_json::Value::Bool(pair[1].value(row) == "true")
-                } else {
-                    serde_json::Value::String(pair[1].value(row).to_string())
-                };
-                map.insert(key, value);
-            }
-            out.append_value(serde_json::Value::Object(map).to_string());
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        let out = match keys {
+            Some(keys) => json_objects_with_keys(&keys, &strings, &kinds, n)?,
+            None => json_objects(&strings, &kinds, n),
+        };
+        Ok(ColumnarValue::Array(Arc::new(out)))
     }
+}
+
+/// The keys of a `json_object` call when every key is a distinct, non-null literal (the usual
+/// case: column names), each written once as its JSON `"key":` prefix. `None` sends the call to
+/// [`json_objects`], which also handles keys that vary by row or repeat.
+fn constant_keys(args: &[ColumnarValue]) -> Option<Vec<Vec<u8>>> {
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for pair in args.chunks(2) {
+        let ColumnarValue::Scalar(key) = &pair[0] else {
+            return None;
+        };
+        let name = match key {
+            datafusion::common::ScalarValue::Utf8(Some(k))
+            | datafusion::common::ScalarValue::LargeUtf8(Some(k))
+            | datafusion::common::ScalarValue::Utf8View(Some(k)) => k.as_str(),
+            _ => return None,
+        };
+        if names.contains(&name) {
+            return None;
+        }
+        names.push(name);
+        let mut prefix = serde_json::to_vec(name).ok()?;
+        prefix.push(b':');
+        keys.push(prefix);
+    }
+    Some(keys)
+}
+
+/// One JSON object per row, keys in the order given, written straight into the output: the
+/// same text as [`json_objects`] without building a map per row.
+fn json_objects_with_keys(
+    keys: &[Vec<u8>],
+    strings: &[&StringArray],
+    kinds: &[bool],
+    n: usize,
+) -> datafusion::error::Result<StringArray> {
+    let values: Vec<&StringArray> = strings.iter().skip(1).step_by(2).copied().collect();
+    let is_bool: Vec<bool> = kinds.iter().skip(1).step_by(2).copied().collect();
+    let mut out = StringBuilder::with_capacity(n, n * 64);
+    let mut buf: Vec<u8> = Vec::with_capacity(256);
+    for row in 0..n {
+        buf.clear();
+        buf.push(b'{');
+        for (i, (key, value)) in keys.iter().zip(&values).enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            buf.extend_from_slice(key);
+            if value.is_null(row) {
+                buf.extend_from_slice(b"null");
+            } else if is_bool[i] {
+                let truth = value.value(row) == "true";
+                buf.extend_from_slice(if truth { b"true" } else { b"false" });
+            } else {
+                serde_json::to_writer(&mut buf, value.value(row))
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            }
+        }
+        buf.push(b'}');
+        let text = std::str::from_utf8(&buf)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        out.append_value(text);
+    }
+    Ok(out.finish())
+}
+
+/// One JSON object per row through a map: a key that is NULL is left out, a repeated key keeps
+/// its first place and its last value.
+fn json_objects(strings: &[&StringArray], kinds: &[bool], n: usize) -> StringArray {
+    let mut out = StringBuilder::new();
+    for row in 0..n {
+        let mut map = serde_json::Map::new();
+        for (i, pair) in strings.chunks(2).enumerate() {
+            if pair[0].is_null(row) {
+                continue;
+            }
+            let key = pair[0].value(row).to_string();
+            let value = if pair[1].is_null(row) {
+                serde_json::Value::Null
+            } else if kinds[2 * i + 1] {
+                serde_json::Value::Bool(pair[1].value(row) == "true")
+            } else {
+                serde_json::Value::String(pair[1].value(row).to_string())
+            };
+            map.insert(key, value);
+        }
+        out.append_value(serde_json::Value::Object(map).to_string());
+    }
+    out.finish()
 }
 
 /// `to_utc(text, utc_offset)`: an ISO 8601 timestamp (`2024-03-05T14:22:01`, a space for the
@@ -1183,6 +1261,40 @@ mod tests {
         }
         assert_eq!(out.len(), cases.len());
         out
+    }
+
+    #[tokio::test]
+    async fn json_object_with_literal_keys_writes_what_the_map_path_writes() {
+        // The literal-key path writes JSON directly; the map path (keys from a column, or a
+        // key repeated) is the reference. Both must give the same text, row for row.
+        let rows = "('plain', true, 'k'), ('quote \" back\\slash', false, 'k'), \
+                    ('tab\tnew\nline ' || chr(1) || ' é ✓ 😀', NULL, 'k'), (NULL, true, 'k')";
+        let sql = format!(
+            "SELECT json_object('a', a, 'b \"q\"', b, 'c', 7) AS fast, \
+                    json_object(k, a, 'b \"q\"', b, 'c', 7) AS by_map, \
+                    json_object('a', a, 'a', b) AS repeated \
+             FROM (VALUES {rows}) AS v(a, b, k)"
+        );
+        let batches = session().sql(&sql).await.unwrap().collect().await.unwrap();
+        let mut seen = Vec::new();
+        for b in &batches {
+            let col = |i: usize| b.column(i).as_any().downcast_ref::<StringArray>().unwrap();
+            for r in 0..b.num_rows() {
+                let by_map = col(1).value(r).replacen("\"k\":", "\"a\":", 1);
+                assert_eq!(col(0).value(r), by_map);
+                seen.push((col(0).value(r).to_string(), col(2).value(r).to_string()));
+            }
+        }
+        assert_eq!(seen[0].0, r#"{"a":"plain","b \"q\"":true,"c":"7"}"#);
+        assert_eq!(seen[1].0, r#"{"a":"quote \" back\\slash","b \"q\"":false,"c":"7"}"#);
+        assert_eq!(
+            seen[2].0,
+            "{\"a\":\"tab\\tnew\\nline \\u0001 é ✓ 😀\",\"b \\\"q\\\"\":null,\"c\":\"7\"}"
+        );
+        assert_eq!(seen[3].0, r#"{"a":null,"b \"q\"":true,"c":"7"}"#);
+        // A repeated key keeps its first place and its last value.
+        assert_eq!(seen[0].1, r#"{"a":true}"#);
+        assert_eq!(seen[2].1, r#"{"a":null}"#);
     }
 
     #[tokio::test]
