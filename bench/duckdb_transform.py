@@ -95,7 +95,7 @@ def main():
                 sys.exit(1)
     os.makedirs(out, exist_ok=True)
     for name in ("auth_users", "auth_identities", "profiles", "transactions", "enrollments", "rejects"):
-        con.execute(f"COPY (SELECT * FROM {name}) TO '{out}/{name}.parquet' (FORMAT parquet, COMPRESSION snappy)")
+        con.execute(f"COPY (SELECT * FROM {name}) TO '{out}/{name}.parquet' (FORMAT parquet, COMPRESSION lz4_raw)")
 
 
 if __name__ == "__main__":

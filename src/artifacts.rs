@@ -137,10 +137,14 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
 /// 16 KiB (the default is 1 MiB): a status or currency column keeps its dictionary, while an
 /// email or id column stops paying for interning values that never repeat. At scale 100 that
 /// made the extract 14% faster and its files 5% smaller.
+///
+/// Pages are compressed with LZ4 (the Parquet format's `LZ4_RAW`, read by DataFusion, DuckDB,
+/// pyarrow and Spark): at scale 30, against Snappy, the extract took 11% less time and the
+/// transform 5% less, for files of about the same size.
 pub fn parquet_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
-        .set_compression(Compression::SNAPPY)
+        .set_compression(Compression::LZ4_RAW)
         .set_created_by(format!("cleanmig {}", env!("CARGO_PKG_VERSION")))
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_dictionary_page_size_limit(16 * 1024)
