@@ -1286,7 +1286,10 @@ mod tests {
             }
         }
         assert_eq!(seen[0].0, r#"{"a":"plain","b \"q\"":true,"c":"7"}"#);
-        assert_eq!(seen[1].0, r#"{"a":"quote \" back\\slash","b \"q\"":false,"c":"7"}"#);
+        assert_eq!(
+            seen[1].0,
+            r#"{"a":"quote \" back\\slash","b \"q\"":false,"c":"7"}"#
+        );
         assert_eq!(
             seen[2].0,
             "{\"a\":\"tab\\tnew\\nline \\u0001 é ✓ 😀\",\"b \\\"q\\\"\":null,\"c\":\"7\"}"
