@@ -717,7 +717,7 @@ async fn copy_table(
     let started = Instant::now();
     let schema = Arc::new(Schema::new(plan.fields.clone()));
     let path = dir.join(format!("{}.parquet", plan.artifact));
-    let mut file = ParquetArtifact::create(&path, schema.clone())?;
+    let mut file = ParquetArtifact::unsorted(&path, schema.clone())?;
     let bar = if let Some(bars) = bars {
         let estimate: i64 = txn
             .query_one(

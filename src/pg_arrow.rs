@@ -316,7 +316,10 @@ impl Builder {
                 }
                 b.append_value(std::str::from_utf8(text)?)
             }
-            Builder::Uuid(b) => b.append_value(format_uuid(&fixed::<16>(v)?)),
+            Builder::Uuid(b) => {
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                b.append_value(write_uuid(&fixed::<16>(v)?, &mut text))
+            }
             Builder::Timestamp(b, _) => {
                 b.append_value(timestamp_from_pg(i64::from_be_bytes(fixed(v)?))?)
             }
@@ -424,6 +427,11 @@ fn format_uuid(b: &[u8; 16]) -> String {
     uuid::Uuid::from_bytes(*b).hyphenated().to_string()
 }
 
+/// [`format_uuid`] into a buffer on the stack.
+fn write_uuid<'a>(b: &[u8; 16], buf: &'a mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> &'a str {
+    uuid::Uuid::from_bytes(*b).hyphenated().encode_lower(buf)
+}
+
 /// Postgres binary numeric -> i128 at `scale`. Fails rather than lose digits.
 fn decode_numeric(v: &[u8], scale: i8) -> Result<i128> {
     let mut buf = v;
@@ -516,7 +524,10 @@ pub struct CopyDecoder {
     row_numbers: Option<Int64Builder>,
     /// Columns (indices into `kinds`) whose values name a row in an error.
     key_columns: Vec<usize>,
+    /// A partial row (or the header) waiting for the rest of its bytes.
     buf: BytesMut,
+    /// Field boundaries of the row being parsed (kept to reuse its allocation).
+    spans: Vec<Option<(usize, usize)>>,
     header_seen: bool,
     finished: bool,
     rows_in_batch: usize,
@@ -548,6 +559,7 @@ impl CopyDecoder {
             row_numbers: with_row_numbers.then(Int64Builder::new),
             key_columns: Vec::new(),
             buf: BytesMut::new(),
+            spans: Vec::new(),
             header_seen: false,
             finished: false,
             rows_in_batch: 0,
@@ -583,9 +595,17 @@ impl CopyDecoder {
     }
 
     /// Feed one chunk; returns full batches ready to write.
+    ///
+    /// The server sends one row per COPY message, so rows are parsed straight from the chunk;
+    /// only a row split across chunks (and the header) is gathered in a buffer first.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<RecordBatch>> {
-        self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
+        if self.header_seen && self.buf.is_empty() {
+            let used = self.rows_from(chunk, &mut out)?;
+            self.buf.extend_from_slice(&chunk[used..]);
+            return Ok(out);
+        }
+        self.buf.extend_from_slice(chunk);
         if !self.header_seen {
             if self.buf.len() < COPY_SIGNATURE.len() + 8 {
                 return Ok(out);
@@ -604,30 +624,40 @@ impl CopyDecoder {
             self.buf.advance(COPY_SIGNATURE.len() + 8 + ext_len);
             self.header_seen = true;
         }
+        let buf = std::mem::take(&mut self.buf);
+        let used = self.rows_from(&buf, &mut out);
+        self.buf = buf;
+        self.buf.advance(used?);
+        Ok(out)
+    }
+
+    /// Decode the complete rows at the start of `data`; returns the bytes they took.
+    fn rows_from(&mut self, data: &[u8], out: &mut Vec<RecordBatch>) -> Result<usize> {
+        let mut used = 0;
         while !self.finished {
-            match self.try_row(&mut out)? {
-                false => break,
-                true => {
+            match self.try_row(&data[used..], out)? {
+                None => break,
+                Some(n) => {
+                    used += n;
                     if self.rows_in_batch >= BATCH_ROWS {
                         out.push(self.flush()?);
                     }
                 }
             }
         }
-        Ok(out)
+        Ok(used)
     }
 
-    /// Parse one complete row from the buffer if there is one; a batch it ends goes to `out`.
-    fn try_row(&mut self, out: &mut Vec<RecordBatch>) -> Result<bool> {
-        let data = &self.buf[..];
+    /// Parse one row (or the trailer) from the start of `data` if it is complete; returns the
+    /// bytes it took. A batch it ends goes to `out`.
+    fn try_row(&mut self, data: &[u8], out: &mut Vec<RecordBatch>) -> Result<Option<usize>> {
         if data.len() < 2 {
-            return Ok(false);
+            return Ok(None);
         }
         let nfields = i16::from_be_bytes([data[0], data[1]]);
         if nfields == -1 {
             self.finished = true;
-            self.buf.advance(2);
-            return Ok(false);
+            return Ok(Some(2));
         }
         if nfields as usize != self.kinds.len() {
             bail!(
@@ -638,10 +668,12 @@ impl CopyDecoder {
         }
         // Find the field boundaries first, so that a partial row is left for the next chunk.
         let mut pos = 2usize;
-        let mut spans: Vec<Option<(usize, usize)>> = Vec::with_capacity(self.kinds.len());
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.clear();
         for _ in 0..nfields {
             if data.len() < pos + 4 {
-                return Ok(false);
+                self.spans = spans;
+                return Ok(None);
             }
             let len = i32::from_be_bytes(data[pos..pos + 4].try_into().expect("4 bytes"));
             pos += 4;
@@ -650,7 +682,8 @@ impl CopyDecoder {
             } else {
                 let len = len as usize;
                 if data.len() < pos + len {
-                    return Ok(false);
+                    self.spans = spans;
+                    return Ok(None);
                 }
                 spans.push(Some((pos, pos + len)));
                 pos += len;
@@ -663,7 +696,7 @@ impl CopyDecoder {
                     bail!(
                         "{}: {}, column {}: the value is {} bytes; Arrow holds at most {} bytes in one value",
                         self.table,
-                        self.describe_row(row, &spans),
+                        self.describe_row(row, data, &spans),
                         self.column_name(i),
                         b - a,
                         self.value_bytes
@@ -676,12 +709,12 @@ impl CopyDecoder {
             out.push(self.flush()?);
         }
         for (i, span) in spans.iter().enumerate() {
-            let value = span.map(|(a, b)| &self.buf[a..b]);
+            let value = span.map(|(a, b)| &data[a..b]);
             if let Err(e) = self.builders[i].append(value) {
                 return Err(e.context(format!(
                     "{}: {}, column {}",
                     self.table,
-                    self.describe_row(row, &spans),
+                    self.describe_row(row, data, &spans),
                     self.column_name(i)
                 )));
             }
@@ -689,11 +722,11 @@ impl CopyDecoder {
         if let Some(rn) = self.row_numbers.as_mut() {
             rn.append_value(row as i64);
         }
-        self.buf.advance(pos);
+        self.spans = spans;
         self.rows_in_batch += 1;
         self.bytes_in_batch += row_bytes;
         self.rows_total += 1;
-        Ok(true)
+        Ok(Some(pos))
     }
 
     fn column_name(&self, i: usize) -> &str {
@@ -702,13 +735,13 @@ impl CopyDecoder {
     }
 
     /// `row 12` or `row 12 (id = 6f1c2d0e-...)`: the row's position in the stream and its key.
-    fn describe_row(&self, row: u64, spans: &[Option<(usize, usize)>]) -> String {
+    fn describe_row(&self, row: u64, data: &[u8], spans: &[Option<(usize, usize)>]) -> String {
         let keys: Vec<String> = self
             .key_columns
             .iter()
             .take(3)
             .map(|&k| {
-                let value = spans[k].map(|(a, b)| &self.buf[a..b]);
+                let value = spans[k].map(|(a, b)| &data[a..b]);
                 format!(
                     "{} = {}",
                     self.column_name(k),
@@ -1303,6 +1336,51 @@ mod tests {
         let mut batches = d.push(stream).map_err(|e| format!("{e:#}"))?;
         batches.extend(d.finish().map_err(|e| format!("{e:#}"))?);
         Ok(batches)
+    }
+
+    #[test]
+    fn rows_split_across_chunks_decode_as_the_whole_stream_does() {
+        // Rows are parsed straight from a chunk; only the pieces of a split row are gathered.
+        let rows: Vec<_> = (1..=40)
+            .map(|i| {
+                (
+                    i,
+                    (i % 7 != 0).then(|| format!("value {i}").repeat(i as usize).into_bytes()),
+                )
+            })
+            .collect();
+        let stream = copy_stream(&rows);
+        let whole = decode(decoder(Kind::Text), &stream).unwrap();
+        let row_chunks = {
+            // As the server sends it: the header, then one message per row, then the trailer.
+            let mut chunks = vec![&stream[..COPY_SIGNATURE.len() + 8]];
+            let mut at = COPY_SIGNATURE.len() + 8;
+            for (_, value) in &rows {
+                let len = 2 + 8 + 4 + value.as_ref().map_or(0, Vec::len);
+                chunks.push(&stream[at..at + len]);
+                at += len;
+            }
+            chunks.push(&stream[at..]);
+            chunks
+        };
+        for split in [1, 3, 17, 64, 1000] {
+            let chunks: Vec<&[u8]> = stream.chunks(split).collect();
+            for chunks in [chunks, row_chunks.clone()] {
+                let mut d = decoder(Kind::Text);
+                let mut batches = Vec::new();
+                for chunk in chunks {
+                    batches.extend(d.push(chunk).unwrap());
+                }
+                batches.extend(d.finish().unwrap());
+                assert_eq!(batches, whole, "chunks of {split} bytes");
+            }
+        }
+        let truncated = &stream[..stream.len() - 5];
+        let mut d = decoder(Kind::Text);
+        for chunk in truncated.chunks(9) {
+            d.push(chunk).unwrap();
+        }
+        assert!(format!("{:#}", d.finish().unwrap_err()).contains("ended before its trailer"));
     }
 
     #[test]
