@@ -235,6 +235,27 @@ where
     }
 }
 
+/// Run `attempt` with every plan in one partition: one sort, which then has the whole pool to
+/// itself, where two sorting side by side can leave one of them nothing to start with.
+pub async fn in_one_partition<T, Fut>(ctx: &SessionContext, attempt: Fut) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let partitions = ctx.state().config().target_partitions();
+    set_target_partitions(ctx, 1).await?;
+    let result = attempt.await;
+    set_target_partitions(ctx, partitions).await?;
+    result
+}
+
+async fn set_target_partitions(ctx: &SessionContext, n: usize) -> Result<()> {
+    ctx.sql(&format!("SET datafusion.execution.target_partitions = {n}"))
+        .await?
+        .collect()
+        .await?;
+    Ok(())
+}
+
 async fn set_hash_joins(ctx: &SessionContext, prefer: bool) -> Result<()> {
     ctx.sql(&format!(
         "SET datafusion.optimizer.prefer_hash_join = {prefer}"

@@ -226,17 +226,59 @@ async fn run_rules(run: &Run, pipeline: &Path) -> Result<BTreeMap<String, SqlFil
             results.insert(file.name.clone(), file.clone());
             continue;
         }
-        let spill = run.scratch.path().join(format!("{}.parquet", file.name));
-        let what = file.path.display().to_string();
-        engine::with_spilling_joins(&run.ctx, &what, || {
-            file.run_into(&run.ctx, &file.name, &spill, run.memory_limit / 16)
-        })
-        .instrument(tracing::info_span!("rule", file = %file.name))
-        .await
-        .map_err(|e| explain_memory(e, run.memory_limit))?;
+        materialise(run, file)
+            .instrument(tracing::info_span!("rule", file = %file.name))
+            .await?;
         results.insert(file.name.clone(), file.clone());
     }
     Ok(results)
+}
+
+/// Run a rule and register its result under its name: in memory while it is small, else in
+/// a scratch file; a hash join that outgrows the pool runs again as a sort-merge join.
+async fn materialise(run: &Run, file: &SqlFile) -> Result<()> {
+    let spill = run.scratch.path().join(format!("{}.parquet", file.name));
+    let what = file.path.display().to_string();
+    engine::with_spilling_joins(&run.ctx, &what, || {
+        file.run_into(&run.ctx, &file.name, &spill, run.memory_limit / 16)
+    })
+    .await
+    .map_err(|e| explain_memory(e, run.memory_limit))?;
+    Ok(())
+}
+
+/// [`write_sorted`] of a rule's result into `out`.
+///
+/// A result kept as a plan ([`run_rules`]) is computed and sorted at once, its joins and the
+/// output's sort sharing the pool. When that outgrows the pool even with sort-merge joins (at
+/// scale 300, the rejects: a join over every source row and a sort of their JSON), the rule is
+/// written to a scratch file first, so that its joins are done before the sort starts, and the
+/// file is sorted in one partition, with the whole pool.
+async fn write_rule_output(
+    run: &Run,
+    out: &str,
+    rule: &SqlFile,
+    shape: &dyn Fn(&RecordBatch) -> Result<RecordBatch>,
+) -> Result<ArtifactEntry> {
+    match write_sorted(run, out, &rule.name, shape).await {
+        Err(e) if engine::is_memory_exhausted(&e) && kept_as_plan(run, &rule.name).await => {
+            tracing::info!(
+                "{out}: computing {} while sorting it outgrew the memory pool; writing it to a scratch file first, then sorting that",
+                rule.path.display()
+            );
+            materialise(run, rule).await?;
+            engine::in_one_partition(&run.ctx, write_sorted(run, out, &rule.name, shape)).await
+        }
+        other => other,
+    }
+}
+
+/// Whether `name` is a rule result kept as a plan (a view), not yet computed.
+async fn kept_as_plan(run: &Run, name: &str) -> bool {
+    run.ctx
+        .table_provider(name)
+        .await
+        .is_ok_and(|t| t.table_type() == datafusion::datasource::TableType::View)
 }
 
 /// Whether `sql` may read the table `name`: the name appears in it as a whole word, in any
@@ -276,7 +318,7 @@ async fn write_table_outputs(
             .unwrap_or_default();
         let shape = |b: &RecordBatch| engine::conform(b, &target, &not_written, &file.path);
         // A rule no later file reads runs here: an error names its file.
-        let entry = write_sorted(run, &format!("{name}.parquet"), name, &shape)
+        let entry = write_rule_output(run, &format!("{name}.parquet"), file, &shape)
             .instrument(tracing::info_span!("output", table = name))
             .await
             .with_context(|| file.path.display().to_string())?;
@@ -290,7 +332,7 @@ async fn write_table_outputs(
             RecordBatch::try_new(engine::plain_schema(&b.schema()), b.columns().to_vec())
                 .with_context(|| format!("{}", file.path.display()))
         };
-        let entry = write_sorted(run, &format!("{name}.parquet"), name, &shape)
+        let entry = write_rule_output(run, &format!("{name}.parquet"), file, &shape)
             .await
             .with_context(|| file.path.display().to_string())?;
         written.insert(name.to_string(), entry);
