@@ -1363,17 +1363,19 @@ mod tests {
             chunks.push(&stream[at..]);
             chunks
         };
-        for split in [1, 3, 17, 64, 1000] {
-            let chunks: Vec<&[u8]> = stream.chunks(split).collect();
-            for chunks in [chunks, row_chunks.clone()] {
-                let mut d = decoder(Kind::Text);
-                let mut batches = Vec::new();
-                for chunk in chunks {
-                    batches.extend(d.push(chunk).unwrap());
-                }
-                batches.extend(d.finish().unwrap());
-                assert_eq!(batches, whole, "chunks of {split} bytes");
+        let mut splits: Vec<(String, Vec<&[u8]>)> = [1, 3, 17, 64, 1000]
+            .into_iter()
+            .map(|n| (format!("chunks of {n} bytes"), stream.chunks(n).collect()))
+            .collect();
+        splits.push(("one message per row".into(), row_chunks));
+        for (how, chunks) in splits {
+            let mut d = decoder(Kind::Text);
+            let mut batches = Vec::new();
+            for chunk in chunks {
+                batches.extend(d.push(chunk).unwrap());
             }
+            batches.extend(d.finish().unwrap());
+            assert_eq!(batches, whole, "{how}");
         }
         let truncated = &stream[..stream.len() - 5];
         let mut d = decoder(Kind::Text);

@@ -226,9 +226,9 @@ where
             tracing::info!(
                 "{what}: a hash join outgrew the memory pool; running it again with sort-merge joins, which spill to disk"
             );
-            set_hash_joins(ctx, false).await?;
+            set_option(ctx, "datafusion.optimizer.prefer_hash_join", false).await?;
             let result = attempt().await;
-            set_hash_joins(ctx, true).await?;
+            set_option(ctx, "datafusion.optimizer.prefer_hash_join", true).await?;
             result
         }
         other => other,
@@ -242,27 +242,22 @@ where
     Fut: std::future::Future<Output = Result<T>>,
 {
     let partitions = ctx.state().config().target_partitions();
-    set_target_partitions(ctx, 1).await?;
+    set_option(ctx, "datafusion.execution.target_partitions", 1).await?;
     let result = attempt.await;
-    set_target_partitions(ctx, partitions).await?;
+    set_option(ctx, "datafusion.execution.target_partitions", partitions).await?;
     result
 }
 
-async fn set_target_partitions(ctx: &SessionContext, n: usize) -> Result<()> {
-    ctx.sql(&format!("SET datafusion.execution.target_partitions = {n}"))
+/// `SET <option> = <value>` for the rest of the session.
+async fn set_option(
+    ctx: &SessionContext,
+    option: &str,
+    value: impl std::fmt::Display,
+) -> Result<()> {
+    ctx.sql(&format!("SET {option} = {value}"))
         .await?
         .collect()
         .await?;
-    Ok(())
-}
-
-async fn set_hash_joins(ctx: &SessionContext, prefer: bool) -> Result<()> {
-    ctx.sql(&format!(
-        "SET datafusion.optimizer.prefer_hash_join = {prefer}"
-    ))
-    .await?
-    .collect()
-    .await?;
     Ok(())
 }
 
