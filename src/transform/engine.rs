@@ -968,24 +968,30 @@ impl ScalarUDFImpl for JsonObject {
             .iter()
             .map(|a| a.data_type() == DataType::Boolean)
             .collect();
-        let keys = constant_keys(&args.args);
-        // Constant keys are not expanded to one value per row.
-        let arrays = args
-            .args
-            .iter()
-            .enumerate()
-            .map(|(i, a)| match (&keys, i % 2) {
-                (Some(_), 0) => Ok(new_null_array(&DataType::Utf8, 0)),
-                _ => Ok(cast(&a.to_array(n)?, &DataType::Utf8)?),
-            })
-            .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
-        let strings: Vec<&StringArray> = arrays
-            .iter()
-            .map(|a| a.as_any().downcast_ref::<StringArray>().expect("Utf8"))
-            .collect();
-        let out = match keys {
-            Some(keys) => json_objects_with_keys(&keys, &strings, &kinds, n)?,
-            None => json_objects(&strings, &kinds, n),
+        let as_text = |a: &ColumnarValue| -> datafusion::error::Result<ArrayRef> {
+            Ok(cast(&a.to_array(n)?, &DataType::Utf8)?)
+        };
+        let out = match constant_keys(&args.args) {
+            // Constant keys are not expanded to one value per row: only the values are.
+            Some(keys) => {
+                let values = args
+                    .args
+                    .iter()
+                    .skip(1)
+                    .step_by(2)
+                    .map(as_text)
+                    .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+                let is_bool: Vec<bool> = kinds.iter().skip(1).step_by(2).copied().collect();
+                json_objects_with_keys(&keys, &utf8(&values), &is_bool, n)?
+            }
+            None => {
+                let arrays = args
+                    .args
+                    .iter()
+                    .map(as_text)
+                    .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+                json_objects(&utf8(&arrays), &kinds, n)
+            }
         };
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
@@ -1018,22 +1024,29 @@ fn constant_keys(args: &[ColumnarValue]) -> Option<Vec<Vec<u8>>> {
     Some(keys)
 }
 
+/// Arrays cast to Utf8, as string arrays.
+fn utf8(arrays: &[ArrayRef]) -> Vec<&StringArray> {
+    arrays
+        .iter()
+        .map(|a| a.as_any().downcast_ref::<StringArray>().expect("Utf8"))
+        .collect()
+}
+
 /// One JSON object per row, keys in the order given, written straight into the output: the
-/// same text as [`json_objects`] without building a map per row.
+/// same text as [`json_objects`] without building a map per row. `values[i]` goes with
+/// `keys[i]`; `is_bool[i]` writes it as a JSON boolean.
 fn json_objects_with_keys(
     keys: &[Vec<u8>],
-    strings: &[&StringArray],
-    kinds: &[bool],
+    values: &[&StringArray],
+    is_bool: &[bool],
     n: usize,
 ) -> datafusion::error::Result<StringArray> {
-    let values: Vec<&StringArray> = strings.iter().skip(1).step_by(2).copied().collect();
-    let is_bool: Vec<bool> = kinds.iter().skip(1).step_by(2).copied().collect();
     let mut out = StringBuilder::with_capacity(n, n * 64);
     let mut buf: Vec<u8> = Vec::with_capacity(256);
     for row in 0..n {
         buf.clear();
         buf.push(b'{');
-        for (i, (key, value)) in keys.iter().zip(&values).enumerate() {
+        for (i, (key, value)) in keys.iter().zip(values).enumerate() {
             if i > 0 {
                 buf.push(b',');
             }
