@@ -3,6 +3,10 @@
 -- Join it first: `FROM config AS c CROSS JOIN big AS b`. DataFusion's cross join buffers its
 -- left input and emits one batch per left row, so `big CROSS JOIN config` turns a large table
 -- into one-row batches (measured: 03_payments ran 6x slower that way).
+-- Likewise the small side of any join comes first: `small RIGHT JOIN big`, not `big LEFT JOIN
+-- small`. A hash join keeps its left input in memory, and the planner knows no sizes to swap
+-- them by when both sides are computed (measured: 03_payments at scale 300 peaked at 2.0 GB
+-- with the payments on the left, 0.3 GB with the External IDs they group into).
 WITH source AS (
     SELECT trim(name) AS name, trim(value) AS value FROM settings
 ),

@@ -141,12 +141,13 @@ kept_rows AS (
 ),
 
 ranked AS (
-    -- candidates with the row kept for their External ID (NULL for the others)
+    -- candidates with the row kept for their External ID (NULL for the others). The small
+    -- side of a join comes first (see 01_config.sql).
     SELECT
         judged.*,
         k.kept_source_row
-    FROM judged
-    LEFT JOIN kept_rows AS k
+    FROM kept_rows AS k
+    RIGHT JOIN judged
         ON k.kept_external_id = judged.external_id
         AND judged.out_of_scope_reason IS NULL AND judged.rejected_reason IS NULL
 ),

@@ -58,45 +58,35 @@ flagged AS (
         array_has_any(c.tag_keys, c.paid_tags) AS is_paid_tagged,
         c.email IS NOT NULL AND regexp_like(c.email, c.email_pattern) AS is_valid_email,
         p.email IS NOT NULL AS is_p2p_payer
-    FROM cleaned AS c
-    LEFT JOIN p2p_payers AS p ON p.email = c.email
+    FROM p2p_payers AS p
+    RIGHT JOIN cleaned AS c ON p.email = c.email
 ),
 
 emails AS (
-    -- per valid email: whether any of its rows is tagged as paid, and when it was last
-    -- updated. GROUP BYs rather than windows over the rows of each email: a window without
-    -- ORDER BY holds its whole input in memory, and one with ORDER BY pays per email, when
-    -- nearly every email has one row.
+    -- per valid email: whether any of its rows is tagged as paid, and the row kept: the most
+    -- recently updated (a row with no time only when none has one), then the lowest
+    -- _source_row. One GROUP BY rather than windows over the rows of each email: a window
+    -- without ORDER BY holds its whole input in memory, and one with ORDER BY pays per email,
+    -- when nearly every email has one row.
     SELECT
         email AS group_email,
         bool_or(is_paid_tagged) AS any_paid_tag,
-        max(coalesce(updated_utc, created_utc)) AS latest_utc
+        first_value(_source_row ORDER BY coalesce(updated_utc, created_utc) DESC NULLS LAST, _source_row) AS kept_source_row
     FROM flagged
     WHERE is_valid_email
     GROUP BY email
 ),
 
-kept_rows AS (
-    -- the row kept per valid email: the most recently updated (a row with no time only when
-    -- none has one), then the lowest _source_row
-    SELECT f.email AS kept_email, min(f._source_row) AS kept_source_row
-    FROM flagged AS f
-    JOIN emails AS e ON e.group_email = f.email
-    WHERE f.is_valid_email
-      AND coalesce(f.updated_utc, f.created_utc) IS NOT DISTINCT FROM e.latest_utc
-    GROUP BY f.email
-),
-
 ranked AS (
+    -- the small side of a join comes first (see 01_config.sql)
     SELECT
         flagged.*,
-        k.kept_source_row,
+        e.kept_source_row,
         CASE WHEN is_valid_email THEN
             coalesce(e.any_paid_tag, false)
         END AS email_is_paid_tagged
-    FROM flagged
-    LEFT JOIN emails AS e ON e.group_email = flagged.email AND flagged.is_valid_email
-    LEFT JOIN kept_rows AS k ON k.kept_email = flagged.email AND flagged.is_valid_email
+    FROM emails AS e
+    RIGHT JOIN flagged ON e.group_email = flagged.email AND flagged.is_valid_email
 ),
 
 final AS (

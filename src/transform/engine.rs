@@ -39,6 +39,11 @@ pub fn session() -> SessionContext {
     ctx
 }
 
+/// The most spill files a sort merges at once. A merge reserves a buffer per file and cannot
+/// spill: left unbounded, one sort's merge of every file it spilled took the whole pool (1 GB at
+/// scale 300) and left the sort beside it, in the other partition, nothing to merge its own.
+const SPILL_MERGE_FAN_IN: usize = 16;
+
 /// A session whose operators share a memory pool of `memory_limit` bytes and spill sorts and
 /// aggregations to files in `spill_dir` when it is full.
 ///
@@ -52,6 +57,7 @@ pub fn bounded_session(memory_limit: usize, spill_dir: &Path) -> Result<SessionC
             std::num::NonZeroUsize::new(5).expect("non-zero"),
         )))
         .with_temp_file_path(spill_dir)
+        .with_max_spill_merge_fan_in(SPILL_MERGE_FAN_IN)
         .build_arc()
         .context("cannot set up the query engine's memory pool")?;
     let held = HeldResults {
@@ -224,7 +230,7 @@ where
     match attempt().await {
         Err(e) if is_memory_exhausted(&e) => {
             tracing::info!(
-                "{what}: a hash join outgrew the memory pool; running it again with sort-merge joins, which spill to disk"
+                "{what} outgrew the memory pool; running it again with sort-merge joins in place of hash joins, which cannot spill"
             );
             set_option(ctx, "datafusion.optimizer.prefer_hash_join", false).await?;
             let result = attempt().await;

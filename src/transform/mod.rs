@@ -250,22 +250,27 @@ async fn materialise(run: &Run, file: &SqlFile) -> Result<()> {
 /// [`write_sorted`] of a rule's result into `out`.
 ///
 /// A result kept as a plan ([`run_rules`]) is computed and sorted at once, its joins and the
-/// output's sort sharing the pool. When that outgrows the pool even with sort-merge joins (at
-/// scale 300, the rejects: a join over every source row and a sort of their JSON), the rule is
-/// written to a scratch file first, so that its joins are done before the sort starts, and the
-/// file is sorted in one partition, with the whole pool.
+/// output's sort sharing the pool. When that outgrows the pool (at scale 300, the rejects: a
+/// join over every source row and a sort of their JSON), the rule is written to a scratch file
+/// first, so that its joins are done before the sort starts, and the file is sorted in one
+/// partition, with the whole pool. It goes there at the first failure: trying the plan again
+/// with sort-merge joins would still sort beside them, and cost as long again before failing.
 async fn write_rule_output(
     run: &Run,
     out: &str,
     rule: &SqlFile,
     shape: &dyn Fn(&RecordBatch) -> Result<RecordBatch>,
 ) -> Result<ArtifactEntry> {
-    match write_sorted(run, out, &rule.name, shape).await {
-        Err(e) if engine::is_memory_exhausted(&e) && kept_as_plan(run, &rule.name).await => {
+    if !kept_as_plan(run, &rule.name).await {
+        return write_sorted(run, out, &rule.name, shape).await;
+    }
+    match write_sorted_as(run, out, &rule.name, shape, Joins::AsPlanned).await {
+        Err(e) if engine::is_memory_exhausted(&e) => {
             tracing::info!(
                 "{out}: computing {} while sorting it outgrew the memory pool; writing it to a scratch file first, then sorting that",
                 rule.path.display()
             );
+            tracing::debug!("{out}: {e:#}");
             materialise(run, rule).await?;
             engine::in_one_partition(&run.ctx, write_sorted(run, out, &rule.name, shape)).await
         }
@@ -554,14 +559,36 @@ async fn write_sorted(
     relation: &str,
     shape: &dyn Fn(&RecordBatch) -> Result<RecordBatch>,
 ) -> Result<ArtifactEntry> {
+    write_sorted_as(run, file, relation, shape, Joins::SpillingWhenNeeded)
+        .await
+        .map_err(|e| explain_memory(e, run.memory_limit))
+}
+
+/// Which joins a write tries.
+#[derive(Clone, Copy, PartialEq)]
+enum Joins {
+    /// The planner's choice only; a pool that runs out is the caller's to handle.
+    AsPlanned,
+    /// The planner's choice, then sort-merge joins if the pool runs out
+    /// ([`engine::with_spilling_joins`]).
+    SpillingWhenNeeded,
+}
+
+async fn write_sorted_as(
+    run: &Run,
+    file: &str,
+    relation: &str,
+    shape: &dyn Fn(&RecordBatch) -> Result<RecordBatch>,
+    joins: Joins,
+) -> Result<ArtifactEntry> {
     let started = std::time::Instant::now();
     let path = run.stage_dir.join(file);
     let query = format!("SELECT * FROM {relation} AS r");
-    let (rows, schema) = engine::with_spilling_joins(&run.ctx, file, || {
-        engine::write_sorted(&run.ctx, &query, &path, shape, file)
-    })
-    .await
-    .map_err(|e| explain_memory(e, run.memory_limit))?;
+    let write = || engine::write_sorted(&run.ctx, &query, &path, shape, file);
+    let (rows, schema) = match joins {
+        Joins::AsPlanned => write().await?,
+        Joins::SpillingWhenNeeded => engine::with_spilling_joins(&run.ctx, file, write).await?,
+    };
     tracing::debug!(
         "{file}: {rows} rows written, {:.2} s",
         started.elapsed().as_secs_f64()

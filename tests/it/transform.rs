@@ -399,6 +399,62 @@ async fn rules_on_fixture_tables() {
 }
 
 #[tokio::test]
+async fn the_contact_kept_per_email_is_the_latest_updated_then_the_first_row() {
+    // Pins 04_contacts.sql's choice among rows of one email: the latest of updated_at (else
+    // created_at), a row with no time only when none has one, then the lowest _source_row.
+    let fixtures = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(FIXTURES).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, fixtures.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let contacts = fixtures.path().join("systemeio.csv");
+    let mut csv = std::fs::read_to_string(&contacts).unwrap();
+    csv.push_str(concat!(
+        // a time beats no time, whichever row comes first
+        "9,s-9,kim@example.com,Kim,Go,,PaidP2P,2024-01-01 09:00:00,\n",
+        "10,s-10,kim@example.com,Kim,Go,,PaidP2P,,\n",
+        "11,s-11,lee@example.com,Lee,Ong,,PaidP2P,,\n",
+        "12,s-12,lee@example.com,Lee,Ong,,PaidP2P,2024-01-01 09:00:00,\n",
+        // the same time: the first row
+        "13,s-13,mae@example.com,Mae,Uy,,PaidP2P,2024-01-01 09:00:00,2024-05-01 09:00:00\n",
+        "14,s-14,mae@example.com,Mae,Uy,,PaidP2P,2024-02-01 09:00:00,2024-05-01 09:00:00\n",
+        // no time at all: the first row
+        "15,s-15,ned@example.com,Ned,Sy,,PaidP2P,,\n",
+        "16,s-16,ned@example.com,Ned,Sy,,PaidP2P,,\n",
+        // updated_at counts before created_at
+        "17,s-17,oli@example.com,Oli,Ty,,PaidP2P,2024-06-01 09:00:00,2024-01-01 09:00:00\n",
+        "18,s-18,oli@example.com,Oli,Ty,,PaidP2P,2024-03-01 09:00:00,\n",
+    ));
+    std::fs::write(&contacts, csv).unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    write_extract(fixtures.path(), artifacts.path());
+    cleanmig::transform::transform(artifacts.path(), Path::new(PIPELINE))
+        .await
+        .unwrap();
+    let merged = column_strings(
+        artifacts.path(),
+        "SELECT _source_row, reason FROM rejects \
+         WHERE source_table = 'systemeio' AND _source_row >= 9 ORDER BY _source_row",
+    )
+    .await;
+    let merged: Vec<(String, String)> = merged
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    let expected = [
+        ("10", "same email as row 9"),
+        ("11", "same email as row 12"),
+        ("14", "same email as row 13"),
+        ("16", "same email as row 15"),
+        ("17", "same email as row 18"),
+    ];
+    assert_eq!(
+        merged,
+        expected.map(|(row, reason)| (row.to_string(), reason.to_string()))
+    );
+}
+
+#[tokio::test]
 async fn staged_tables_have_the_destination_columns_and_types() {
     let dir = transformed().await;
     let stage = dir.path().join("stage");
