@@ -10,7 +10,9 @@ the staged tables to OUT_DIR as Parquet. The functions cleanmig registers in Dat
 json_object is built in; uuid_v5 is UUIDv5 in cleanmig's namespace, computed with sha1; to_utc is
 the CASE it replaced in the SQL.
 A file DuckDB cannot run stops the script with the file's name: the bench reports it as not
-portable. DataFusion spellings that DuckDB lacks (regexp_like, to_char) are macros.
+portable. DataFusion spellings that DuckDB lacks (regexp_like, to_char) are macros; the ordered
+aggregate `first_value(x ORDER BY ...)`, a window function only in DuckDB, is read as DuckDB's
+`first(x ORDER BY ...)`.
 """
 
 import glob
@@ -72,6 +74,7 @@ def main():
     )
     for f in sorted(glob.glob(os.path.join(pipeline, "transform", "*.sql"))):
         sql = open(f).read().strip().rstrip(";")
+        sql = re.sub(r"\bfirst_value\((?=[^()]*\bORDER BY\b)", "first(", sql, flags=re.I)
         try:
             con.execute(f"CREATE TABLE {output_name(f)} AS {sql}")
         except Exception as e:  # noqa: BLE001 - the message is the point
