@@ -250,7 +250,7 @@ async fn materialise(run: &Run, file: &SqlFile) -> Result<()> {
 /// [`write_sorted`] of a rule's result into `out`.
 ///
 /// A result kept as a plan ([`run_rules`]) is computed and sorted at once, its joins and the
-/// output's sort sharing the pool. When that outgrows the pool (at scale 300, the rejects: a
+/// output's sort sharing the pool. When that outgrows the pool (the rejects in a small pool: a
 /// join over every source row and a sort of their JSON), the rule is written to a scratch file
 /// first, so that its joins are done before the sort starts, and the file is sorted in one
 /// partition, with the whole pool. It goes there at the first failure: trying the plan again
@@ -565,7 +565,7 @@ async fn write_sorted(
 }
 
 /// Which joins a write tries.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Joins {
     /// The planner's choice only; a pool that runs out is the caller's to handle.
     AsPlanned,
