@@ -664,3 +664,71 @@ async fn a_trigger_that_changes_an_existing_auth_user_fails_the_validation() {
     );
     assert_eq!(fx.checksums(None).await, before);
 }
+
+#[tokio::test]
+async fn new_rows_are_inserted_in_the_order_of_the_largest_parents_foreign_key() {
+    // Guards the insert order: the foreign key to the parent with the most rows, and only one
+    // whose columns the clean rows carry; the rows inserted are the missing ones, whatever the
+    // order.
+    use cleanmig::load::reconcile::{Reconcile, UpdateMode};
+    let url = crate::support::fresh_database("load_insert_order").await;
+    let mut client = crate::support::connect(&url).await;
+    client
+        .batch_execute(
+            "CREATE TABLE small (id int PRIMARY KEY); \
+             CREATE TABLE big (id int PRIMARY KEY); \
+             CREATE TABLE biggest (id int PRIMARY KEY); \
+             INSERT INTO small SELECT 1; \
+             INSERT INTO big SELECT generate_series(1, 500); \
+             INSERT INTO biggest SELECT generate_series(1, 1000); \
+             CREATE TABLE child (id int PRIMARY KEY, \
+               small_id int REFERENCES small, big_id int REFERENCES big, \
+               biggest_id int REFERENCES biggest); \
+             ANALYZE small, big, biggest; \
+             INSERT INTO child VALUES (1, 1, 7, NULL); \
+             CREATE TABLE clean AS SELECT g AS id, 1 AS small_id, 501 - g AS big_id, g AS biggest_id \
+               FROM generate_series(1, 500) g",
+        )
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    let all = ["id", "small_id", "big_id", "biggest_id"].map(String::from);
+    let reconcile = |columns: &'static [&'static str]| {
+        let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        let tx = &tx;
+        async move {
+            Reconcile::new(
+                tx,
+                "public.child",
+                "id",
+                "clean",
+                &columns,
+                &[],
+                UpdateMode::Restore,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let r = reconcile(&["id", "small_id", "big_id", "biggest_id"]).await;
+    assert_eq!(r.insert_order, vec!["biggest_id".to_string()]);
+    // Without the largest parent's column, the next largest parent's key.
+    assert_eq!(
+        reconcile(&["id", "small_id", "big_id"]).await.insert_order,
+        vec!["big_id".to_string()]
+    );
+    assert!(reconcile(&["id"]).await.insert_order.is_empty());
+    assert_eq!(r.insert(&tx).await.unwrap(), 499);
+    let rows: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM child c JOIN clean s USING ({})",
+                all.join(", ")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 499, "every missing row inserted as staged");
+}
