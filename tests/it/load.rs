@@ -668,8 +668,8 @@ async fn a_trigger_that_changes_an_existing_auth_user_fails_the_validation() {
 #[tokio::test]
 async fn new_rows_are_inserted_in_the_order_of_the_largest_parents_foreign_key() {
     // Guards the insert order: the foreign key to the parent with the most rows, and only one
-    // whose columns the clean rows carry; the rows inserted are the missing ones, whatever the
-    // order.
+    // whose columns the clean rows carry; the missing rows go in in that key's order (the clean
+    // rows lie in the opposite order), each as staged.
     use cleanmig::load::reconcile::{Reconcile, UpdateMode};
     let url = crate::support::fresh_database("load_insert_order").await;
     let mut client = crate::support::connect(&url).await;
@@ -686,7 +686,7 @@ async fn new_rows_are_inserted_in_the_order_of_the_largest_parents_foreign_key()
                biggest_id int REFERENCES biggest); \
              ANALYZE small, big, biggest; \
              INSERT INTO child VALUES (1, 1, 7, NULL); \
-             CREATE TABLE clean AS SELECT g AS id, 1 AS small_id, 501 - g AS big_id, g AS biggest_id \
+             CREATE TABLE clean AS SELECT g AS id, 1 AS small_id, g AS big_id, 501 - g AS biggest_id \
                FROM generate_series(1, 500) g",
         )
         .await
@@ -731,4 +731,14 @@ async fn new_rows_are_inserted_in_the_order_of_the_largest_parents_foreign_key()
         .unwrap()
         .get(0);
     assert_eq!(rows, 499, "every missing row inserted as staged");
+    let in_key_order: bool = tx
+        .query_one(
+            "SELECT array_agg(biggest_id ORDER BY ctid) = array_agg(biggest_id ORDER BY biggest_id) \
+             FROM child WHERE id > 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(in_key_order, "rows written in the order of biggest_id");
 }
