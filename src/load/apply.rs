@@ -89,6 +89,7 @@ pub async fn apply_in_fk_order(
     clean: &BTreeMap<String, CleanRows>,
     reconcilers: &[(String, Reconcile)],
     adopt: &[Adopt],
+    steps: &super::Steps,
 ) -> Result<ApplyCounts> {
     let mut counts = ApplyCounts::default();
     for table in catalog.reconciled() {
@@ -100,6 +101,7 @@ pub async fn apply_in_fk_order(
         counts.table(&table.name).deleted +=
             deletes::delete_rows(tx, table, internal, true).await?;
     }
+    steps.done("deleted: rows nothing else references");
     for (name, r) in reconcilers {
         // Rows to adopt are rows inserted during the run: none when nothing inserted any.
         let adopting = match catalog.reconciled().find(|t| &t.name == name) {
@@ -116,12 +118,15 @@ pub async fn apply_in_fk_order(
         }
         let c = counts.table(name);
         c.updated = r.update(tx).await?;
+        steps.done(&format!("{name}: rows updated"));
         c.inserted += r.insert(tx).await?;
+        steps.done(&format!("{name}: rows inserted"));
     }
     for table in catalog.reconciled().rev() {
         counts.table(&table.name).deleted +=
             deletes::delete_rows(tx, table, internal, false).await?;
     }
+    steps.done("deleted: the rest");
     for c in counts.tables.values_mut() {
         c.unchanged = c.staged.saturating_sub(c.inserted + c.updated);
     }

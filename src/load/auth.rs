@@ -1,7 +1,7 @@
 //! Logins: the auth users and identities the staged data needs and the database lacks. The
 //! load only creates them; an existing login is never changed or removed.
 
-use super::reconcile::{Reconcile, UpdateMode};
+use super::reconcile::writable_columns;
 use super::stage::Staged;
 use crate::catalog::Catalog;
 use crate::sql::{ident, ident_list};
@@ -114,20 +114,14 @@ async fn insert_columns(
     columns: &[String],
 ) -> Result<String> {
     let (schema, name) = table.split_once('.').unwrap_or(("public", table));
-    let r = Reconcile::new(
-        tx,
-        &crate::sql::qualified(schema, name),
-        "id",
-        &staged.temp,
-        columns,
-        &[],
-        UpdateMode::Restore,
-    )
-    .await?;
-    let cols: Vec<String> = r
-        .insert_columns
+    let qualified = crate::sql::qualified(schema, name);
+    if !columns.iter().any(|c| c == "id") {
+        bail!("the staged rows for {qualified} have no `id` column");
+    }
+    let cols: Vec<String> = writable_columns(tx, &qualified)
+        .await?
         .into_iter()
-        .filter(|c| staged.columns.contains(c))
+        .filter(|c| columns.contains(c) && staged.columns.contains(c))
         .collect();
     Ok(ident_list("", &cols))
 }

@@ -282,10 +282,16 @@ impl Report {
 }
 
 /// Logs each step with the time since the run started.
-struct Steps(std::time::Instant);
+/// A run's progress on stderr: one line per step, ending in the seconds since the run started
+/// (`make bench` reads each step's time from these lines).
+pub(crate) struct Steps(std::time::Instant);
 
 impl Steps {
-    fn done(&self, what: &str) {
+    pub(crate) fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    pub(crate) fn done(&self, what: &str) {
         tracing::info!("{what} ({:.2} s)", self.0.elapsed().as_secs_f64());
     }
 }
@@ -300,7 +306,7 @@ async fn load<'c>(
 ) -> Result<(Report, Tx<'c>)> {
     let catalog = inputs.stage.catalog()?;
     let backup = backup::schema_name(run_id)?;
-    let steps = Steps(std::time::Instant::now());
+    let steps = Steps::start();
     let tx = guard::begin(client, opts.timeouts).await?;
     guard::lock_tables(&tx, catalog).await?;
     steps.done("transaction started, advisory lock held, destination tables locked against writes");
@@ -318,12 +324,14 @@ async fn load<'c>(
     // Every file is read from a private copy checked against the approval as it is made.
     let files = stage::ApprovedFiles::new(&opts.artifacts, &inputs.approval)?;
     let staged = stage::copy_all(&tx, &files, &inputs.stage, catalog).await?;
+    steps.done("approved rows copied into temporary tables");
     drift::check_destinations(&tx, &files, &inputs.extract, catalog, &staged).await?;
     steps.done("destination tables gained or lost no rows since extraction");
 
     auth::remember_existing(&tx).await?;
     let plan = plan_deletes(&tx, catalog, opts.dependents, &staged).await?;
     let reconcilers = apply::reconcilers(&tx, catalog, &plan.clean, UpdateMode::Load).await?;
+    steps.done("rows to delete found");
     let report_path = opts
         .artifacts
         .join("load")
@@ -348,19 +356,23 @@ async fn load<'c>(
         ));
     }
     let dependents_deleted = if opts.dependents == DependentsPolicy::Delete {
-        dependents::delete(&tx, catalog, &plan.external, &backup).await?
+        let deleted = dependents::delete(&tx, catalog, &plan.external, &backup).await?;
+        steps.done("dependent rows deleted");
+        deleted
     } else {
         Vec::new()
     };
     let (auth_users_created, auth_identities_created) =
         auth::create(&tx, catalog, &staged, &backup).await?;
     let adopt = adopt_new_rows(&tx, catalog, &plan.clean, &backup).await?;
+    steps.done("auth users created");
     let (internal, clean) = (&plan.internal, &plan.clean);
     let tables =
-        apply::apply_in_fk_order(&tx, catalog, internal, clean, &reconcilers, &adopt).await?;
+        apply::apply_in_fk_order(&tx, catalog, internal, clean, &reconcilers, &adopt, &steps)
+            .await?;
     backup::record_writes(&tx, &backup, catalog).await?;
+    steps.done("what the run wrote recorded in its backup");
     fk_indexes.drop(&tx).await?;
-    steps.done("reconciled");
     let validation = validate::run(&tx, catalog, &tables, &reconcilers).await?;
     steps.done("validation pack passed");
     if opts.apply {

@@ -44,15 +44,12 @@ pub async fn writable_columns(tx: &Transaction<'_>, qualified: &str) -> Result<V
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// The columns of the foreign key of `target` whose parent has the most rows (by the planner's
-/// estimate), when every one of them is inserted; none when the table has no such key. Rows
-/// inserted in that order check their parent through its index in key order, and the table's
-/// own index on those columns grows at one end, instead of both being visited at random.
-async fn insert_order(
+/// The column lists of `target`'s foreign keys, the one whose parent has the most rows (by the
+/// planner's estimate) first.
+async fn foreign_keys_by_parent_size(
     tx: &Transaction<'_>,
     target: &str,
-    insert_columns: &[String],
-) -> Result<Vec<String>> {
+) -> Result<Vec<Vec<String>>> {
     let rows = tx
         .query(
             "SELECT (SELECT array_agg(a.attname::text ORDER BY k.i) \
@@ -65,11 +62,19 @@ async fn insert_order(
         )
         .await
         .with_context(|| format!("cannot read the foreign keys of {target}"))?;
-    Ok(rows
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
+
+/// The columns new rows are inserted in the order of: those of the first foreign key (parent
+/// with the most rows first) whose columns are all inserted; none when the table has no such
+/// key. Rows inserted in that order check their parent through its index in key order, and
+/// the table's own index on those columns grows at one end, instead of both being visited at
+/// random.
+fn insert_order(foreign_keys: Vec<Vec<String>>, insert_columns: &[String]) -> Vec<String> {
+    foreign_keys
         .into_iter()
-        .map(|r| r.get::<_, Vec<String>>(0))
         .find(|cols| cols.iter().all(|c| insert_columns.contains(c)))
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// Reconciles `target` with the complete clean rows in `source`, matching on `id`.
@@ -100,7 +105,11 @@ impl Reconcile {
         app_owned: &[String],
         mode: UpdateMode,
     ) -> Result<Self> {
-        let table_columns = writable_columns(tx, target).await?;
+        // Both catalogue queries in one round trip (tokio-postgres pipelines them).
+        let (table_columns, foreign_keys) = tokio::try_join!(
+            writable_columns(tx, target),
+            foreign_keys_by_parent_size(tx, target)
+        )?;
         if !source_columns.iter().any(|c| c == key) {
             bail!("the clean rows for {target} have no `{key}` column");
         }
@@ -118,7 +127,7 @@ impl Reconcile {
             })
             .cloned()
             .collect();
-        let insert_order = insert_order(tx, target, &insert_columns).await?;
+        let insert_order = insert_order(foreign_keys, &insert_columns);
         Ok(Self {
             target: target.to_string(),
             key: key.to_string(),

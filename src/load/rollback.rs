@@ -154,6 +154,7 @@ async fn rollback<'c>(
     own_backup: &str,
     run_id: &str,
 ) -> Result<(RollbackReport, Tx<'c>)> {
+    let steps = super::Steps::start();
     let tx = guard::begin(client, opts.timeouts).await?;
     if !backup::schema_exists(&tx, backup).await? {
         bail!(
@@ -192,7 +193,8 @@ async fn rollback<'c>(
         );
     }
     let tables =
-        apply::apply_in_fk_order(&tx, &catalog, &internal, &clean, &reconcilers, &[]).await?;
+        apply::apply_in_fk_order(&tx, &catalog, &internal, &clean, &reconcilers, &[], &steps)
+            .await?;
     let dependents_restored = restore_dependents(&tx, backup).await?;
     let users = created_users(&tx, backup, opts.remove_created_users).await?;
     backup::record_writes(&tx, own_backup, &catalog).await?;

@@ -5,7 +5,7 @@
 //! A check's failing rows are never held whole: the engine counts them, and a sample of the
 //! first [`SAMPLE_ROWS`] rows sorted by every column is fetched with a top-k sort.
 
-use super::engine::SqlFile;
+use super::engine::{self, SqlFile};
 use anyhow::{bail, Context, Result};
 use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
@@ -60,7 +60,9 @@ pub async fn run(ctx: &SessionContext, dir: &Path) -> Result<Vec<CheckResult>> {
                 file.path.display()
             );
         }
-        let (failing_rows, sample) = failing_rows_and_sample(ctx, &file).await?;
+        let what = file.path.display().to_string();
+        let (failing_rows, sample) =
+            engine::with_spilling_joins(ctx, &what, || failing_rows_and_sample(ctx, &file)).await?;
         out.push(CheckResult {
             name: file.name.clone(),
             severity,

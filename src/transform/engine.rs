@@ -623,10 +623,12 @@ impl SqlFile {
             .collect()
     }
 
-    /// Run the statement and collect its result into one batch.
+    /// Run the statement and collect its result into one batch; with sort-merge joins when its
+    /// hash joins outgrow the pool ([`with_spilling_joins`]).
     pub async fn run(&self, ctx: &SessionContext) -> Result<RecordBatch> {
         let started = std::time::Instant::now();
-        let batch = self.run_inner(ctx).await?;
+        let what = self.path.display().to_string();
+        let batch = with_spilling_joins(ctx, &what, || self.run_inner(ctx)).await?;
         tracing::debug!(
             "{}: {} rows, {:.2} s",
             self.path.display(),
@@ -1645,5 +1647,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sort_all_columns(&a).unwrap(), sort_all_columns(&b).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_file_whose_hash_join_outgrows_the_pool_runs_again_with_sort_merge_joins() {
+        // Guards bounded memory for every SQL file the transform runs (checks, report, review
+        // page), not only its rules: a hash join cannot spill, a sort-merge join can.
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = bounded_session(8 << 20, dir.path()).unwrap();
+        for side in ["a", "b"] {
+            ctx.sql(&format!(
+                "CREATE TABLE {side} AS SELECT value AS k, repeat('x', 100) || value AS v \
+                 FROM generate_series(1, 200000)"
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        }
+        let sql = dir.path().join("01_joined.sql");
+        std::fs::write(
+            &sql,
+            "-- joined\nSELECT count(*) AS n FROM a JOIN b ON a.k = b.k AND a.v = b.v\n",
+        )
+        .unwrap();
+        let file = SqlFile::read(&sql).unwrap();
+        let first = file.run_inner(&ctx).await.unwrap_err();
+        assert!(is_memory_exhausted(&first), "{first:#}");
+        let batch = file.run(&ctx).await.unwrap();
+        let n = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        assert_eq!(n.value(0), 200_000);
+        let hash_joins: bool = ctx.state().config().options().optimizer.prefer_hash_join;
+        assert!(
+            hash_joins,
+            "hash joins are the first choice again afterwards"
+        );
     }
 }

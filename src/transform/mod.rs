@@ -119,14 +119,18 @@ pub async fn transform_with(
     written.extend(write_diffs(&run).await?);
 
     // Checks and report.
-    let check_results = checks::run(&run.ctx, &pipeline.join("checks")).await?;
+    let check_results = checks::run(&run.ctx, &pipeline.join("checks"))
+        .await
+        .map_err(|e| explain_memory(e, run.memory_limit))?;
     let checks_path = run.stage_dir.join("checks.json");
     crate::artifacts::write_json(&checks_path, &checks::CheckFile::from(&check_results))?;
     written.insert(
         "checks".into(),
         file_entry(&run.stage_dir, &checks_path, check_results.len() as u64)?,
     );
-    let sections = report::sections(&run.ctx, &pipeline.join("report")).await?;
+    let sections = report::sections(&run.ctx, &pipeline.join("report"))
+        .await
+        .map_err(|e| explain_memory(e, run.memory_limit))?;
     let markdown = report::render(&run.extract, &sections, &check_results, &written);
     let report_path = run.stage_dir.join("report.md");
     crate::artifacts::write_atomic(&report_path, markdown.as_bytes())?;
@@ -136,7 +140,9 @@ pub async fn transform_with(
     );
     // The review page is not in the manifest: `cleanmig review` may render it again (with the
     // approval's accepted checks). The approval covers it all the same.
-    let review_path = crate::review::write_page(&run.ctx, artifacts, pipeline).await?;
+    let review_path = crate::review::write_page(&run.ctx, artifacts, pipeline)
+        .await
+        .map_err(|e| explain_memory(e, run.memory_limit))?;
 
     let manifest = Manifest {
         stage: "transform".into(),

@@ -742,3 +742,60 @@ async fn new_rows_are_inserted_in_the_order_of_the_largest_parents_foreign_key()
         .get(0);
     assert!(in_key_order, "rows written in the order of biggest_id");
 }
+
+#[tokio::test]
+async fn a_load_prints_each_step_with_the_time_since_it_started_and_each_tables_writes_apart() {
+    // Guards the load's breakdown, which `make bench` reads: staging, every check and each
+    // table's update and insert are lines of their own, in the order they run, each ending in
+    // the seconds since the run started.
+    let fx = fixture("load_steps").await;
+    fx.approve();
+    let (ok, _, stderr) = fx.load(&["--apply", "--dependents", "delete"]);
+    assert!(ok, "{stderr}");
+    let expected = [
+        "transaction started, advisory lock held, destination tables locked against writes",
+        "sources unchanged since extraction",
+        "approved rows copied into temporary tables",
+        "destination tables gained or lost no rows since extraction",
+        "rows to delete found",
+        "no value the load writes changed since extraction",
+        "backup in schema cleanmig_backup_",
+        "unindexed foreign keys indexed for the run",
+        "dependent rows deleted",
+        "auth users created",
+        "deleted: rows nothing else references",
+        "unified_profiles: rows updated",
+        "unified_profiles: rows inserted",
+        "transactions: rows updated",
+        "transactions: rows inserted",
+        "enrollments: rows updated",
+        "enrollments: rows inserted",
+        "deleted: the rest",
+        "what the run wrote recorded in its backup",
+        "validation pack passed",
+        "resulting state recorded",
+    ];
+    // (step, seconds) of every line that ends in `(<seconds> s)`.
+    let steps: Vec<(&str, f64)> = stderr
+        .lines()
+        .filter_map(|l| {
+            let (step, secs) = l.strip_suffix(" s)")?.rsplit_once(" (")?;
+            Some((step, secs.parse().ok()?))
+        })
+        .collect();
+    let mut last = 0.0;
+    let mut at = 0;
+    for want in expected {
+        let found = steps[at..]
+            .iter()
+            .position(|(step, _)| step.contains(want))
+            .unwrap_or_else(|| panic!("no step `{want}` after the previous one:\n{stderr}"));
+        let secs = steps[at + found].1;
+        assert!(
+            secs >= last,
+            "`{want}` at {secs} s, before {last} s:\n{stderr}"
+        );
+        (last, at) = (secs, at + found + 1);
+    }
+    assert_eq!(at, steps.len(), "steps nobody expects:\n{stderr}");
+}
