@@ -281,7 +281,6 @@ impl Report {
     }
 }
 
-/// Logs each step with the time since the run started.
 /// A run's progress on stderr: one line per step, ending in the seconds since the run started
 /// (`make bench` reads each step's time from these lines).
 pub(crate) struct Steps(std::time::Instant);

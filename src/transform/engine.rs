@@ -1218,6 +1218,23 @@ fn ends_with_offset(text: &str) -> bool {
             && d(n - 1))
 }
 
+/// Tables `a` and `b` of 200,000 rows `(k, v)` each, about 22 MB apiece and equal: a join of
+/// the two on both columns outgrows a pool of a few MiB as a hash join.
+#[cfg(test)]
+pub(crate) async fn create_two_joinable_tables(ctx: &SessionContext) {
+    for side in ["a", "b"] {
+        ctx.sql(&format!(
+            "CREATE TABLE {side} AS SELECT value AS k, repeat('x', 100) || value AS v \
+             FROM generate_series(1, 200000)"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1655,17 +1672,7 @@ mod tests {
         // page), not only its rules: a hash join cannot spill, a sort-merge join can.
         let dir = tempfile::tempdir().unwrap();
         let ctx = bounded_session(8 << 20, dir.path()).unwrap();
-        for side in ["a", "b"] {
-            ctx.sql(&format!(
-                "CREATE TABLE {side} AS SELECT value AS k, repeat('x', 100) || value AS v \
-                 FROM generate_series(1, 200000)"
-            ))
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        }
+        create_two_joinable_tables(&ctx).await;
         let sql = dir.path().join("01_joined.sql");
         std::fs::write(
             &sql,

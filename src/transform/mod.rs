@@ -611,7 +611,98 @@ fn file_entry(stage_dir: &Path, path: &Path, rows: u64) -> Result<ArtifactEntry>
 
 #[cfg(test)]
 mod tests {
-    use super::mentions;
+    use super::*;
+
+    /// A run over no extract, with a memory pool of `pool` bytes and the tables of
+    /// [`engine::create_two_joinable_tables`].
+    async fn run_with_two_tables(dir: &Path, pool: usize) -> Run {
+        let stage_dir = dir.join("stage");
+        std::fs::create_dir_all(&stage_dir).unwrap();
+        let scratch = tempfile::tempdir_in(dir).unwrap();
+        let ctx = engine::bounded_session(pool, scratch.path()).unwrap();
+        engine::create_two_joinable_tables(&ctx).await;
+        Run {
+            ctx,
+            extract: Manifest {
+                stage: "extract".into(),
+                tool_version: String::new(),
+                extracted_at: String::new(),
+                source: None,
+                fingerprint: String::new(),
+                tables: BTreeMap::new(),
+                artifacts: BTreeMap::new(),
+                catalog: None,
+            },
+            catalog: Catalog { tables: Vec::new() },
+            registered: BTreeMap::new(),
+            stage_dir,
+            memory_limit: pool,
+            scratch,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rule_kept_as_a_plan_that_outgrows_the_pool_is_written_from_a_scratch_file() {
+        // Guards bounded memory: a rule no later file reads is computed as its output is
+        // written; when its hash join and the output's sort outgrow the pool together, it goes
+        // to a scratch file (with sort-merge joins) and the output is sorted from there.
+        let dir = tempfile::tempdir().unwrap();
+        let run = run_with_two_tables(dir.path(), 8 << 20).await;
+        let sql = dir.path().join("01_joined.sql");
+        std::fs::write(
+            &sql,
+            "-- joined\nSELECT a.k, b.v FROM a JOIN b ON a.k = b.k AND a.v = b.v\n",
+        )
+        .unwrap();
+        let rule = SqlFile::read(&sql).unwrap();
+        let df = run.ctx.sql(&rule.sql).await.unwrap();
+        engine::register_view(&run.ctx, &rule.name, df).unwrap();
+        let keep = |b: &RecordBatch| Ok(b.clone());
+        let entry = write_rule_output(&run, "joined.parquet", &rule, &keep)
+            .await
+            .unwrap();
+        assert_eq!(entry.rows, 200_000);
+        assert!(
+            run.scratch.path().join("joined.parquet").is_file(),
+            "the rule was not written to a scratch file first"
+        );
+        let check = run
+            .ctx
+            .sql(
+                "SELECT count(*) AS n, count(DISTINCT k) AS keys, min(k) AS lo, max(k) AS hi \
+                 FROM \"joined\"",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let shown = arrow::util::pretty::pretty_format_batches(&check)
+            .unwrap()
+            .to_string();
+        assert!(
+            shown.contains("| 200000 | 200000 | 1  | 200000 |"),
+            "{shown}"
+        );
+        // Sorted by every column, as every output is.
+        let file = std::fs::File::open(run.stage_dir.join("joined.parquet")).unwrap();
+        let written = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let keys: Vec<i64> = written
+            .flat_map(|b| {
+                let b = b.unwrap();
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn a_result_counts_as_read_wherever_its_name_appears_as_a_word() {
