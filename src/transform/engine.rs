@@ -1235,6 +1235,23 @@ pub(crate) async fn create_two_joinable_tables(ctx: &SessionContext) {
     }
 }
 
+/// `sql` written to `file` in `dir` and read back as a pipeline file.
+#[cfg(test)]
+pub(crate) fn write_sql_file(dir: &Path, file: &str, sql: &str) -> SqlFile {
+    let path = dir.join(file);
+    std::fs::write(&path, sql).unwrap();
+    SqlFile::read(&path).unwrap()
+}
+
+/// The result of `sql` as a printed table.
+#[cfg(test)]
+pub(crate) async fn shown(ctx: &SessionContext, sql: &str) -> String {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1258,29 +1275,18 @@ mod tests {
 
     async fn run_with_limit(limit: usize) -> (Option<PathBuf>, String, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let sql = dir.path().join("01_numbers.sql");
-        std::fs::write(
-            &sql,
+        let file = write_sql_file(
+            dir.path(),
+            "01_numbers.sql",
             "-- numbers\nSELECT x, 'row ' || x AS label FROM unnest(range(1, 1001)) AS t(x)\n",
-        )
-        .unwrap();
+        );
         let ctx = bounded_session(64 << 20, dir.path()).unwrap();
-        let file = SqlFile::read(&sql).unwrap();
         let spill = dir.path().join("numbers.parquet");
         let result = file
             .run_into(&ctx, &file.name, &spill, limit)
             .await
             .unwrap();
-        let batches = ctx
-            .sql("SELECT count(*), sum(x), max(label) FROM numbers")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let shown = arrow::util::pretty::pretty_format_batches(&batches)
-            .unwrap()
-            .to_string();
+        let shown = shown(&ctx, "SELECT count(*), sum(x), max(label) FROM numbers").await;
         (result, shown, dir)
     }
 
@@ -1673,13 +1679,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ctx = bounded_session(8 << 20, dir.path()).unwrap();
         create_two_joinable_tables(&ctx).await;
-        let sql = dir.path().join("01_joined.sql");
-        std::fs::write(
-            &sql,
+        let file = write_sql_file(
+            dir.path(),
+            "01_joined.sql",
             "-- joined\nSELECT count(*) AS n FROM a JOIN b ON a.k = b.k AND a.v = b.v\n",
-        )
-        .unwrap();
-        let file = SqlFile::read(&sql).unwrap();
+        );
         let first = file.run_inner(&ctx).await.unwrap_err();
         assert!(is_memory_exhausted(&first), "{first:#}");
         let batch = file.run(&ctx).await.unwrap();

@@ -648,13 +648,11 @@ mod tests {
         // to a scratch file (with sort-merge joins) and the output is sorted from there.
         let dir = tempfile::tempdir().unwrap();
         let run = run_with_two_tables(dir.path(), 8 << 20).await;
-        let sql = dir.path().join("01_joined.sql");
-        std::fs::write(
-            &sql,
+        let rule = engine::write_sql_file(
+            dir.path(),
+            "01_joined.sql",
             "-- joined\nSELECT a.k, b.v FROM a JOIN b ON a.k = b.k AND a.v = b.v\n",
-        )
-        .unwrap();
-        let rule = SqlFile::read(&sql).unwrap();
+        );
         let df = run.ctx.sql(&rule.sql).await.unwrap();
         engine::register_view(&run.ctx, &rule.name, df).unwrap();
         let keep = |b: &RecordBatch| Ok(b.clone());
@@ -666,20 +664,12 @@ mod tests {
             run.scratch.path().join("joined.parquet").is_file(),
             "the rule was not written to a scratch file first"
         );
-        let check = run
-            .ctx
-            .sql(
-                "SELECT count(*) AS n, count(DISTINCT k) AS keys, min(k) AS lo, max(k) AS hi \
-                 FROM \"joined\"",
-            )
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let shown = arrow::util::pretty::pretty_format_batches(&check)
-            .unwrap()
-            .to_string();
+        let shown = engine::shown(
+            &run.ctx,
+            "SELECT count(*) AS n, count(DISTINCT k) AS keys, min(k) AS lo, max(k) AS hi \
+             FROM \"joined\"",
+        )
+        .await;
         assert!(
             shown.contains("| 200000 | 200000 | 1  | 200000 |"),
             "{shown}"
