@@ -51,13 +51,22 @@ const SPILL_MERGE_FAN_IN: usize = 16;
 /// same pool, up to a quarter of it; the reservations a sort holds back for merging its spill
 /// files shrink with the pool, so that a small pool still leaves room for the sort itself.
 pub fn bounded_session(memory_limit: usize, spill_dir: &Path) -> Result<SessionContext> {
+    bounded_session_merging(memory_limit, spill_dir, SPILL_MERGE_FAN_IN)
+}
+
+/// [`bounded_session`] whose sorts merge at most `fan_in` spill files at once.
+fn bounded_session_merging(
+    memory_limit: usize,
+    spill_dir: &Path,
+    fan_in: usize,
+) -> Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(TrackConsumersPool::new(
             HeadroomPool::new(memory_limit),
             std::num::NonZeroUsize::new(5).expect("non-zero"),
         )))
         .with_temp_file_path(spill_dir)
-        .with_max_spill_merge_fan_in(SPILL_MERGE_FAN_IN)
+        .with_max_spill_merge_fan_in(fan_in)
         .build_arc()
         .context("cannot set up the query engine's memory pool")?;
     let held = HeldResults {
@@ -1698,5 +1707,43 @@ mod tests {
             hash_joins,
             "hash joins are the first choice again afterwards"
         );
+    }
+
+    #[tokio::test]
+    async fn a_sort_merges_its_spill_files_in_passes_of_at_most_the_fan_in() {
+        // Guards bounded memory: a merge reserves a buffer per spill file and cannot spill, so
+        // a sort that spilled many files must merge them a few at a time.
+        async fn sort(fan_in: usize) -> Result<Vec<RecordBatch>> {
+            let dir = tempfile::tempdir().unwrap();
+            let ctx = bounded_session_merging(8 << 20, dir.path(), fan_in).unwrap();
+            ctx.sql(
+                "CREATE TABLE big AS SELECT value AS k, \
+                   repeat('x', 100) || (value * 7919 % 1000003) AS v \
+                 FROM generate_series(1, 1000000)",
+            )
+            .await?
+            .collect()
+            .await?;
+            Ok(ctx
+                .sql("SELECT v FROM big ORDER BY v")
+                .await?
+                .collect()
+                .await?)
+        }
+        let unbounded = sort(usize::MAX).await.map(|_| ());
+        assert!(
+            unbounded.as_ref().is_err_and(is_memory_exhausted),
+            "the sort no longer needs the fan-in to fit the pool: {unbounded:?}"
+        );
+        let sorted = sort(SPILL_MERGE_FAN_IN).await.unwrap();
+        let values: Vec<String> = sorted
+            .iter()
+            .flat_map(|b| {
+                let v = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                v.iter().map(|s| s.unwrap().to_string()).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(values.len(), 1_000_000);
+        assert!(values.windows(2).all(|w| w[0] <= w[1]));
     }
 }
