@@ -31,12 +31,17 @@ pub fn new_run_id() -> String {
 
 /// Start a transaction with the run's timeouts and the advisory lock (transaction-scoped, like
 /// every setting: nothing outlives the transaction on a pooler's shared server connection).
+///
+/// JIT compilation is off for the run. Each of its statements runs once, over whole tables,
+/// so each costs enough for Postgres to compile it (`jit_above_cost`), and compiling took up to
+/// a second a statement, more than it saved (README, "Load").
 pub async fn begin<'a>(client: &'a mut Client, timeouts: Timeouts) -> Result<Tx<'a>> {
     let tx = Tx::new(client.transaction().await?);
     tx.batch_execute(&format!(
         "SET LOCAL lock_timeout = '{}ms'; \
          SET LOCAL statement_timeout = '{}ms'; \
-         SET LOCAL idle_in_transaction_session_timeout = '{}ms'",
+         SET LOCAL idle_in_transaction_session_timeout = '{}ms'; \
+         SET LOCAL jit = off",
         timeouts.lock_ms, timeouts.statement_ms, timeouts.statement_ms
     ))
     .await?;

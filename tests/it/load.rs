@@ -324,6 +324,35 @@ async fn a_table_locked_by_another_session_fails_fast_with_lock_timeout() {
 }
 
 #[tokio::test]
+async fn a_run_compiles_no_statement_and_its_settings_end_with_its_transaction() {
+    // Guards: JIT compiling every whole-table statement cost the load seconds; and a setting
+    // that outlived the run would stay on a pooler's shared server connection.
+    let url = crate::support::supabase_database("load_settings", false).await;
+    let mut client = crate::support::connect(&url).await;
+    client.batch_execute("SET jit = on").await.unwrap();
+    let setting = "SELECT current_setting('jit'), current_setting('lock_timeout'), \
+                   current_setting('statement_timeout')";
+    let timeouts = cleanmig::load::Timeouts {
+        lock_ms: 1234,
+        statement_ms: 56789,
+    };
+    let tx = cleanmig::load::guard::begin(&mut client, timeouts)
+        .await
+        .unwrap();
+    let row = tx.query_one(setting, &[]).await.unwrap();
+    let inside: (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        inside,
+        ("off".into(), "1234ms".into(), "56789ms".into()),
+        "as the run's role"
+    );
+    tx.commit().await.unwrap();
+    let row = client.query_one(setting, &[]).await.unwrap();
+    let after: (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(after, ("on".into(), "0".into(), "0".into()));
+}
+
+#[tokio::test]
 async fn foreign_key_dependents_refuse_by_default_and_follow_the_chosen_policy() {
     // Guards: nothing is deleted by a cascade nobody asked for (user_tags cascades).
     let fx = fixture("load_dependents").await;

