@@ -34,7 +34,7 @@ pub fn new_run_id() -> String {
 ///
 /// JIT compilation is off for the run. Each of its statements runs once, over whole tables,
 /// so each costs enough for Postgres to compile it (`jit_above_cost`), and compiling took up to
-/// a second a statement, more than it saved (README, "Load").
+/// a second a statement, more than it saved (README, "Benchmark").
 pub async fn begin<'a>(client: &'a mut Client, timeouts: Timeouts) -> Result<Tx<'a>> {
     let tx = Tx::new(client.transaction().await?);
     tx.batch_execute(&format!(
