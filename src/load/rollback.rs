@@ -187,10 +187,10 @@ async fn rollback<'c>(
     }
     let fk_indexes = super::fk_index::ForeignKeyIndexes::create(&tx, &parents).await?;
     if !fk_indexes.is_empty() {
-        tracing::info!(
+        steps.done(&format!(
             "{} unindexed foreign keys indexed for the run",
             fk_indexes.len()
-        );
+        ));
     }
     let tables =
         apply::apply_in_fk_order(&tx, &catalog, &internal, &clean, &reconcilers, &[], &steps)
