@@ -10,6 +10,18 @@ fn counts(result: &serde_json::Value, table: &str) -> (u64, u64, u64, u64) {
     (n("inserted"), n("updated"), n("deleted"), n("unchanged"))
 }
 
+/// (step, seconds) of every log line that ends in `(<seconds> s)`: the steps of a load or
+/// rollback ([`cleanmig::load`]'s `Steps`).
+fn timed_steps(stderr: &str) -> Vec<(&str, f64)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let (step, secs) = l.strip_suffix(" s)")?.rsplit_once(" (")?;
+            Some((step, secs.parse().ok()?))
+        })
+        .collect()
+}
+
 async fn log_rows(fx: &Fixture) -> Vec<(String, String, String, Option<String>)> {
     fx.client
         .query(
@@ -660,16 +672,13 @@ async fn unindexed_foreign_keys_are_indexed_for_the_run_and_the_indexes_leave_wi
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    // A step of the rollback like its others: the line ends in the seconds since its start.
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("7 unindexed foreign keys indexed for the run"))
-        .unwrap_or_else(|| panic!("{stderr}"));
-    let secs = line
-        .rsplit_once(" (")
-        .and_then(|(_, t)| t.strip_suffix(" s)"))
-        .unwrap_or_else(|| panic!("no time in {line:?}"));
-    assert!(secs.parse::<f64>().is_ok(), "{line}");
+    // A step of the rollback like its others, with the seconds since its start.
+    assert!(
+        timed_steps(&stderr)
+            .iter()
+            .any(|(step, _)| step.ends_with("7 unindexed foreign keys indexed for the run")),
+        "{stderr}"
+    );
     assert_eq!(index_names(&fx).await, indexes);
 }
 
@@ -810,14 +819,7 @@ async fn a_load_prints_each_step_with_the_time_since_it_started_and_each_tables_
         "validation pack passed",
         "resulting state recorded",
     ];
-    // (step, seconds) of every line that ends in `(<seconds> s)`.
-    let steps: Vec<(&str, f64)> = stderr
-        .lines()
-        .filter_map(|l| {
-            let (step, secs) = l.strip_suffix(" s)")?.rsplit_once(" (")?;
-            Some((step, secs.parse().ok()?))
-        })
-        .collect();
+    let steps = timed_steps(&stderr);
     let mut last = 0.0;
     let mut at = 0;
     for want in expected {
