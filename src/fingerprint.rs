@@ -110,8 +110,11 @@ pub async fn compute_over(
     coverage: Coverage,
     chosen: &[crate::pg_arrow::PgColumn],
 ) -> Result<TableFingerprint> {
+    // `sum(bigint)` is already an exact `numeric` (Postgres accumulates it in 128 bits): the
+    // same digest as summing each hash cast to `numeric`, without a numeric per row (about 15%
+    // of a source's fingerprint, measured at scale 100).
     let sql = format!(
-        "SELECT count(*)::int8, coalesce(sum({}::numeric), 0)::text \
+        "SELECT count(*)::int8, coalesce(sum({}), 0)::text \
          FROM {qualified_table} t",
         row_hash(chosen)
     );

@@ -65,3 +65,48 @@ async fn whole_row_fingerprints_see_every_change_but_not_row_order() {
         "{err}"
     );
 }
+
+/// The digest is over the exact sum of the row hashes, however far past 64 bits it runs: a
+/// sum that wrapped or rounded would let two different tables share a fingerprint more often
+/// than the hash allows, and would change the digest of every extract made before.
+#[tokio::test]
+async fn a_fingerprint_digests_the_exact_sum_of_its_row_hashes() {
+    use sha2::{Digest, Sha256};
+    let url = support::fresh_database("fingerprint_sum").await;
+    // Rows whose hashes are all positive, so that their sum runs past 64 bits.
+    let client = support::connect(&url).await;
+    client
+        .batch_execute(
+            "CREATE TABLE s (id int PRIMARY KEY, name text);
+             INSERT INTO s SELECT n, 'name ' || n FROM generate_series(1, 2000) AS n
+             WHERE hash_record_extended(ROW(n, 'name ' || n), 0) > 0;",
+        )
+        .await
+        .unwrap();
+    let fp = compute(&client, "public.s", Coverage::WholeRow, &[])
+        .await
+        .unwrap();
+
+    let hashes: Vec<i64> = client
+        .query(
+            "SELECT hash_record_extended(ROW(t.id, t.name), 0) FROM public.s t",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let exact: i128 = hashes.iter().map(|&h| i128::from(h)).sum();
+    assert!(
+        exact > i128::from(i64::MAX) || exact < i128::from(i64::MIN),
+        "the test's rows must sum past 64 bits to tell an exact sum from a wrapped one: {exact}"
+    );
+    assert_eq!(fp.rows, hashes.len() as u64);
+    assert_eq!(
+        fp.digest,
+        hex::encode(Sha256::digest(
+            format!("{}:{exact}", hashes.len()).as_bytes()
+        ))
+    );
+}
