@@ -3,4 +3,4 @@
 SELECT p._source_row, p.external_id, p.email
 FROM payments AS p
 WHERE p.outcome = 'kept' AND p.product = 'canva'
-    AND p.external_id NOT IN (SELECT payment_provider_id FROM transactions)
+    AND NOT EXISTS (SELECT 1 FROM transactions AS t WHERE t.payment_provider_id = p.external_id)

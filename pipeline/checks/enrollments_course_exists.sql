@@ -1,4 +1,5 @@
 -- Every enrollment's course exists in courses.
 -- severity: blocking
-SELECT id, user_id, course_id FROM enrollments
-WHERE course_id IS NULL OR course_id NOT IN (SELECT id FROM extract_courses)
+SELECT e.id, e.user_id, e.course_id FROM enrollments AS e
+WHERE e.course_id IS NULL
+    OR NOT EXISTS (SELECT 1 FROM extract_courses AS c WHERE c.id = e.course_id)

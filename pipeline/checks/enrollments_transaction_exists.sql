@@ -1,4 +1,5 @@
 -- Every enrollment's transaction (when set) is a staged transaction.
 -- severity: blocking
-SELECT id, user_id, transaction_id FROM enrollments
-WHERE transaction_id IS NOT NULL AND transaction_id NOT IN (SELECT id FROM transactions)
+SELECT e.id, e.user_id, e.transaction_id FROM enrollments AS e
+WHERE e.transaction_id IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM transactions AS t WHERE t.id = e.transaction_id)

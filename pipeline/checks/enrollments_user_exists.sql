@@ -1,3 +1,4 @@
 -- Every enrollment's user is a staged profile.
 -- severity: blocking
-SELECT id, user_id FROM enrollments WHERE user_id IS NULL OR user_id NOT IN (SELECT id FROM profiles)
+SELECT e.id, e.user_id FROM enrollments AS e
+WHERE e.user_id IS NULL OR NOT EXISTS (SELECT 1 FROM profiles AS f WHERE f.id = e.user_id)

@@ -2,5 +2,5 @@
 -- severity: blocking
 SELECT p.id, p.email
 FROM profiles AS p
-WHERE p.id NOT IN (SELECT id FROM extract_auth_users)
-    AND p.id NOT IN (SELECT id FROM auth_users)
+WHERE NOT EXISTS (SELECT 1 FROM extract_auth_users AS a WHERE a.id = p.id)
+    AND NOT EXISTS (SELECT 1 FROM auth_users AS n WHERE n.id = p.id)

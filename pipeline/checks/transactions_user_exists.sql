@@ -1,3 +1,4 @@
 -- Every transaction's user (when set) is a staged profile.
 -- severity: blocking
-SELECT id, user_id FROM transactions WHERE user_id IS NOT NULL AND user_id NOT IN (SELECT id FROM profiles)
+SELECT t.id, t.user_id FROM transactions AS t
+WHERE t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM profiles AS f WHERE f.id = t.user_id)

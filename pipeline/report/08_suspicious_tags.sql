@@ -10,7 +10,7 @@ flagged AS (
     FROM config AS cfg
     CROSS JOIN source AS s
     WHERE array_has(cfg.suspicious_tags, s.tag)
-        AND (s.email IS NULL OR s.email NOT IN (SELECT email FROM profiles))
+        AND (s.email IS NULL OR NOT EXISTS (SELECT 1 FROM profiles AS f WHERE f.email = s.email))
 ),
 
 final AS (

@@ -10,7 +10,7 @@ flagged AS (
     FROM config AS cfg
     CROSS JOIN source AS s
     WHERE array_has_any(cfg.suspicious_tags, s.tag_keys)
-        AND (s.email IS NULL OR s.email NOT IN (SELECT email FROM profiles))
+        AND (s.email IS NULL OR NOT EXISTS (SELECT 1 FROM profiles AS f WHERE f.email = s.email))
 ),
 
 totals AS (

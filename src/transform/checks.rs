@@ -187,4 +187,76 @@ mod tests {
         assert_eq!(none.failing_rows, 0);
         assert!(none.sample.is_empty() && none.sample_table.is_empty());
     }
+
+    #[tokio::test]
+    async fn a_missing_payment_fails_its_check_although_a_staged_transaction_has_no_provider_id() {
+        // Guards the blocking checks against `x NOT IN (SELECT y ...)`, which is NULL for
+        // every x once one y is NULL: a check written so finds nothing, and passes, as soon as
+        // one staged row has no value there. Here a kept Canva payment has no transaction, and
+        // another staged transaction has no payment_provider_id.
+        let dir = tempfile::tempdir().unwrap();
+        let name = "canva_payments_kept.sql";
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("pipeline/checks")
+                .join(name),
+            dir.path().join(name),
+        )
+        .unwrap();
+        let ctx = session();
+        for sql in [
+            "CREATE TABLE payments AS SELECT * FROM (VALUES \
+               (1, 'inv-1', 'ana@example.com', 'kept', 'canva'), \
+               (2, 'inv-2', 'ben@example.com', 'kept', 'canva')) \
+             AS v(_source_row, external_id, email, outcome, product)",
+            "CREATE TABLE transactions AS SELECT * FROM (VALUES ('inv-2'), (CAST(NULL AS VARCHAR))) \
+             AS v(payment_provider_id)",
+        ] {
+            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        }
+        let results = run(&ctx, dir.path()).await.unwrap();
+        assert_eq!(results[0].failing_rows, 1, "{:?}", results[0].sample);
+        assert_eq!(results[0].sample[0]["external_id"], "inv-1");
+    }
+
+    #[test]
+    fn no_pipeline_file_filters_with_not_in_a_subquery() {
+        // `NOT EXISTS` instead: `x NOT IN (SELECT y ...)` finds nothing once one y is NULL
+        // (the test above), and the engine runs it as a hash join on one side whole, which
+        // cannot spill and is not run again as a sort-merge join.
+        fn sql_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sql_files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "sql") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        sql_files(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline"),
+            &mut files,
+        );
+        assert!(files.len() > 40, "{files:?}");
+        let offending: Vec<String> = files
+            .iter()
+            .filter(|f| {
+                let sql = std::fs::read_to_string(f).unwrap().to_lowercase();
+                let code: String = sql
+                    .lines()
+                    .map(|l| l.split("--").next().unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let words: Vec<&str> = code
+                    .split(|c: char| c.is_whitespace() || c == '(')
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                words.windows(3).any(|w| w == ["not", "in", "select"])
+            })
+            .map(|f| f.display().to_string())
+            .collect();
+        assert!(offending.is_empty(), "NOT IN (SELECT ...) in {offending:?}");
+    }
 }
