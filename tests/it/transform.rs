@@ -1093,10 +1093,11 @@ async fn a_transform_that_fails_while_writing_puts_the_previous_stage_back() {
 
 #[tokio::test]
 async fn a_pool_far_smaller_than_the_largest_intermediate_spills_to_the_same_bytes() {
-    // Guards bounded memory: with a pool a quarter of the size of the largest result (the
+    // Guards bounded memory: with a pool under a fifth of the size of the largest result (the
     // rejects of the demo data at scale 10, held in memory), every operator spills or
     // streams, and the staged artifacts are byte for byte those of a run with the default pool.
-    const POOL_MIB: usize = 32;
+    // The demo data at scale 10 needs about 20 MiB (README, "Transform").
+    const POOL_MIB: usize = 24;
     let dir = tempfile::tempdir().unwrap();
     let url = crate::support::fresh_database("transform_spill").await;
     let truth = dir.path().join("truth.json");
@@ -1109,7 +1110,7 @@ async fn a_pool_far_smaller_than_the_largest_intermediate_spills_to_the_same_byt
         .map(|b| b.get_array_memory_size())
         .sum();
     assert!(
-        largest >= 3 * (POOL_MIB << 20),
+        largest >= 5 * (POOL_MIB << 20),
         "the largest result ({largest} bytes) is no longer far larger than the pool"
     );
 
