@@ -43,9 +43,7 @@ pub async fn queries(ctx: &SessionContext, catalog: &Catalog) -> Result<Vec<Diff
             .clone();
         out.push(DiffQuery {
             name: format!("{stage}_insert"),
-            sql: format!(
-                "SELECT s.* FROM {stage} AS s WHERE s.id NOT IN (SELECT id FROM {current})"
-            ),
+            sql: rows_without_match(stage, &current),
         });
         if !full {
             continue;
@@ -88,10 +86,45 @@ pub async fn queries(ctx: &SessionContext, catalog: &Catalog) -> Result<Vec<Diff
         });
         out.push(DiffQuery {
             name: format!("{stage}_delete"),
-            sql: format!(
-                "SELECT c.* FROM {current} AS c WHERE c.id NOT IN (SELECT id FROM {stage})"
-            ),
+            sql: rows_without_match(&current, stage),
         });
     }
     Ok(out)
+}
+
+/// The rows of `from` whose `id` no row of `other` has: an anti join the engine can spill (and
+/// run again as a sort-merge join), where `NOT IN` would hold one side whole, and would find
+/// nothing once `other` held a NULL id.
+fn rows_without_match(from: &str, other: &str) -> String {
+    format!("SELECT r.* FROM {from} AS r WHERE NOT EXISTS (SELECT 1 FROM {other} AS o WHERE o.id = r.id)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::engine::{session, shown};
+
+    #[tokio::test]
+    async fn a_row_without_an_id_on_the_other_side_hides_no_insert_or_delete() {
+        let ctx = session();
+        for sql in [
+            "CREATE TABLE staged AS SELECT * FROM (VALUES ('a', 1), ('b', 2)) AS v(id, x)",
+            "CREATE TABLE current AS SELECT * FROM (VALUES ('b', 2), ('c', 3), (CAST(NULL AS VARCHAR), 4)) AS v(id, x)",
+        ] {
+            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        }
+        let inserts = format!("{} ORDER BY id", rows_without_match("staged", "current"));
+        assert_eq!(
+            shown(&ctx, &inserts).await,
+            "+----+---+\n| id | x |\n+----+---+\n| a  | 1 |\n+----+---+"
+        );
+        let deletes = format!(
+            "{} ORDER BY id NULLS FIRST",
+            rows_without_match("current", "staged")
+        );
+        assert_eq!(
+            shown(&ctx, &deletes).await,
+            "+----+---+\n| id | x |\n+----+---+\n|    | 4 |\n| c  | 3 |\n+----+---+"
+        );
+    }
 }
