@@ -836,3 +836,34 @@ async fn a_load_prints_each_step_with_the_time_since_it_started_and_each_tables_
     }
     assert_eq!(at, steps.len(), "steps nobody expects:\n{stderr}");
 }
+
+#[tokio::test]
+async fn the_validation_figures_count_a_transaction_without_a_status_as_not_paid() {
+    // An app's own schema may allow a NULL status, which `NOT IN (...)` alone does not count:
+    // the figure would say fewer transactions are unpaid than are.
+    let url = crate::support::fresh_database("seed_figures").await;
+    let client = crate::support::connect(&url).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA auth;
+             CREATE TABLE auth.users (id uuid PRIMARY KEY);
+             CREATE TABLE public.unified_profiles (id uuid PRIMARY KEY, email text, first_name text, last_name text);
+             CREATE TABLE public.transactions (id int PRIMARY KEY, status text, user_id uuid, amount numeric);
+             CREATE TABLE public.enrollments (id int PRIMARY KEY, user_id uuid, transaction_id int, course_id int);
+             INSERT INTO public.transactions VALUES
+               (1, 'PAID', NULL, 10), (2, 'settled', NULL, 20), (3, 'PENDING', NULL, 30), (4, NULL, NULL, 40);",
+        )
+        .await
+        .unwrap();
+    let figures: String = client
+        .query_one(include_str!("../../src/load/sql/seed_validation.sql"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    let figures: serde_json::Value = serde_json::from_str(&figures).unwrap();
+    assert_eq!(figures["transactions"]["transaction_count"], 4);
+    assert_eq!(
+        figures["transactions"]["non_paid_transactions"], 2,
+        "{figures}"
+    );
+}

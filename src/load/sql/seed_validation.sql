@@ -14,7 +14,8 @@ SELECT jsonb_build_object(
   'transactions', (
     SELECT jsonb_build_object(
       'transaction_count', count(*),
-      'non_paid_transactions', count(*) FILTER (WHERE upper(status) NOT IN ('PAID', 'SETTLED')),
+      -- A NULL status is not paid either (`NOT IN` alone is NULL for it, and would not count it).
+      'non_paid_transactions', count(*) FILTER (WHERE upper(status) NOT IN ('PAID', 'SETTLED') OR status IS NULL),
       'missing_user_link', count(*) FILTER (WHERE user_id IS NULL),
       'min_amount', min(amount),
       'max_amount', max(amount),
