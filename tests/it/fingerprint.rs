@@ -73,8 +73,8 @@ async fn whole_row_fingerprints_see_every_change_but_not_row_order() {
 async fn a_fingerprint_digests_the_exact_sum_of_its_row_hashes() {
     use sha2::{Digest, Sha256};
     let url = support::fresh_database("fingerprint_sum").await;
-    // Rows whose hashes are all positive, so that their sum runs past 64 bits.
     let client = support::connect(&url).await;
+    // Rows whose hashes are all positive, so that their sum runs past 64 bits.
     client
         .batch_execute(
             "CREATE TABLE s (id int PRIMARY KEY, name text);
