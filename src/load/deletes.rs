@@ -128,19 +128,22 @@ pub async fn delete_rows(
     .with_context(|| format!("cannot delete from {}", table.display()))
 }
 
-/// Rows of the table that stay although the clean copy lacks them (`--dependents keep`).
-pub async fn kept(tx: &Transaction<'_>, table: &Table, source: &str) -> Result<u64> {
-    count(
+/// Rows of the table that stay although the clean copy lacks them (`--dependents keep`):
+/// of the `unmatched` rows [`compute`] put in the delete set, those no longer in it. The sets
+/// only ever lose rows, and the table's rows cannot change meanwhile (the load holds it
+/// against writes), so this counts them without reading the table again.
+pub async fn kept(tx: &Transaction<'_>, table: &Table, unmatched: u64) -> Result<u64> {
+    let left = count(
         tx,
-        &format!(
-            "SELECT count(*) FROM {t} p WHERE NOT EXISTS (SELECT 1 FROM {source} s WHERE s.{k} = p.{k}) \
-             AND NOT {deleted}",
-            t = table.qualified(),
-            k = ident(&table.key),
-            deleted = in_delete_set(table),
-        ),
+        &format!("SELECT count(*) FROM {}", ident(&table.delete_set())),
     )
-    .await
+    .await?;
+    unmatched.checked_sub(left).with_context(|| {
+        format!(
+            "the delete set of {} holds {left} rows, more than the {unmatched} it started with",
+            table.display()
+        )
+    })
 }
 
 /// `--dependents keep`: take out of the delete sets every row that a row of another table

@@ -504,8 +504,10 @@ async fn plan_deletes(
     policy: DependentsPolicy,
     staged: &BTreeMap<String, stage::Staged>,
 ) -> Result<DeletePlan> {
+    let mut unmatched = BTreeMap::new();
     for table in catalog.reconciled() {
-        deletes::compute(tx, table, &crate::sql::ident(&table.temp())).await?;
+        let rows = deletes::compute(tx, table, &crate::sql::ident(&table.temp())).await?;
+        unmatched.insert(table.name.clone(), rows);
     }
     let (internal, external) = deletes::split_internal(
         deletes::referencing(tx, &catalog.reconciled_names()).await?,
@@ -536,7 +538,7 @@ async fn plan_deletes(
         clean.insert(
             table.name.clone(),
             CleanRows {
-                kept: deletes::kept(tx, table, &relation).await?,
+                kept: deletes::kept(tx, table, unmatched[&table.name]).await?,
                 relation,
                 columns: s.columns.clone(),
                 rows: s.rows,
