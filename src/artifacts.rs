@@ -321,6 +321,42 @@ pub struct Manifest {
     /// `added_columns.csv` as they were at extraction). Transform copies it, the load uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<crate::catalog::Catalog>,
+    /// The load's checks and figures (`pipeline/load/`) as they were at transform (stage
+    /// manifest only): approved with this manifest, run by the load as approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_validation: Option<LoadValidation>,
+}
+
+/// The pipeline's SQL that a load runs on the destination tables before it commits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadValidation {
+    /// [`LoadValidation::CHECKS`]: one row per blocking check, its name and failing rows.
+    pub checks: String,
+    /// [`LoadValidation::FIGURES`]: one row, the figures as one JSON text.
+    pub figures: String,
+}
+
+impl LoadValidation {
+    pub const CHECKS: &'static str = "load/checks.sql";
+    pub const FIGURES: &'static str = "load/figures.sql";
+
+    /// Both files of `pipeline`; a missing or unreadable one is named.
+    pub fn read(pipeline: &Path) -> Result<Self> {
+        let read = |rel: &str| {
+            let path = pipeline.join(rel);
+            std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read {}: the load's validation SQL (checks.sql and figures.sql) belongs in {}",
+                    path.display(),
+                    pipeline.join("load").display()
+                )
+            })
+        };
+        Ok(Self {
+            checks: read(Self::CHECKS)?,
+            figures: read(Self::FIGURES)?,
+        })
+    }
 }
 
 /// Where an extracted artifact came from.
@@ -373,6 +409,16 @@ impl Manifest {
 
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_json(&dir.join(MANIFEST), self)
+    }
+
+    /// The load's validation SQL recorded in this (stage) manifest.
+    pub fn load_validation(&self) -> Result<&LoadValidation> {
+        self.load_validation.as_ref().with_context(|| {
+            format!(
+                "the {} manifest records no validation SQL for the load (made by an older cleanmig); re-run `cleanmig transform` and approve again",
+                self.stage
+            )
+        })
     }
 
     /// The catalogue recorded in this manifest.
@@ -432,6 +478,23 @@ pub fn human_count(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pipeline_without_the_loads_validation_sql_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("load")).unwrap();
+        let err = format!("{:#}", LoadValidation::read(dir.path()).unwrap_err());
+        assert!(err.contains("load/checks.sql"), "{err}");
+        std::fs::write(dir.path().join(LoadValidation::CHECKS), "SELECT 1").unwrap();
+        let err = format!("{:#}", LoadValidation::read(dir.path()).unwrap_err());
+        assert!(err.contains("load/figures.sql"), "{err}");
+        std::fs::write(dir.path().join(LoadValidation::FIGURES), "SELECT 2").unwrap();
+        let read = LoadValidation::read(dir.path()).unwrap();
+        assert_eq!(
+            (read.checks.as_str(), read.figures.as_str()),
+            ("SELECT 1", "SELECT 2")
+        );
+    }
 
     #[test]
     fn counts_and_sizes_read_like_people_write_them() {

@@ -703,6 +703,7 @@ fn manifest_of(
         tables,
         artifacts: entries,
         catalog: None,
+        load_validation: None,
     })
 }
 

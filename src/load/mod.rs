@@ -304,6 +304,7 @@ async fn load<'c>(
     run_id: &str,
 ) -> Result<(Report, Tx<'c>)> {
     let catalog = inputs.stage.catalog()?;
+    let validation_sql = inputs.stage.load_validation()?;
     let backup = backup::schema_name(run_id)?;
     let steps = Steps::start();
     let tx = guard::begin(client, opts.timeouts).await?;
@@ -317,7 +318,7 @@ async fn load<'c>(
         applied::unchanged_since(&tx, catalog, &inputs.stage, approval).await?
     {
         steps.done(&format!("every table as load {} left it", since.since_run));
-        return finish_unchanged(tx, catalog, since, state, opts, run_id, &steps).await;
+        return finish_unchanged(tx, &inputs.stage, since, state, opts, run_id, &steps).await;
     }
     align_columns(&tx, catalog).await?;
     // Every file is read from a private copy checked against the approval as it is made.
@@ -372,7 +373,7 @@ async fn load<'c>(
     backup::record_writes(&tx, &backup, catalog).await?;
     steps.done("what the run wrote recorded in its backup");
     fk_indexes.drop(&tx).await?;
-    let validation = validate::run(&tx, catalog, &tables, &reconcilers).await?;
+    let validation = validate::run(&tx, catalog, validation_sql, &tables, &reconcilers).await?;
     steps.done("validation pack passed");
     if opts.apply {
         let state = applied::capture(&tx, catalog, &reconcilers, run_id).await?;
@@ -398,7 +399,7 @@ async fn load<'c>(
 /// validate, and record the same state for the next run.
 async fn finish_unchanged<'c>(
     tx: Tx<'c>,
-    catalog: &Catalog,
+    stage: &Manifest,
     since: applied::Unchanged,
     state: applied::State,
     opts: &LoadOptions,
@@ -408,7 +409,14 @@ async fn finish_unchanged<'c>(
     auth::remember_existing(&tx).await?;
     let since_run = since.since_run.clone();
     let mut report = Report::unchanged(since, opts.dependents);
-    report.validation = validate::run_unchanged(&tx, catalog, &report.tables, &since_run).await?;
+    report.validation = validate::run_unchanged(
+        &tx,
+        stage.catalog()?,
+        stage.load_validation()?,
+        &report.tables,
+        &since_run,
+    )
+    .await?;
     steps.done("validation pack passed");
     if opts.apply {
         applied::record(&tx, run_id, &state).await?;

@@ -1,12 +1,14 @@
 //! The validation pack, run on the real tables inside the run's transaction before commit:
-//! row counts per reconciled table, referential checks, auth untouched, every clean row in
-//! place, and the plan's figures. Any failure refuses the commit.
+//! row counts per reconciled table, auth untouched, every clean row in place (the tool's own),
+//! and the pipeline's checks and figures (`pipeline/load/`, as approved). Any failure refuses
+//! the commit.
 
 use super::apply::ApplyCounts;
 use super::reconcile::Reconcile;
+use crate::artifacts::LoadValidation;
 use crate::catalog::Catalog;
 use crate::error::Refusal;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use tokio_postgres::Transaction;
 
@@ -14,6 +16,7 @@ use tokio_postgres::Transaction;
 pub async fn run(
     tx: &Transaction<'_>,
     catalog: &Catalog,
+    sql: &LoadValidation,
     counts: &ApplyCounts,
     reconcilers: &[(String, Reconcile)],
 ) -> Result<Value> {
@@ -24,7 +27,7 @@ pub async fn run(
             r.mismatches(tx).await?,
         ));
     }
-    finish(tx, checks, Value::Null).await
+    finish(tx, checks, sql, Value::Null).await
 }
 
 /// The pack for a load that found the tables as `since_run` left them ([`super::applied`]):
@@ -33,11 +36,12 @@ pub async fn run(
 pub async fn run_unchanged(
     tx: &Transaction<'_>,
     catalog: &Catalog,
+    sql: &LoadValidation,
     counts: &ApplyCounts,
     since_run: &str,
 ) -> Result<Value> {
     let checks = row_counts(tx, catalog, counts).await?;
-    finish(tx, checks, json!(since_run)).await
+    finish(tx, checks, sql, json!(since_run)).await
 }
 
 async fn row_counts(
@@ -64,20 +68,18 @@ async fn row_counts(
 async fn finish(
     tx: &Transaction<'_>,
     mut checks: Vec<(String, i64)>,
+    sql: &LoadValidation,
     rows_in_place_checked_by: Value,
 ) -> Result<Value> {
+    let (pipeline_checks, figures) = read_only(tx, pipeline_sql(tx, sql)).await?;
+    checks.extend(pipeline_checks);
     for row in tx
-        .query(include_str!("sql/validation_checks.sql"), &[])
+        .query(include_str!("sql/auth_checks.sql"), &[])
         .await
-        .context("validation pack failed to run")?
+        .context("the auth checks of the validation pack failed to run")?
     {
         checks.push((row.get(0), row.get(1)));
     }
-    let figures: String = tx
-        .query_one(include_str!("sql/seed_validation.sql"), &[])
-        .await?
-        .get(0);
-    let figures: Value = serde_json::from_str(&figures)?;
     let failed: Vec<String> = checks
         .iter()
         .filter(|(_, n)| *n != 0)
@@ -99,4 +101,49 @@ async fn finish(
         report["staged_rows_in_place_checked_by_run"] = rows_in_place_checked_by;
     }
     Ok(report)
+}
+
+/// The pipeline's checks and figures, each row read with its shape checked.
+async fn pipeline_sql(
+    tx: &Transaction<'_>,
+    sql: &LoadValidation,
+) -> Result<(Vec<(String, i64)>, Value)> {
+    let checks_file = format!("pipeline/{} (as approved)", LoadValidation::CHECKS);
+    let mut checks = Vec::new();
+    for row in tx
+        .query(sql.checks.as_str(), &[])
+        .await
+        .with_context(|| format!("{checks_file} failed to run"))?
+    {
+        let check = (row.try_get(0), row.try_get(1));
+        let (Ok(name), Ok(failing)) = check else {
+            bail!("{checks_file}: each row must be a check's name (text) and its failing rows (bigint)");
+        };
+        checks.push((name, failing));
+    }
+    let figures_file = format!("pipeline/{} (as approved)", LoadValidation::FIGURES);
+    let figures: String = tx
+        .query_one(sql.figures.as_str(), &[])
+        .await
+        .with_context(|| format!("{figures_file} failed to run"))?
+        .try_get(0)
+        .with_context(|| format!("{figures_file}: its one row must hold one JSON text"))?;
+    let figures = serde_json::from_str(&figures)
+        .with_context(|| format!("{figures_file}: its result is not JSON"))?;
+    Ok((checks, figures))
+}
+
+/// Run `work` with the transaction read-only, in a savepoint rolled back afterwards: the
+/// pipeline's SQL may read the tables the run wrote, and a statement of it that would write
+/// fails instead. The run's own writes stay; its read-write mode comes back with the rollback.
+async fn read_only<T>(
+    tx: &Transaction<'_>,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tx.batch_execute("SAVEPOINT cm_read_only; SET LOCAL transaction_read_only = on")
+        .await?;
+    let result = work.await;
+    tx.batch_execute("ROLLBACK TO SAVEPOINT cm_read_only; RELEASE SAVEPOINT cm_read_only")
+        .await?;
+    result
 }

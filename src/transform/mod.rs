@@ -13,7 +13,7 @@ pub mod diff;
 pub mod engine;
 pub mod report;
 
-use crate::artifacts::{ArtifactEntry, Manifest, EXTRACT_DIR, STAGE_DIR};
+use crate::artifacts::{ArtifactEntry, LoadValidation, Manifest, EXTRACT_DIR, STAGE_DIR};
 use crate::catalog::{AddedColumn, Catalog};
 use crate::error::Refusal;
 use anyhow::{bail, Context, Result};
@@ -91,6 +91,8 @@ struct Run {
     ctx: SessionContext,
     extract: Manifest,
     catalog: Catalog,
+    /// `pipeline/load/`, recorded in the stage manifest for the load.
+    load_validation: LoadValidation,
     /// Extracted tables registered as `extract_<stem>`, with their files.
     registered: BTreeMap<String, PathBuf>,
     stage_dir: PathBuf,
@@ -153,6 +155,7 @@ pub async fn transform_with(
         tables: BTreeMap::new(),
         artifacts: written,
         catalog: Some(run.catalog.clone()),
+        load_validation: Some(run.load_validation.clone()),
     };
     manifest.write(&run.stage_dir)?;
     previous.discard();
@@ -179,6 +182,7 @@ async fn open(artifacts: &Path, pipeline: &Path, memory_limit: usize) -> Result<
         )
     })?;
     let catalog = extract.catalog()?.clone();
+    let load_validation = LoadValidation::read(pipeline)?;
     crate::artifacts::create_private_dir(artifacts)?;
     let scratch = tempfile::Builder::new()
         .prefix(".transform.tmp-")
@@ -197,6 +201,7 @@ async fn open(artifacts: &Path, pipeline: &Path, memory_limit: usize) -> Result<
         ctx,
         extract,
         catalog,
+        load_validation,
         registered,
         stage_dir: artifacts.join(STAGE_DIR),
         memory_limit,
@@ -632,8 +637,13 @@ mod tests {
                 tables: BTreeMap::new(),
                 artifacts: BTreeMap::new(),
                 catalog: None,
+                load_validation: None,
             },
             catalog: Catalog { tables: Vec::new() },
+            load_validation: LoadValidation {
+                checks: String::new(),
+                figures: String::new(),
+            },
             registered: BTreeMap::new(),
             stage_dir,
             memory_limit: pool,

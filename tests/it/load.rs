@@ -710,6 +710,57 @@ async fn a_trigger_that_changes_an_existing_auth_user_fails_the_validation() {
 }
 
 #[tokio::test]
+async fn the_pipelines_load_checks_run_as_approved_and_cannot_write() {
+    // Guards: pipeline/load/ runs on the live tables inside the load's transaction. What it
+    // finds refuses the commit; a statement of it that would write fails instead; and it runs
+    // as approved, not as edited since.
+    let fx = fixture("load_pipeline_checks").await;
+    let stage_dir = fx.artifacts.join("stage");
+    let set_checks = |sql: &str| {
+        let mut manifest = cleanmig::artifacts::Manifest::read(&stage_dir).unwrap();
+        manifest.load_validation.as_mut().unwrap().checks = sql.into();
+        manifest.write(&stage_dir).unwrap();
+    };
+    let before = fx.checksums(None).await;
+
+    // A check of the deployment's own, which the load's result fails.
+    set_checks(&format!(
+        "SELECT 'no profile of Alice remains', count(*) FROM public.unified_profiles WHERE id = '{ALICE}'"
+    ));
+    fx.approve();
+    let (ok, result, stderr) = fx.load(&["--apply"]);
+    assert!(!ok);
+    assert_eq!(result["status"], "failed");
+    assert!(
+        stderr.contains("no profile of Alice remains (1 failing)"),
+        "{stderr}"
+    );
+    assert_eq!(fx.checksums(None).await, before);
+
+    // A check that would delete: read-only, it fails, and nothing is written.
+    set_checks(
+        "WITH gone AS (DELETE FROM public.enrollments RETURNING 1) \
+         SELECT 'deletes enrollments', count(*) FROM gone",
+    );
+    fx.approve();
+    let (ok, _, stderr) = fx.load(&["--apply"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("pipeline/load/checks.sql (as approved) failed to run")
+            && stderr.contains("read-only transaction"),
+        "{stderr}"
+    );
+    assert_eq!(fx.checksums(None).await, before);
+
+    // Edited after approval: refused before it runs.
+    set_checks("SELECT 'edited', 0::bigint");
+    let (ok, _, stderr) = fx.load(&["--apply"]);
+    assert!(!ok);
+    assert!(stderr.contains("stage/manifest.json"), "{stderr}");
+    assert_eq!(fx.checksums(None).await, before);
+}
+
+#[tokio::test]
 async fn new_rows_are_inserted_in_the_order_of_the_largest_parents_foreign_key() {
     // Guards the insert order: the foreign key to the parent with the most rows, and only one
     // whose columns the clean rows carry; the missing rows go in in that key's order (the clean
@@ -856,7 +907,7 @@ async fn the_validation_figures_count_a_transaction_without_a_status_as_not_paid
         .await
         .unwrap();
     let figures: String = client
-        .query_one(include_str!("../../src/load/sql/seed_validation.sql"), &[])
+        .query_one(include_str!("../../pipeline/load/figures.sql"), &[])
         .await
         .unwrap()
         .get(0);

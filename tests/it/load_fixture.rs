@@ -272,6 +272,13 @@ pub async fn fixture_with_checks(prefix: &str, checks: &[(&str, &str, bool, u64)
         tables: BTreeMap::new(),
         artifacts: staged,
         catalog: extract.catalog.clone(),
+        load_validation: Some(
+            cleanmig::artifacts::LoadValidation::read(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/pipeline"
+            )))
+            .unwrap(),
+        ),
     }
     .write(&stage_dir)
     .unwrap();

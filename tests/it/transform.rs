@@ -300,6 +300,7 @@ pub fn write_extract(fixtures: &Path, artifacts: &Path) {
         tables: BTreeMap::new(),
         artifacts: BTreeMap::new(),
         catalog: Some(cleanmig::catalog::Catalog::read(Path::new(PIPELINE)).unwrap()),
+        load_validation: None,
     }
     .write(&dir)
     .unwrap();

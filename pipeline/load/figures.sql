@@ -1,5 +1,7 @@
--- The plan's validation query pack, run on the real tables inside the load's transaction.
--- Informational figures; the pass/fail checks are in validation_checks.sql.
+-- The plan's validation figures, on the destination tables inside the load's transaction before
+-- it commits: one row, one JSON text, recorded in the load's result and its operation log row.
+-- Informational; the blocking checks are in checks.sql. Like checks.sql, it is copied into
+-- stage/manifest.json by transform, approved with it and run read-only.
 SELECT jsonb_build_object(
   'profiles', (
     SELECT jsonb_build_object(
