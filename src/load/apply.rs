@@ -9,6 +9,7 @@
 //!    referenced them).
 
 use super::deletes::{self, ForeignKey};
+use super::fk_index::ForeignKeyIndexes;
 use super::reconcile::{Reconcile, TableCounts, UpdateMode};
 use crate::catalog::Catalog;
 use anyhow::{Context, Result};
@@ -35,6 +36,14 @@ pub struct Adopt {
     pub full: Reconcile,
     /// The table's rows as they were before the run (the backup).
     pub before: String,
+}
+
+/// What the deletes of [`apply_in_fk_order`] go by: the foreign keys between reconciled tables,
+/// and the indexes the run made for the checks of its deletes, which it sets aside while it
+/// writes rows.
+pub struct DeleteKeys<'a> {
+    pub internal: &'a [ForeignKey],
+    pub indexes: &'a mut ForeignKeyIndexes,
 }
 
 /// Per-table outcome of [`apply_in_fk_order`], keyed by table name (`unified_profiles`).
@@ -85,7 +94,7 @@ pub async fn reconcilers(
 pub async fn apply_in_fk_order(
     tx: &Transaction<'_>,
     catalog: &Catalog,
-    internal: &[ForeignKey],
+    keys: DeleteKeys<'_>,
     clean: &BTreeMap<String, CleanRows>,
     reconcilers: &[(String, Reconcile)],
     adopt: &[Adopt],
@@ -97,11 +106,14 @@ pub async fn apply_in_fk_order(
         c.staged = clean[&table.name].rows;
         c.kept = clean[&table.name].kept;
     }
+    let DeleteKeys { internal, indexes } = keys;
     for table in catalog.reconciled().rev() {
         counts.table(&table.name).deleted +=
             deletes::delete_rows(tx, table, internal, true).await?;
     }
     steps.done("deleted: rows nothing else references");
+    let aside = indexes.set_aside(tx, &catalog.reconciled_names()).await?;
+    tracing::debug!("{aside} of the run's foreign-key indexes set aside while rows are written");
     for (name, r) in reconcilers {
         // Rows to adopt are rows inserted during the run: none when nothing inserted any.
         let adopting = match catalog.reconciled().find(|t| &t.name == name) {
@@ -121,6 +133,20 @@ pub async fn apply_in_fk_order(
         steps.done(&format!("{name}: rows updated"));
         c.inserted += r.insert(tx).await?;
         steps.done(&format!("{name}: rows inserted"));
+    }
+    // The set-aside indexes whose parent still has rows to delete come back for the deletes.
+    let set_aside = indexes.set_aside_parents();
+    let mut parents = Vec::new();
+    for table in catalog.reconciled() {
+        if set_aside.contains(&table.display()) && deletes::rows_left(tx, table).await? {
+            parents.push(table.display());
+        }
+    }
+    let restored = indexes.restore_for(tx, &parents).await?;
+    if restored > 0 {
+        steps.done(&format!(
+            "{restored} foreign-key indexes made again for the last deletes"
+        ));
     }
     for table in catalog.reconciled().rev() {
         counts.table(&table.name).deleted +=

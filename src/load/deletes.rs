@@ -128,6 +128,23 @@ pub async fn delete_rows(
     .with_context(|| format!("cannot delete from {}", table.display()))
 }
 
+/// Whether rows of `table`'s delete set are still in the table.
+pub async fn rows_left(tx: &Transaction<'_>, table: &Table) -> Result<bool> {
+    let row = tx
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM {set} d JOIN {target} p ON p.{key} = d.key)",
+                set = ident(&table.delete_set()),
+                target = table.qualified(),
+                key = ident(&table.key),
+            ),
+            &[],
+        )
+        .await
+        .with_context(|| format!("cannot read the delete set of {}", table.display()))?;
+    Ok(row.get(0))
+}
+
 /// Rows of the table that stay although the clean copy lacks them (`--dependents keep`):
 /// of the `unmatched` rows [`compute`] put in the delete set, those no longer in it. The sets
 /// only ever lose rows, and the table's rows cannot change meanwhile (the load holds it

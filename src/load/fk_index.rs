@@ -7,9 +7,25 @@ use tokio_postgres::Transaction;
 /// of its DELETEs are index lookups rather than a scan of the referencing table per deleted row
 /// (quadratic at scale). Created inside the run's transaction and dropped before it ends, so the
 /// schema after the run is the schema before it.
+///
+/// Every row written to a table pays for each of its indexes, so an index on a table the run
+/// writes is set aside while it writes ([`Self::set_aside`]) and made again only for deletes
+/// that need it ([`Self::restore_for`]).
 pub struct ForeignKeyIndexes {
-    /// `schema.index` names, quoted.
-    created: Vec<String>,
+    created: Vec<RunIndex>,
+}
+
+struct RunIndex {
+    /// `schema.index`, quoted.
+    qualified: String,
+    /// The statement that makes it.
+    create: String,
+    /// The indexed table and the table its foreign key references, as people write them
+    /// (`public.enrollments`).
+    table: String,
+    parent: String,
+    /// Whether it exists now.
+    present: bool,
 }
 
 impl ForeignKeyIndexes {
@@ -24,7 +40,8 @@ impl ForeignKeyIndexes {
                         format('%I', 'cleanmig_fk_' || con.oid::text), \
                         (SELECT string_agg(format('%I', a.attname), ', ' ORDER BY k.i) \
                            FROM unnest(con.conkey) WITH ORDINALITY k(n, i) \
-                           JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n) \
+                           JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n), \
+                        cn.nspname || '.' || cc.relname, pn.nspname || '.' || pc.relname \
                  FROM pg_constraint con \
                  JOIN pg_class pc ON pc.oid = con.confrelid \
                  JOIN pg_namespace pn ON pn.oid = pc.relnamespace \
@@ -56,23 +73,88 @@ impl ForeignKeyIndexes {
                 );
                 continue;
             }
-            tx.batch_execute(&format!("CREATE INDEX {name} ON {table} ({columns})"))
-                .await
-                .with_context(|| {
-                    format!("cannot index {table} ({columns}) for the run's foreign-key checks")
-                })?;
-            tracing::debug!("indexed {table} ({columns}) for the run as {qualified}");
-            created.push(qualified);
+            let index = RunIndex {
+                qualified,
+                create: format!("CREATE INDEX {name} ON {table} ({columns})"),
+                table: r.get(5),
+                parent: r.get(6),
+                present: false,
+            };
+            index.make(tx).await?;
+            tracing::debug!(
+                "indexed {table} ({columns}) for the run as {}",
+                index.qualified
+            );
+            created.push(RunIndex {
+                present: true,
+                ..index
+            });
         }
         Ok(Self { created })
     }
 
+    /// Drop the indexes on `written` (`schema.table`, as people write them), the tables the
+    /// run is about to update and insert into. Returns how many.
+    pub async fn set_aside(&mut self, tx: &Transaction<'_>, written: &[String]) -> Result<usize> {
+        let aside: Vec<&mut RunIndex> = self
+            .created
+            .iter_mut()
+            .filter(|i| i.present && written.contains(&i.table))
+            .collect();
+        if aside.is_empty() {
+            return Ok(0);
+        }
+        let names: Vec<&str> = aside.iter().map(|i| i.qualified.as_str()).collect();
+        tx.batch_execute(&format!("DROP INDEX {}", names.join(", ")))
+            .await
+            .context("cannot set aside the run's foreign-key indexes")?;
+        let n = aside.len();
+        for index in aside {
+            index.present = false;
+        }
+        Ok(n)
+    }
+
+    /// Make again the set-aside indexes of the foreign keys that reference `parents`, before
+    /// rows of those are deleted. Returns how many.
+    pub async fn restore_for(&mut self, tx: &Transaction<'_>, parents: &[String]) -> Result<usize> {
+        let mut n = 0;
+        for index in self
+            .created
+            .iter_mut()
+            .filter(|i| !i.present && parents.contains(&i.parent))
+        {
+            index.make(tx).await?;
+            index.present = true;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The tables that the foreign keys of set-aside indexes reference (`schema.table`).
+    pub fn set_aside_parents(&self) -> Vec<String> {
+        let mut parents: Vec<String> = self
+            .created
+            .iter()
+            .filter(|i| !i.present)
+            .map(|i| i.parent.clone())
+            .collect();
+        parents.dedup();
+        parents
+    }
+
     /// Drop the run's indexes (before commit).
     pub async fn drop(self, tx: &Transaction<'_>) -> Result<()> {
-        if self.created.is_empty() {
+        let names: Vec<&str> = self
+            .created
+            .iter()
+            .filter(|i| i.present)
+            .map(|i| i.qualified.as_str())
+            .collect();
+        if names.is_empty() {
             return Ok(());
         }
-        tx.batch_execute(&format!("DROP INDEX {}", self.created.join(", ")))
+        tx.batch_execute(&format!("DROP INDEX {}", names.join(", ")))
             .await
             .context("cannot drop the run's foreign-key indexes")
     }
@@ -83,5 +165,16 @@ impl ForeignKeyIndexes {
 
     pub fn is_empty(&self) -> bool {
         self.created.is_empty()
+    }
+}
+
+impl RunIndex {
+    async fn make(&self, tx: &Transaction<'_>) -> Result<()> {
+        tx.batch_execute(&self.create).await.with_context(|| {
+            format!(
+                "cannot index {} for the run's foreign-key checks ({})",
+                self.table, self.create
+            )
+        })
     }
 }

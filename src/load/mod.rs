@@ -348,7 +348,7 @@ async fn load<'c>(
     steps.done("no value the load writes changed since extraction");
     backup::create(&tx, &backup, catalog).await?;
     steps.done(&format!("backup in schema {backup}"));
-    let fk_indexes = fk_index::ForeignKeyIndexes::create(&tx, &plan.parents).await?;
+    let mut fk_indexes = fk_index::ForeignKeyIndexes::create(&tx, &plan.parents).await?;
     if !fk_indexes.is_empty() {
         steps.done(&format!(
             "{} unindexed foreign keys indexed for the run",
@@ -367,9 +367,12 @@ async fn load<'c>(
     let adopt = adopt_new_rows(&tx, catalog, &plan.clean, &backup).await?;
     steps.done("auth users created");
     let (internal, clean) = (&plan.internal, &plan.clean);
+    let keys = apply::DeleteKeys {
+        internal,
+        indexes: &mut fk_indexes,
+    };
     let tables =
-        apply::apply_in_fk_order(&tx, catalog, internal, clean, &reconcilers, &adopt, &steps)
-            .await?;
+        apply::apply_in_fk_order(&tx, catalog, keys, clean, &reconcilers, &adopt, &steps).await?;
     backup::record_writes(&tx, &backup, catalog).await?;
     steps.done("what the run wrote recorded in its backup");
     fk_indexes.drop(&tx).await?;

@@ -185,17 +185,27 @@ async fn rollback<'c>(
     if opts.remove_created_users {
         parents.push("auth.users".into());
     }
-    let fk_indexes = super::fk_index::ForeignKeyIndexes::create(&tx, &parents).await?;
+    let mut fk_indexes = super::fk_index::ForeignKeyIndexes::create(&tx, &parents).await?;
     if !fk_indexes.is_empty() {
         steps.done(&format!(
             "{} unindexed foreign keys indexed for the run",
             fk_indexes.len()
         ));
     }
+    let keys = apply::DeleteKeys {
+        internal: &internal,
+        indexes: &mut fk_indexes,
+    };
     let tables =
-        apply::apply_in_fk_order(&tx, &catalog, &internal, &clean, &reconcilers, &[], &steps)
-            .await?;
+        apply::apply_in_fk_order(&tx, &catalog, keys, &clean, &reconcilers, &[], &steps).await?;
     let dependents_restored = restore_dependents(&tx, backup).await?;
+    if opts.remove_created_users {
+        // Removing the users the load created deletes from auth.users, whose referencing
+        // tables the run wrote meanwhile.
+        fk_indexes
+            .restore_for(&tx, &["auth.users".to_string()])
+            .await?;
+    }
     let users = created_users(&tx, backup, opts.remove_created_users).await?;
     backup::record_writes(&tx, own_backup, &catalog).await?;
     fk_indexes.drop(&tx).await?;

@@ -300,6 +300,29 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Extract again (the database changed since the fixture's extract) and point the
+    /// fixture's stage at the new extract, as a transform run would.
+    pub fn extract_again(&self) {
+        let out = self.cmd(&["extract"]);
+        assert!(
+            out.status.success(),
+            "extract: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.restage();
+    }
+
+    /// The fixture's stage was made for the first extract: point it at the current one (same
+    /// data, new fingerprint), as a transform run would.
+    pub fn restage(&self) {
+        let extract = Manifest::read(&self.artifacts.join("extract")).unwrap();
+        let stage_dir = self.artifacts.join("stage");
+        let mut stage = Manifest::read(&stage_dir).unwrap();
+        stage.fingerprint = extract.fingerprint.clone();
+        stage.extracted_at = extract.extracted_at.clone();
+        stage.write(&stage_dir).unwrap();
+    }
+
     pub fn approve(&self) {
         let out = support::cleanmig(&self.artifacts)
             .args(["approve", "--by", "tester"])

@@ -244,7 +244,7 @@ async fn tables_with_any_name_extract_load_and_roll_back() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
             assert!(name == "artifacts", "written outside artifacts/: {name}");
         }
-        restage(&fx).await;
+        fx.restage();
         fx.approve();
         let (ok, result, stderr) = fx.load(&["--apply", "--dependents", policy]);
         assert!(ok, "{policy}: {stderr}");
@@ -289,15 +289,4 @@ async fn tables_with_any_name_extract_load_and_roll_back() {
         expected.retain(|k, _| !k.contains("transactions"));
         assert_eq!(after, expected, "{policy}");
     }
-}
-
-/// The fixture's stage was made for the first extract: point it at the new one (same data,
-/// new fingerprint), as a transform run would.
-async fn restage(fx: &Fixture) {
-    let extract = cleanmig::artifacts::Manifest::read(&fx.artifacts.join("extract")).unwrap();
-    let stage_dir = fx.artifacts.join("stage");
-    let mut stage = cleanmig::artifacts::Manifest::read(&stage_dir).unwrap();
-    stage.fingerprint = extract.fingerprint.clone();
-    stage.extracted_at = extract.extracted_at.clone();
-    stage.write(&stage_dir).unwrap();
 }
