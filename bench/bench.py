@@ -203,7 +203,7 @@ class Bench:
                 total, peak = 0.0, 0.0
                 for q, name, _ in tables:
                     t, r = measure([a.pg2parquet, "export", "--quiet", "-H", "127.0.0.1", "-p", self.port, "-U", "postgres",
-                                    "-d", db, "--password", "unused-trust-auth", "--compression", "lz4", "-q", f"SELECT * FROM {q}",
+                                    "-d", db, "--password", "unused-trust-auth", "--compression", "none", "-q", f"SELECT * FROM {q}",
                                     "-o", str(out / f"{name}.parquet")])
                     total, peak = total + t, max(peak, r)
                 return total, peak
@@ -215,7 +215,7 @@ class Bench:
                 "url, out = sys.argv[1], sys.argv[2]\n"
                 "for q, name in zip(sys.argv[3::2], sys.argv[4::2]):\n"
                 "    t = cx.read_sql(url, f'SELECT * FROM {q}', return_type='arrow')\n"
-                "    pq.write_table(t, f'{out}/{name}.parquet', compression='lz4_raw')\n")
+                "    pq.write_table(t, f'{out}/{name}.parquet', compression='none')\n")
             out = WORK / "cx_out"
             out.mkdir(exist_ok=True)
             args = [x for q, name, _ in tables for x in (q, name)]

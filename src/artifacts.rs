@@ -166,6 +166,11 @@ impl ParquetArtifact {
     /// carry no min/max statistics: over unsorted values they would let a reader skip nothing,
     /// and comparing every value for them took a tenth of the extract's CPU. Other columns keep
     /// theirs (`_source_row` rises through the file, so a lookup by source row still skips).
+    ///
+    /// Its pages are not compressed: the extract runs beside the server's COPY on the same
+    /// cores, and LZ4 took about a sixth of its own CPU. At scale 100, seven extracts
+    /// alternating took 0.2–1.6 s less (mean 0.75 s of about 10 s) for files 63% larger
+    /// (752 MB against 461 MB), and the transform reading them was no slower.
     pub fn unsorted(dest: &Path, schema: SchemaRef) -> Result<Self> {
         let leaves = ArrowSchemaConverter::new()
             .convert(&schema)
@@ -177,6 +182,7 @@ impl ParquetArtifact {
                     .set_column_statistics_enabled(leaf.path().clone(), EnabledStatistics::None);
             }
         }
+        let properties = properties.set_compression(Compression::UNCOMPRESSED);
         Self::with_properties(dest, schema, properties.build())
     }
 
@@ -507,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn extracted_files_keep_statistics_only_where_they_can_skip_rows() {
+    fn extracted_files_are_not_compressed_and_keep_statistics_only_where_they_can_skip_rows() {
         use arrow::array::{Array, Int64Array, ListBuilder, StringArray, StringBuilder};
         use arrow::datatypes::{DataType, Field, Schema};
         use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -541,6 +547,11 @@ mod tests {
                 .map(|c| (c.column_path().string(), c.statistics().is_some()))
                 .collect()
         };
+        let codecs = |path: &Path| -> Vec<Compression> {
+            let reader = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+            let group = reader.metadata().row_group(0).clone();
+            group.columns().iter().map(|c| c.compression()).collect()
+        };
         let (sorted, unsorted) = (dir.path().join("s.parquet"), dir.path().join("u.parquet"));
         let mut file = ParquetArtifact::create(&sorted, schema.clone()).unwrap();
         file.write(&batch).unwrap();
@@ -557,6 +568,12 @@ mod tests {
         assert_eq!(unsorted.len(), 3);
         assert_eq!(unsorted[0], ("_source_row".to_string(), true));
         assert!(unsorted[1..].iter().all(|(_, set)| !set), "{unsorted:?}");
+        // Extracted files are not compressed; the others are, with LZ4.
+        let (sorted, unsorted) = (dir.path().join("s.parquet"), dir.path().join("u.parquet"));
+        assert!(codecs(&sorted).iter().all(|c| *c == Compression::LZ4_RAW));
+        assert!(codecs(&unsorted)
+            .iter()
+            .all(|c| *c == Compression::UNCOMPRESSED));
     }
 
     #[test]
