@@ -78,17 +78,14 @@ impl ForeignKeyIndexes {
                 create: format!("CREATE INDEX {name} ON {table} ({columns})"),
                 table: r.get(5),
                 parent: r.get(6),
-                present: false,
+                present: true,
             };
             index.make(tx).await?;
             tracing::debug!(
                 "indexed {table} ({columns}) for the run as {}",
                 index.qualified
             );
-            created.push(RunIndex {
-                present: true,
-                ..index
-            });
+            created.push(index);
         }
         Ok(Self { created })
     }
@@ -133,14 +130,11 @@ impl ForeignKeyIndexes {
 
     /// The tables that the foreign keys of set-aside indexes reference (`schema.table`).
     pub fn set_aside_parents(&self) -> Vec<String> {
-        let mut parents: Vec<String> = self
-            .created
+        self.created
             .iter()
             .filter(|i| !i.present)
             .map(|i| i.parent.clone())
-            .collect();
-        parents.dedup();
-        parents
+            .collect()
     }
 
     /// Drop the run's indexes (before commit).
