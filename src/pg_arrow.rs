@@ -249,7 +249,9 @@ enum Builder {
     Float32(Float32Builder),
     Float64(Float64Builder),
     Decimal(Decimal128Builder, i8),
-    Text(StringBuilder),
+    /// Text values as bytes, checked as UTF-8 once per batch ([`utf8_column`]): one pass over
+    /// the batch's values costs less than a check per value.
+    Text(BinaryBuilder),
     Jsonb(StringBuilder),
     Uuid(StringBuilder),
     Timestamp(TimestampMicrosecondBuilder, bool),
@@ -271,7 +273,7 @@ impl Builder {
                 Decimal128Builder::new().with_data_type(DataType::Decimal128(38, *scale)),
                 *scale,
             ),
-            Kind::Text => Builder::Text(StringBuilder::new()),
+            Kind::Text => Builder::Text(BinaryBuilder::new()),
             Kind::Jsonb => Builder::Jsonb(StringBuilder::new()),
             Kind::Uuid => Builder::Uuid(StringBuilder::new()),
             Kind::Timestamptz => Builder::Timestamp(TimestampMicrosecondBuilder::new(), true),
@@ -292,7 +294,8 @@ impl Builder {
                 Builder::Float32(b) => b.append_null(),
                 Builder::Float64(b) => b.append_null(),
                 Builder::Decimal(b, _) => b.append_null(),
-                Builder::Text(b) | Builder::Jsonb(b) | Builder::Uuid(b) => b.append_null(),
+                Builder::Jsonb(b) | Builder::Uuid(b) => b.append_null(),
+                Builder::Text(b) => b.append_null(),
                 Builder::Timestamp(b, _) => b.append_null(),
                 Builder::Date(b) => b.append_null(),
                 Builder::Bytea(b) => b.append_null(),
@@ -308,7 +311,7 @@ impl Builder {
             Builder::Float32(b) => b.append_value(f32::from_be_bytes(fixed(v)?)),
             Builder::Float64(b) => b.append_value(f64::from_be_bytes(fixed(v)?)),
             Builder::Decimal(b, scale) => b.append_value(decode_numeric(v, *scale)?),
-            Builder::Text(b) => b.append_value(std::str::from_utf8(v)?),
+            Builder::Text(b) => b.append_value(v),
             Builder::Jsonb(b) => {
                 let (version, text) = v.split_first().ok_or_else(|| anyhow!("empty jsonb"))?;
                 if *version != 1 {
@@ -333,8 +336,10 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(&mut self) -> ArrayRef {
-        match self {
+    /// The column built so far; a text column with a value that is not UTF-8 gives the
+    /// value's index in the batch and the reason.
+    fn finish(&mut self) -> std::result::Result<ArrayRef, (usize, std::str::Utf8Error)> {
+        Ok(match self {
             Builder::Bool(b) => Arc::new(b.finish()),
             Builder::Int16(b) => Arc::new(b.finish()),
             Builder::Int32(b) => Arc::new(b.finish()),
@@ -342,7 +347,8 @@ impl Builder {
             Builder::Float32(b) => Arc::new(b.finish()),
             Builder::Float64(b) => Arc::new(b.finish()),
             Builder::Decimal(b, _) => Arc::new(b.finish()),
-            Builder::Text(b) | Builder::Jsonb(b) | Builder::Uuid(b) => Arc::new(b.finish()),
+            Builder::Text(b) => utf8_column(b.finish())?,
+            Builder::Jsonb(b) | Builder::Uuid(b) => Arc::new(b.finish()),
             Builder::Timestamp(b, tz) => {
                 let a = b.finish();
                 if *tz {
@@ -354,7 +360,20 @@ impl Builder {
             Builder::Date(b) => Arc::new(b.finish()),
             Builder::Bytea(b) => Arc::new(b.finish()),
             Builder::TextList(b) => Arc::new(b.finish()),
-        }
+        })
+    }
+}
+
+/// A text column from bytes checked as UTF-8 in one pass; otherwise the index of the first
+/// value that is not, and why.
+fn utf8_column(values: BinaryArray) -> std::result::Result<ArrayRef, (usize, std::str::Utf8Error)> {
+    match StringArray::try_from_binary(values.clone()) {
+        Ok(text) => Ok(Arc::new(text)),
+        Err(_) => Err(values
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| std::str::from_utf8(v?).err().map(|e| (i, e)))
+            .expect("a value that is not UTF-8")),
     }
 }
 
@@ -541,7 +560,7 @@ pub struct CopyDecoder {
 }
 
 /// Rows per record batch.
-pub const BATCH_ROWS: usize = 8192;
+pub const BATCH_ROWS: usize = 32768;
 /// Bytes of values per record batch (a batch holds at least one row, whatever its size).
 pub const BATCH_BYTES: usize = 64 << 20;
 /// Largest value an Arrow text or binary column can hold (its offsets are i32).
@@ -761,11 +780,62 @@ impl CopyDecoder {
         if let Some(rn) = self.row_numbers.as_mut() {
             columns.push(Arc::new(rn.finish()));
         }
-        columns.extend(self.builders.iter_mut().map(Builder::finish));
+        let first_row = self.rows_total + 1 - self.rows_in_batch as u64;
         self.rows_in_batch = 0;
         self.bytes_in_batch = 0;
+        let built: Vec<_> = self.builders.iter_mut().map(Builder::finish).collect();
+        if let Some((column, (at, e))) = built
+            .iter()
+            .enumerate()
+            .find_map(|(i, b)| b.as_ref().err().map(|e| (i, *e)))
+        {
+            return Err(anyhow::Error::new(e).context(format!(
+                "{}: {}, column {}",
+                self.table,
+                self.describe_built_row(first_row + at as u64, &built, at),
+                self.column_name(column)
+            )));
+        }
+        columns.extend(built.into_iter().map(|b| b.expect("no column failed")));
         RecordBatch::try_new(self.schema.clone(), columns)
             .with_context(|| format!("{}: cannot assemble a batch", self.table))
+    }
+
+    /// [`Self::describe_row`] for row `at` of a batch already built into columns.
+    fn describe_built_row<E>(
+        &self,
+        row: u64,
+        built: &[std::result::Result<ArrayRef, E>],
+        at: usize,
+    ) -> String {
+        let keys: Vec<String> = self
+            .key_columns
+            .iter()
+            .take(3)
+            .map(|&k| {
+                let text = match &built[k] {
+                    Ok(column) if column.is_null(at) => "NULL".to_string(),
+                    Ok(column) => match self.kinds[k] {
+                        Kind::Int16 | Kind::Int32 | Kind::Int64 | Kind::Uuid => {
+                            arrow::util::display::array_value_to_string(column, at).ok()
+                        }
+                        Kind::Text => column
+                            .as_any()
+                            .downcast_ref::<StringArray>()
+                            .map(|a| format!("'{}'", a.value(at))),
+                        _ => None,
+                    }
+                    .map_or_else(|| "(not shown)".to_string(), shortened),
+                    Err(_) => "(not shown)".to_string(),
+                };
+                format!("{} = {text}", self.column_name(k))
+            })
+            .collect();
+        if keys.is_empty() {
+            format!("row {row}")
+        } else {
+            format!("row {row} ({})", keys.join(", "))
+        }
     }
 
     /// The last, partial batch (if any rows are left). Fails if the stream ended early.
@@ -793,7 +863,11 @@ fn key_text(kind: &Kind, value: Option<&[u8]>) -> String {
         Kind::Text => std::str::from_utf8(v).ok().map(|s| format!("'{s}'")),
         _ => None,
     };
-    let mut text = text.unwrap_or_else(|| "(not shown)".into());
+    text.map_or_else(|| "(not shown)".into(), shortened)
+}
+
+/// A key's text cut to 80 bytes (at a character boundary) for an error message.
+fn shortened(mut text: String) -> String {
     if text.len() > 80 {
         let cut = (0..=80)
             .rev()
@@ -1417,6 +1491,64 @@ mod tests {
         .unwrap();
         let sizes: Vec<usize> = batches.iter().map(|b| b.num_rows()).collect();
         assert_eq!(sizes, vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_an_error_naming_table_row_key_and_column() {
+        // Text is checked once per batch; the error still names the row it came from, here in
+        // the third batch of two rows each.
+        let mut rows: Vec<_> = (1..=7)
+            .map(|i| (i * 10, Some(format!("é {i}").into_bytes())))
+            .collect();
+        rows[5].1 = Some(b"caf\xe9 au lait".to_vec());
+        for batch_bytes in [40, 64 << 20] {
+            let err = decode(
+                decoder(Kind::Text).with_batch_bytes(batch_bytes),
+                &copy_stream(&rows),
+            )
+            .unwrap_err();
+            assert!(
+                err.contains("public.t: row 6 (id = 60), column value: invalid utf-8"),
+                "{batch_bytes}: {err}"
+            );
+        }
+        // Text keys are named from the built columns too, and valid text round-trips.
+        let schema = Arc::new(Schema::new(vec![
+            field("code", &Kind::Text, "text", false),
+            field("value", &Kind::Text, "text", true),
+        ]));
+        let stream = {
+            let mut out = BytesMut::new();
+            out.put_slice(COPY_SIGNATURE);
+            out.put_i32(0);
+            out.put_i32(0);
+            for (code, value) in [(&b"ok"[..], &b"fine"[..]), (b"b\xc3\xa9", b"\xff")] {
+                out.put_i16(2);
+                for v in [code, value] {
+                    out.put_i32(v.len() as i32);
+                    out.put_slice(v);
+                }
+            }
+            out.put_i16(-1);
+            out.to_vec()
+        };
+        let d = CopyDecoder::new("public.t", schema, vec![Kind::Text, Kind::Text], false)
+            .with_key(&["code".to_string()]);
+        let err = decode(d, &stream).unwrap_err();
+        assert!(
+            err.contains("public.t: row 2 (code = 'bé'), column value: invalid utf-8"),
+            "{err}"
+        );
+        let valid: Vec<_> = (1..=3)
+            .map(|i| (i, Some("ünï".repeat(i as usize).into_bytes())))
+            .collect();
+        let batches = decode(decoder(Kind::Text), &copy_stream(&valid)).unwrap();
+        let text = batches[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(text.value(2), "ünïünïünï");
     }
 
     #[test]
