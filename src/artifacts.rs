@@ -39,6 +39,8 @@ pub struct AtomicFile {
     tmp: PathBuf,
     dest: PathBuf,
     file: Option<BufWriter<File>>,
+    /// SHA-256 of the bytes written so far, when asked for ([`AtomicFile::hashed`]).
+    sha256: Option<Sha256>,
 }
 
 impl AtomicFile {
@@ -64,15 +66,29 @@ impl AtomicFile {
             tmp,
             dest: dest.to_path_buf(),
             file: Some(BufWriter::new(file)),
+            sha256: None,
         })
     }
 
-    pub fn writer(&mut self) -> &mut BufWriter<File> {
+    /// Hash the bytes as they are written, so that [`AtomicFile::commit_hashed`] knows the
+    /// file's SHA-256 without reading it again.
+    pub fn hashed(mut self) -> Self {
+        self.sha256 = Some(Sha256::new());
+        self
+    }
+
+    fn writer(&mut self) -> &mut BufWriter<File> {
         self.file.as_mut().expect("file is open until commit")
     }
 
     /// Flush, fsync and rename into place.
-    pub fn commit(mut self) -> Result<PathBuf> {
+    pub fn commit(self) -> Result<PathBuf> {
+        Ok(self.commit_hashed()?.0)
+    }
+
+    /// [`AtomicFile::commit`], with the file's SHA-256 (hex) when it was [`AtomicFile::hashed`].
+    pub fn commit_hashed(mut self) -> Result<(PathBuf, Option<String>)> {
+        let sha256 = self.sha256.take().map(|h| hex::encode(h.finalize()));
         let file = self.file.take().expect("file is open until commit");
         let file = file
             .into_inner()
@@ -87,7 +103,7 @@ impl AtomicFile {
                 self.dest.display()
             )
         })?;
-        Ok(self.dest.clone())
+        Ok((self.dest.clone(), sha256))
     }
 }
 
@@ -101,7 +117,11 @@ impl Drop for AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer().write(buf)
+        let n = self.writer().write(buf)?;
+        if let Some(h) = self.sha256.as_mut() {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer().flush()
@@ -183,7 +203,8 @@ impl ParquetArtifact {
             }
         }
         let properties = properties.set_compression(Compression::UNCOMPRESSED);
-        Self::with_properties(dest, schema, properties.build())
+        let file = AtomicFile::create(dest)?.hashed();
+        Self::writing_to(file, dest, schema, properties.build())
     }
 
     /// A scratch file, read back once or twice by the same run and then removed: not
@@ -201,7 +222,15 @@ impl ParquetArtifact {
         schema: SchemaRef,
         properties: WriterProperties,
     ) -> Result<Self> {
-        let file = AtomicFile::create(dest)?;
+        Self::writing_to(AtomicFile::create(dest)?, dest, schema, properties)
+    }
+
+    fn writing_to(
+        file: AtomicFile,
+        dest: &Path,
+        schema: SchemaRef,
+        properties: WriterProperties,
+    ) -> Result<Self> {
         let writer = ArrowWriter::try_new(file, schema, Some(properties))
             .with_context(|| format!("cannot start Parquet file {}", dest.display()))?;
         Ok(Self { writer, rows: 0 })
@@ -218,12 +247,23 @@ impl ParquetArtifact {
         self.writer.in_progress_size()
     }
 
-    /// Finish the file and rename it into place; returns its entry for a manifest.
+    /// Finish the file and rename it into place; returns its path and rows.
     pub fn finish(self) -> Result<(PathBuf, u64)> {
+        let (path, rows, _) = self.finish_hashed()?;
+        Ok((path, rows))
+    }
+
+    /// [`ParquetArtifact::finish`], with the file's SHA-256 (hex): hashed as it was written
+    /// where the file was made to be ([`ParquetArtifact::unsorted`]), otherwise read back.
+    pub fn finish_hashed(self) -> Result<(PathBuf, u64, String)> {
         let rows = self.rows;
         let file = self.writer.into_inner()?;
-        let path = file.commit()?;
-        Ok((path, rows))
+        let (path, sha256) = file.commit_hashed()?;
+        let sha256 = match sha256 {
+            Some(sha256) => sha256,
+            None => sha256_file(&path)?,
+        };
+        Ok((path, rows, sha256))
     }
 }
 
@@ -274,6 +314,17 @@ pub struct ArtifactEntry {
 impl ArtifactEntry {
     /// Describe a finished Parquet file.
     pub fn describe(dir: &Path, path: &Path, rows: u64, schema: &SchemaRef) -> Result<Self> {
+        Self::describe_hashed(dir, path, rows, sha256_file(path)?, schema)
+    }
+
+    /// [`ArtifactEntry::describe`] for a file whose SHA-256 is known.
+    pub fn describe_hashed(
+        dir: &Path,
+        path: &Path,
+        rows: u64,
+        sha256: String,
+        schema: &SchemaRef,
+    ) -> Result<Self> {
         let bytes = fs::metadata(path)
             .with_context(|| format!("cannot stat {}", path.display()))?
             .len();
@@ -286,7 +337,7 @@ impl ArtifactEntry {
             file,
             rows,
             bytes,
-            sha256: sha256_file(path)?,
+            sha256,
             schema: schema
                 .fields()
                 .iter()
@@ -574,6 +625,45 @@ mod tests {
         assert!(codecs(&unsorted)
             .iter()
             .all(|c| *c == Compression::UNCOMPRESSED));
+    }
+
+    #[test]
+    fn a_file_hashed_as_it_is_written_has_the_digest_of_its_bytes() {
+        use arrow::array::StringArray;
+        use arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        // Writes smaller and larger than the file's buffer, as Parquet pages are.
+        let path = dir.path().join("bytes.bin");
+        let mut file = AtomicFile::create(&path).unwrap().hashed();
+        file.write_all(b"small ").unwrap();
+        file.write_all(&vec![7u8; 200_000]).unwrap();
+        file.write_all(b" end").unwrap();
+        let (committed, sha256) = file.commit_hashed().unwrap();
+        assert_eq!(committed, path);
+        assert_eq!(sha256.unwrap(), sha256_file(&path).unwrap());
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from_iter_values(
+                (0..50_000).map(|i| format!("value {i}")),
+            ))],
+        )
+        .unwrap();
+        for (name, hashed) in [("extracted.parquet", true), ("staged.parquet", false)] {
+            let path = dir.path().join(name);
+            let mut file = if hashed {
+                ParquetArtifact::unsorted(&path, schema.clone()).unwrap()
+            } else {
+                ParquetArtifact::create(&path, schema.clone()).unwrap()
+            };
+            for _ in 0..3 {
+                file.write(&batch).unwrap();
+            }
+            let (written, rows, sha256) = file.finish_hashed().unwrap();
+            assert_eq!((written.as_path(), rows), (path.as_path(), 150_000));
+            assert_eq!(sha256, sha256_file(&path).unwrap(), "{name}");
+        }
     }
 
     #[test]

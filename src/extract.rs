@@ -506,7 +506,7 @@ enum Job {
 
 /// What a job produced.
 enum Done {
-    Copy(usize, ArtifactEntry),
+    Copy(usize, Written),
     Fingerprint(usize, TableFingerprint),
 }
 
@@ -578,7 +578,7 @@ async fn copy_and_fingerprint(
     let mut copies: Vec<Option<ArtifactEntry>> = (0..n).map(|_| None).collect();
     for d in first {
         match d {
-            Done::Copy(i, entry) => copies[i] = Some(entry),
+            Done::Copy(i, written) => copies[i] = Some(written.entry()?),
             Done::Fingerprint(i, fp) => fingerprints[i] = Some(fp),
         }
     }
@@ -707,14 +707,47 @@ fn manifest_of(
     })
 }
 
-/// Stream one table into its Parquet file; returns its manifest entry.
+/// A table whose rows have all been read, its file being finished on its writer's thread.
+struct Written {
+    writer: std::thread::JoinHandle<Result<Option<(PathBuf, u64, String)>>>,
+    dir: PathBuf,
+    rows: u64,
+    schema: arrow::datatypes::SchemaRef,
+    notes: Vec<String>,
+}
+
+impl Written {
+    /// Wait for the file (flushed, synced, renamed, hashed as it was written) and describe it.
+    fn entry(self) -> Result<ArtifactEntry> {
+        let (path, rows, sha256) = self
+            .writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("a Parquet writer of the extract panicked"))??
+            .context("an extracted file was not finished")?;
+        if rows != self.rows {
+            bail!(
+                "{}: {rows} rows written, {} read",
+                path.display(),
+                self.rows
+            );
+        }
+        let mut entry =
+            ArtifactEntry::describe_hashed(&self.dir, &path, rows, sha256, &self.schema)?;
+        entry.notes = self.notes;
+        Ok(entry)
+    }
+}
+
+/// Stream one table into its Parquet file. The connection is free for the next job as soon as
+/// the last row is read: the file is finished (synced and renamed) on the writer's thread
+/// meanwhile, and [`Written::entry`] waits for it.
 #[tracing::instrument(name = "table", skip_all, fields(table = %plan.artifact))]
 async fn copy_table(
     txn: &Transaction<'_>,
     plan: &TablePlan,
     dir: &Path,
     bars: Option<&indicatif::MultiProgress>,
-) -> Result<ArtifactEntry> {
+) -> Result<Written> {
     let started = Instant::now();
     let schema = Arc::new(Schema::new(plan.fields.clone()));
     let path = dir.join(format!("{}.parquet", plan.artifact));
@@ -744,15 +777,23 @@ async fn copy_table(
         plan.qualified
     );
     // Parquet encoding runs on its own thread while this task decodes the next rows; the
-    // channel holds two batches, so memory stays flat.
+    // channel holds two batches, so memory stays flat. The file is finished only once every
+    // row was read (`all_read`); otherwise it is dropped, and its temporary file with it.
     let (to_writer, batches) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+    let all_read = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer_path = path.clone();
-    let writer = std::thread::spawn(move || -> Result<ParquetArtifact> {
+    let writer_all_read = all_read.clone();
+    let writer = std::thread::spawn(move || -> Result<Option<(PathBuf, u64, String)>> {
         for batch in batches {
             file.write(&batch)
                 .with_context(|| format!("cannot write {}", writer_path.display()))?;
         }
-        Ok(file)
+        if !writer_all_read.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
+        file.finish_hashed()
+            .with_context(|| format!("cannot write {}", writer_path.display()))
+            .map(Some)
     });
     let copied = pg_arrow::copy_out(txn, &query, decoder, |batch, done| {
         if to_writer.send(batch).is_err() {
@@ -767,26 +808,34 @@ async fn copy_table(
         Ok(())
     })
     .await;
+    all_read.store(copied.is_ok(), std::sync::atomic::Ordering::SeqCst);
     drop(to_writer);
-    // The writer's own error says more than "the writer stopped".
-    let file = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the writer of {} panicked", path.display()))??;
-    let rows = copied?;
+    let rows = match copied {
+        Ok(rows) => rows,
+        Err(e) => {
+            // The writer's own error says more than "the writer stopped".
+            writer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the writer of {} panicked", path.display()))??;
+            return Err(e);
+        }
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let (written, _) = file.finish()?;
-    let mut entry = ArtifactEntry::describe(dir, &written, rows, &schema)?;
-    entry.notes = plan.notes.clone();
     tracing::info!(
-        "extract {}: {} rows, {}, {:.2} s",
+        "extract {}: {} rows, {:.2} s",
         plan.artifact,
         artifacts::human_count(rows),
-        artifacts::human_bytes(entry.bytes),
         started.elapsed().as_secs_f64()
     );
-    Ok(entry)
+    Ok(Written {
+        writer,
+        dir: dir.to_path_buf(),
+        rows,
+        schema,
+        notes: plan.notes.clone(),
+    })
 }
 
 fn progress_bar(name: &str, rows: u64) -> indicatif::ProgressBar {

@@ -167,7 +167,7 @@ impl GroundTruth {
     /// Write the ground truth file (owner-only, under a temporary name, then renamed).
     pub fn write(&self, path: &Path) -> Result<()> {
         let mut file = AtomicFile::create(path)?;
-        self.write_to(file.writer())
+        self.write_to(&mut file)
             .with_context(|| format!("cannot write {}", path.display()))?;
         file.commit()?;
         Ok(())
