@@ -249,7 +249,8 @@ impl ParquetArtifact {
 
     /// Finish the file and rename it into place; returns its path and rows.
     pub fn finish(self) -> Result<(PathBuf, u64)> {
-        let (path, rows, _) = self.finish_hashed()?;
+        let rows = self.rows;
+        let path = self.writer.into_inner()?.commit()?;
         Ok((path, rows))
     }
 

@@ -755,18 +755,18 @@ impl CopyDecoder {
 
     /// `row 12` or `row 12 (id = 6f1c2d0e-...)`: the row's position in the stream and its key.
     fn describe_row(&self, row: u64, data: &[u8], spans: &[Option<(usize, usize)>]) -> String {
+        self.row_with_keys(row, |k| {
+            key_text(&self.kinds[k], spans[k].map(|(a, b)| &data[a..b]))
+        })
+    }
+
+    /// `row 12 (id = ...)`, each key column's value shown by `key_text(column)`.
+    fn row_with_keys(&self, row: u64, key_text: impl Fn(usize) -> String) -> String {
         let keys: Vec<String> = self
             .key_columns
             .iter()
             .take(3)
-            .map(|&k| {
-                let value = spans[k].map(|(a, b)| &data[a..b]);
-                format!(
-                    "{} = {}",
-                    self.column_name(k),
-                    key_text(&self.kinds[k], value)
-                )
-            })
+            .map(|&k| format!("{} = {}", self.column_name(k), key_text(k)))
             .collect();
         if keys.is_empty() {
             format!("row {row}")
@@ -808,34 +808,21 @@ impl CopyDecoder {
         built: &[std::result::Result<ArrayRef, E>],
         at: usize,
     ) -> String {
-        let keys: Vec<String> = self
-            .key_columns
-            .iter()
-            .take(3)
-            .map(|&k| {
-                let text = match &built[k] {
-                    Ok(column) if column.is_null(at) => "NULL".to_string(),
-                    Ok(column) => match self.kinds[k] {
-                        Kind::Int16 | Kind::Int32 | Kind::Int64 | Kind::Uuid => {
-                            arrow::util::display::array_value_to_string(column, at).ok()
-                        }
-                        Kind::Text => column
-                            .as_any()
-                            .downcast_ref::<StringArray>()
-                            .map(|a| format!("'{}'", a.value(at))),
-                        _ => None,
-                    }
-                    .map_or_else(|| "(not shown)".to_string(), shortened),
-                    Err(_) => "(not shown)".to_string(),
-                };
-                format!("{} = {text}", self.column_name(k))
-            })
-            .collect();
-        if keys.is_empty() {
-            format!("row {row}")
-        } else {
-            format!("row {row} ({})", keys.join(", "))
-        }
+        self.row_with_keys(row, |k| match &built[k] {
+            Ok(column) if column.is_null(at) => "NULL".to_string(),
+            Ok(column) => match self.kinds[k] {
+                Kind::Int16 | Kind::Int32 | Kind::Int64 | Kind::Uuid => {
+                    arrow::util::display::array_value_to_string(column, at).ok()
+                }
+                Kind::Text => column
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .map(|a| format!("'{}'", a.value(at))),
+                _ => None,
+            }
+            .map_or_else(|| "(not shown)".to_string(), shortened),
+            Err(_) => "(not shown)".to_string(),
+        })
     }
 
     /// The last, partial batch (if any rows are left). Fails if the stream ended early.
