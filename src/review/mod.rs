@@ -13,7 +13,7 @@ pub mod explain;
 
 use crate::approve::{Approval, Checks, CHECKS};
 use crate::artifacts::{Manifest, EXTRACT_DIR, STAGE_DIR};
-use crate::transform::engine::{self, SqlFile};
+use crate::transform::engine::{self, side_by_side, SqlFile};
 use anyhow::{Context, Result};
 use arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
@@ -187,32 +187,35 @@ pub async fn write_page(
 
 /// Run every `pipeline/review/*.sql`, each a summary named by its file stem.
 async fn run_summaries(ctx: &SessionContext, dir: &Path) -> Result<BTreeMap<String, Summary>> {
-    let mut summaries: BTreeMap<String, Summary> = BTreeMap::new();
-    for file in SqlFile::read_dir(dir)? {
-        let batch = file.run(ctx).await?;
-        let columns = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let rows = crate::transform::checks::to_json_rows(&batch)?
-            .into_iter()
-            .filter_map(|v| match v {
-                Value::Object(m) => Some(m),
-                _ => None,
-            })
-            .collect();
-        summaries.insert(
-            file.name.clone(),
-            Summary {
+    let summaries = side_by_side(
+        ctx,
+        SqlFile::read_dir(dir)?,
+        |file| file.path.display().to_string(),
+        |ctx, file| async move {
+            let batch = file.run_once(&ctx).await?;
+            let columns = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let rows = crate::transform::checks::to_json_rows(&batch)?
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Object(m) => Some(m),
+                    _ => None,
+                })
+                .collect();
+            let summary = Summary {
                 title: file.description.clone(),
                 columns,
                 rows,
-            },
-        );
-    }
-    Ok(summaries)
+            };
+            Ok((file.name, summary))
+        },
+    )
+    .await?;
+    Ok(summaries.into_iter().collect())
 }
 
 /// Whether the load may go ahead: failing blocking checks, and those an approval of these
@@ -372,33 +375,56 @@ async fn column_changes(
     catalog: &crate::catalog::Catalog,
     rows: &[Map<String, Value>],
 ) -> Result<BTreeMap<String, Vec<ColumnChange>>> {
-    let mut out: BTreeMap<String, Vec<ColumnChange>> = BTreeMap::new();
-    for (_, table, diff, current) in updated_tables(catalog) {
-        let counts: Vec<(String, u64)> = rows
-            .iter()
-            .filter(|r| r["destination_table"] == table.as_str())
+    let tables = updated_tables(catalog);
+    let counts_of = |table: &str| -> Vec<(String, u64)> {
+        rows.iter()
+            .filter(|r| r["destination_table"] == table)
             .map(|r| {
                 (
                     r["column_name"].as_str().unwrap_or_default().to_string(),
                     r["rows_changed"].as_u64().unwrap_or_default(),
                 )
             })
-            .collect();
+            .collect()
+    };
+    // The first columns of each table get samples of their old and new values.
+    let sampled: Vec<(String, String, String)> = tables
+        .iter()
+        .flat_map(|(_, table, diff, current)| {
+            counts_of(table)
+                .into_iter()
+                .take(UPDATE_SAMPLE_COLUMNS)
+                .map(|(column, _)| (diff.clone(), current.clone(), column))
+        })
+        .collect();
+    let mut samples = side_by_side(
+        ctx,
+        sampled,
+        |(diff, _, column)| format!("old -> new values of {diff}.{column}"),
+        |ctx, (diff, current, column)| async move {
+            value_changes(&ctx, &diff, &current, &column, "true", UPDATE_SAMPLE_ROWS).await
+        },
+    )
+    .await?
+    .into_iter();
+    let mut out: BTreeMap<String, Vec<ColumnChange>> = BTreeMap::new();
+    for (_, table, _, _) in tables {
+        let counts = counts_of(&table);
         let max = counts.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
-        let mut changes = Vec::new();
-        for (i, (column, n)) in counts.into_iter().enumerate() {
-            let samples = if i < UPDATE_SAMPLE_COLUMNS {
-                value_changes(ctx, &diff, &current, &column, "true", UPDATE_SAMPLE_ROWS).await?
-            } else {
-                Vec::new()
-            };
-            changes.push(ColumnChange {
+        let changes = counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, (column, n))| ColumnChange {
                 column,
                 rows_changed: n,
                 percent: (n as f64 * 100.0 / max as f64).round(),
-                samples,
-            });
-        }
+                samples: if i < UPDATE_SAMPLE_COLUMNS {
+                    samples.next().unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
         out.insert(table, changes);
     }
     Ok(out)

@@ -43,11 +43,12 @@ impl From<&Vec<CheckResult>> for CheckFile {
     }
 }
 
+/// Run every check of `dir` ([`engine::side_by_side`]); results in file-name order.
 pub async fn run(ctx: &SessionContext, dir: &Path) -> Result<Vec<CheckResult>> {
-    let mut out = Vec::new();
     if !dir.is_dir() {
-        return Ok(out);
+        return Ok(Vec::new());
     }
+    let mut files = Vec::new();
     for file in SqlFile::read_dir(dir)? {
         let severity = file
             .headers
@@ -60,25 +61,31 @@ pub async fn run(ctx: &SessionContext, dir: &Path) -> Result<Vec<CheckResult>> {
                 file.path.display()
             );
         }
-        let what = file.path.display().to_string();
-        let (failing_rows, sample) =
-            engine::with_spilling_joins(ctx, &what, || failing_rows_and_sample(ctx, &file)).await?;
-        out.push(CheckResult {
-            name: file.name.clone(),
-            severity,
-            passed: failing_rows == 0,
-            failing_rows,
-            description: file.description.clone(),
-            sample: to_json_rows(&sample)?,
-            sample_table: if sample.num_rows() > 0 {
-                arrow::util::pretty::pretty_format_batches(std::slice::from_ref(&sample))?
-                    .to_string()
-            } else {
-                String::new()
-            },
-        });
+        files.push((file, severity));
     }
-    Ok(out)
+    engine::side_by_side(
+        ctx,
+        files,
+        |(file, _)| file.path.display().to_string(),
+        |ctx, (file, severity)| async move {
+            let (failing_rows, sample) = failing_rows_and_sample(&ctx, &file).await?;
+            Ok(CheckResult {
+                name: file.name.clone(),
+                severity,
+                passed: failing_rows == 0,
+                failing_rows,
+                description: file.description.clone(),
+                sample: to_json_rows(&sample)?,
+                sample_table: if sample.num_rows() > 0 {
+                    arrow::util::pretty::pretty_format_batches(std::slice::from_ref(&sample))?
+                        .to_string()
+                } else {
+                    String::new()
+                },
+            })
+        },
+    )
+    .await
 }
 
 /// How many rows a check returns (`SELECT count(*) FROM (<check>)`), and the first

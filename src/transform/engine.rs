@@ -250,6 +250,58 @@ where
     }
 }
 
+/// How many independent queries [`side_by_side`] runs at once: one per core of the machines
+/// the tool is measured on. Planning and the last step of a query (a merge, a collect) take
+/// one core each, which a small query is mostly made of.
+pub const QUERIES_AT_ONCE: usize = 2;
+
+/// Run `query` for every item, [`QUERIES_AT_ONCE`] at a time on the runtime's threads, and
+/// return the results in the items' order.
+///
+/// The queries share the memory pool. One that exhausts it beside the others runs again once
+/// they are done, alone, with [`with_spilling_joins`]: so a small pool gives the same results
+/// as when the queries run one after the other, only later. An attempt side by side never
+/// changes the session's options (the fallback does, when nothing else runs).
+pub async fn side_by_side<I, T, F, Fut>(
+    ctx: &SessionContext,
+    items: Vec<I>,
+    what: impl Fn(&I) -> String,
+    query: F,
+) -> Result<Vec<T>>
+where
+    I: Clone,
+    T: Send + 'static,
+    F: Fn(SessionContext, I) -> Fut,
+    Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+{
+    use tracing::Instrument;
+    let attempts: Vec<Result<T>> = futures_util::stream::iter(items.iter().cloned())
+        .map(|item| {
+            let task = tokio::spawn(query(ctx.clone(), item).in_current_span());
+            async move { task.await.context("a query's task failed")? }
+        })
+        .buffered(QUERIES_AT_ONCE)
+        .collect()
+        .await;
+    let mut out = Vec::with_capacity(items.len());
+    for (item, attempt) in items.into_iter().zip(attempts) {
+        match attempt {
+            Err(e) if is_memory_exhausted(&e) => {
+                let what = what(&item);
+                tracing::info!(
+                    "{what} outgrew the memory pool beside other queries; running it again alone"
+                );
+                tracing::debug!("{what}: {e:#}");
+                let again =
+                    with_spilling_joins(ctx, &what, || query(ctx.clone(), item.clone())).await?;
+                out.push(again);
+            }
+            other => out.push(other?),
+        }
+    }
+    Ok(out)
+}
+
 /// Run `attempt` with every plan in one partition: one sort, which then has the whole pool to
 /// itself, where two sorting side by side can leave one of them nothing to start with.
 pub async fn in_one_partition<T, Fut>(ctx: &SessionContext, attempt: Fut) -> Result<T>
@@ -635,9 +687,15 @@ impl SqlFile {
     /// Run the statement and collect its result into one batch; with sort-merge joins when its
     /// hash joins outgrow the pool ([`with_spilling_joins`]).
     pub async fn run(&self, ctx: &SessionContext) -> Result<RecordBatch> {
-        let started = std::time::Instant::now();
         let what = self.path.display().to_string();
-        let batch = with_spilling_joins(ctx, &what, || self.run_inner(ctx)).await?;
+        with_spilling_joins(ctx, &what, || self.run_once(ctx)).await
+    }
+
+    /// [`SqlFile::run`] as planned, without running it again when it outgrows the pool (as
+    /// [`side_by_side`] runs a query).
+    pub async fn run_once(&self, ctx: &SessionContext) -> Result<RecordBatch> {
+        let started = std::time::Instant::now();
+        let batch = self.run_inner(ctx).await?;
         tracing::debug!(
             "{}: {} rows, {:.2} s",
             self.path.display(),
@@ -1702,6 +1760,55 @@ mod tests {
             .downcast_ref::<arrow::array::Int64Array>()
             .unwrap();
         assert_eq!(n.value(0), 200_000);
+        let hash_joins: bool = ctx.state().config().options().optimizer.prefer_hash_join;
+        assert!(
+            hash_joins,
+            "hash joins are the first choice again afterwards"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queries_side_by_side_keep_their_order_and_one_that_outgrows_the_pool_runs_again_alone()
+    {
+        // Guards the checks, report and review page, which run their files side by side: the
+        // results come in the files' order whichever finishes first, and a file that exhausts
+        // the shared pool is not an error while it can finish alone with spilling joins.
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = bounded_session(8 << 20, dir.path()).unwrap();
+        create_two_joinable_tables(&ctx).await;
+        let joined = "SELECT count(*) AS n FROM a JOIN b ON a.k = b.k AND a.v = b.v";
+        let files: Vec<SqlFile> = [
+            // the first takes longest, so the next ones finish before it
+            "SELECT count(DISTINCT v) AS n FROM a WHERE k % 2 = 0",
+            "SELECT CAST(7 AS BIGINT) AS n",
+            joined,
+            "SELECT count(*) AS n FROM b WHERE k <= 3",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, sql)| write_sql_file(dir.path(), &format!("{i:02}_q.sql"), sql))
+        .collect();
+        let first = files[2].run_once(&ctx).await.unwrap_err();
+        assert!(is_memory_exhausted(&first), "{first:#}");
+
+        let counts = side_by_side(
+            &ctx,
+            files,
+            |f| f.path.display().to_string(),
+            |ctx, f| async move {
+                let batch = f.run_once(&ctx).await?;
+                let n = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .context("a count")?
+                    .value(0);
+                Ok(n)
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(counts, vec![100_000, 7, 200_000, 3]);
         let hash_joins: bool = ctx.state().config().options().optimizer.prefer_hash_join;
         assert!(
             hash_joins,

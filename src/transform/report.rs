@@ -2,7 +2,7 @@
 //! its description), the checks with their failing rows, and the artifacts.
 
 use super::checks::CheckResult;
-use super::engine::SqlFile;
+use super::engine::{self, SqlFile};
 use crate::artifacts::{human_count, ArtifactEntry, Manifest};
 use anyhow::Result;
 use arrow::record_batch::RecordBatch;
@@ -18,24 +18,29 @@ pub struct Section {
     pub batch: RecordBatch,
 }
 
+/// Run every file of `dir` ([`engine::side_by_side`]); sections in file-name order.
 pub async fn sections(ctx: &SessionContext, dir: &Path) -> Result<Vec<Section>> {
-    let mut out = Vec::new();
     if !dir.is_dir() {
-        return Ok(out);
+        return Ok(Vec::new());
     }
-    for file in SqlFile::read_dir(dir)? {
-        let batch = file.run(ctx).await?;
-        out.push(Section {
-            name: file.name.clone(),
-            title: if file.description.is_empty() {
-                file.name.clone()
-            } else {
-                file.description.clone()
-            },
-            batch,
-        });
-    }
-    Ok(out)
+    engine::side_by_side(
+        ctx,
+        SqlFile::read_dir(dir)?,
+        |file| file.path.display().to_string(),
+        |ctx, file| async move {
+            let batch = file.run_once(&ctx).await?;
+            Ok(Section {
+                title: if file.description.is_empty() {
+                    file.name.clone()
+                } else {
+                    file.description.clone()
+                },
+                name: file.name,
+                batch,
+            })
+        },
+    )
+    .await
 }
 
 /// A batch as a Markdown table (rows in the order the SQL gives them).
