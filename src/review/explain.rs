@@ -118,13 +118,7 @@ pub async fn explain(options: &ExplainOptions) -> Result<Explanation> {
     for file in files {
         let batch = file.run(&ctx).await?;
         engine::register_batches(&ctx, &file.name, batch.schema(), vec![batch.clone()])?;
-        let rows = crate::transform::checks::to_json_rows(&batch)?
-            .into_iter()
-            .filter_map(|v| match v {
-                Value::Object(m) => Some(m),
-                _ => None,
-            })
-            .collect();
+        let rows = super::json_objects(&batch)?;
         steps.push(Step {
             name: file.name.clone(),
             title: file.description.clone(),

@@ -199,13 +199,7 @@ async fn run_summaries(ctx: &SessionContext, dir: &Path) -> Result<BTreeMap<Stri
                 .iter()
                 .map(|f| f.name().clone())
                 .collect();
-            let rows = crate::transform::checks::to_json_rows(&batch)?
-                .into_iter()
-                .filter_map(|v| match v {
-                    Value::Object(m) => Some(m),
-                    _ => None,
-                })
-                .collect();
+            let rows = json_objects(&batch)?;
             let summary = Summary {
                 title: file.description.clone(),
                 columns,
@@ -216,6 +210,17 @@ async fn run_summaries(ctx: &SessionContext, dir: &Path) -> Result<BTreeMap<Stri
     )
     .await?;
     Ok(summaries.into_iter().collect())
+}
+
+/// A result's rows as JSON objects, one per row (NULLs kept as null).
+fn json_objects(batch: &arrow::record_batch::RecordBatch) -> Result<Vec<Map<String, Value>>> {
+    Ok(crate::transform::checks::to_json_rows(batch)?
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Whether the load may go ahead: failing blocking checks, and those an approval of these
