@@ -365,11 +365,11 @@ pub async fn value_changes(
         .await?;
     let mut out = Vec::new();
     for b in &batches {
-        for row in crate::transform::checks::to_json_rows(b)? {
-            if let Value::Object(m) = row {
-                out.push(m.into_iter().collect());
-            }
-        }
+        out.extend(
+            json_objects(b)?
+                .into_iter()
+                .map(|m| m.into_iter().collect()),
+        );
     }
     Ok(out)
 }
