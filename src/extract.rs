@@ -86,6 +86,8 @@ struct TablePlan {
     role: &'static str,
     key_columns: Vec<String>,
     coverage: Coverage,
+    /// The columns its fingerprint hashes: every column (sources) or the key columns.
+    fingerprinted: Vec<PgColumn>,
     select: Vec<String>,
     kinds: Vec<Kind>,
     fields: Vec<Field>,
@@ -93,6 +95,10 @@ struct TablePlan {
     notes: Vec<String>,
     /// Set when this plan copies a reconciled table's row hashes rather than its rows.
     row_hashes: Option<RowHashes>,
+    /// A typed table with numeric columns whose Arrow type depends on the values they hold:
+    /// its columns, profiled and typed when its copy starts, on whichever connection takes
+    /// it and beside the other copies. `select`, `kinds`, `fields` and `notes` are empty.
+    typed_at_copy: Option<Vec<PgColumn>>,
 }
 
 /// Map a source table's columns onto its canonical columns.
@@ -140,12 +146,14 @@ fn plan_source(
         role: "source",
         key_columns: Vec::new(),
         coverage: Coverage::WholeRow,
+        fingerprinted: columns.to_vec(),
         select,
         kinds,
         fields,
         with_row_numbers: true,
         notes,
         row_hashes: None,
+        typed_at_copy: None,
     })
 }
 
@@ -221,64 +229,92 @@ fn select_canonical(
     ))
 }
 
-/// Destination and dependent tables keep their columns and types. `drift_key`: the columns
-/// whose values are fingerprinted (the catalogue's, for destination tables); the primary key
-/// when `None`.
-async fn plan_typed(
-    txn: &Transaction<'_>,
+/// Destination and dependent tables keep their columns and types. `key_columns`: the columns
+/// whose values are fingerprinted (the catalogue's drift key for destination tables, the
+/// primary key for the others, every column when there is none).
+fn plan_typed(
     schema: &str,
     table: &str,
     role: &'static str,
-    drift_key: Option<&[String]>,
+    columns: &[PgColumn],
+    key_columns: Vec<String>,
 ) -> Result<TablePlan> {
     let qualified = qualify(schema, table);
-    let columns = pg_arrow::table_columns(txn, &qualified).await?;
-    let mut select = Vec::new();
-    let mut kinds = Vec::new();
-    let mut fields = Vec::new();
-    let mut notes = Vec::new();
-    for col in &columns {
-        let (kind, expr) = typed_column(txn, &qualified, col, &mut notes).await?;
-        fields.push(pg_arrow::field(
-            &col.name,
-            &kind,
-            &col.type_name,
-            !col.not_null,
-        ));
-        kinds.push(kind);
-        select.push(expr);
-    }
-    let key_columns = match drift_key {
-        Some(keys) => keys.to_vec(),
-        None => {
-            let pk = primary_key(txn, &qualified).await?;
-            if pk.is_empty() {
-                columns.iter().map(|c| c.name.clone()).collect()
-            } else {
-                pk
-            }
-        }
+    let typed_at_copy = columns
+        .iter()
+        .any(pg_arrow::numeric_needs_profile)
+        .then(|| columns.to_vec());
+    let Typed {
+        select,
+        kinds,
+        fields,
+        notes,
+    } = match typed_at_copy {
+        Some(_) => Typed::default(),
+        None => typed_columns(columns, &HashMap::new()),
     };
+    let key_columns = if key_columns.is_empty() {
+        columns.iter().map(|c| c.name.clone()).collect()
+    } else {
+        key_columns
+    };
+    let fingerprinted = key_columns
+        .iter()
+        .map(|key| {
+            columns
+                .iter()
+                .find(|c| &c.name == key)
+                .cloned()
+                .with_context(|| format!("{qualified} has no column {key} to fingerprint"))
+        })
+        .collect::<Result<_>>()?;
     Ok(TablePlan {
         qualified,
         artifact: catalog::extract_artifact_name(schema, table),
         role,
         key_columns,
         coverage: Coverage::Keys,
+        fingerprinted,
         select,
         kinds,
         fields,
         with_row_numbers: false,
         notes,
         row_hashes: None,
+        typed_at_copy,
     })
+}
+
+/// How the columns of a typed table are selected and typed.
+#[derive(Debug, Default)]
+struct Typed {
+    select: Vec<String>,
+    kinds: Vec<Kind>,
+    fields: Vec<Field>,
+    notes: Vec<String>,
+}
+
+/// `profiles`: what [`numeric_profiles`] found, by column name.
+fn typed_columns(columns: &[PgColumn], profiles: &HashMap<String, (i32, i32, bool)>) -> Typed {
+    let mut typed = Typed::default();
+    for col in columns {
+        let (kind, expr) = typed_column(col, profiles.get(&col.name).copied(), &mut typed.notes);
+        typed.fields.push(pg_arrow::field(
+            &col.name,
+            &kind,
+            &col.type_name,
+            !col.not_null,
+        ));
+        typed.kinds.push(kind);
+        typed.select.push(expr);
+    }
+    typed
 }
 
 /// The key and row hash of every row of a reconciled table, over the columns a load may
 /// overwrite ([`RowHashes`]).
-async fn plan_row_hashes(txn: &Transaction<'_>, table: &catalog::Table) -> Result<TablePlan> {
+fn plan_row_hashes(table: &catalog::Table, columns: &[PgColumn]) -> Result<TablePlan> {
     let qualified = table.qualified();
-    let columns = pg_arrow::table_columns(txn, &qualified).await?;
     let key = columns
         .iter()
         .find(|c| c.name == table.key)
@@ -296,6 +332,7 @@ async fn plan_row_hashes(txn: &Transaction<'_>, table: &catalog::Table) -> Resul
         role: "row_hashes",
         key_columns: vec![table.key.clone()],
         coverage: Coverage::Keys,
+        fingerprinted: Vec::new(),
         select: vec![key_expr, fingerprint::row_hash(&hashed)],
         fields: vec![
             pg_arrow::field(&key.name, &key_kind, &key.type_name, !key.not_null),
@@ -309,35 +346,56 @@ async fn plan_row_hashes(txn: &Transaction<'_>, table: &catalog::Table) -> Resul
             key: table.key.clone(),
             columns: hashed.into_iter().map(|c| c.name).collect(),
         }),
+        typed_at_copy: None,
     })
 }
 
-/// How one column of a typed table is extracted: its kind and select expression. Numeric
-/// columns without a declared precision are profiled first; anything written as text is noted.
-async fn typed_column(
+/// (largest scale, most integer digits, any NaN/Infinity) of each numeric column without a
+/// declared precision that DECIMAL(38) holds, by column name: one scan of the table for all.
+async fn numeric_profiles(
     txn: &Transaction<'_>,
     qualified: &str,
+    columns: &[PgColumn],
+) -> Result<HashMap<String, (i32, i32, bool)>> {
+    let unprofiled: Vec<&str> = columns
+        .iter()
+        .filter(|c| pg_arrow::numeric_needs_profile(c))
+        .map(|c| c.name.as_str())
+        .collect();
+    if unprofiled.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let row = crate::pg::query_one(
+        txn,
+        &pg_arrow::numeric_profile_sql(qualified, &unprofiled),
+        &[],
+        &[],
+    )
+    .await
+    .with_context(|| format!("cannot inspect the numeric columns of {qualified}"))?;
+    Ok(unprofiled
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let found = (row.get(3 * i), row.get(3 * i + 1), row.get(3 * i + 2));
+            (name.to_string(), found)
+        })
+        .collect())
+}
+
+/// How one column of a typed table is extracted: its kind and select expression. `profile`:
+/// what [`numeric_profiles`] found, for a numeric column without a declared precision.
+/// Anything written as text is noted.
+fn typed_column(
     col: &PgColumn,
+    profile: Option<(i32, i32, bool)>,
     notes: &mut Vec<String>,
-) -> Result<(Kind, String)> {
+) -> (Kind, String) {
     let (kind, expr) = if col.typname == "numeric" && col.category != 'A' {
-        let found = if pg_arrow::numeric_typmod(col.typmod).is_some() {
-            None
-        } else {
-            let row = txn
-                .query_one(&pg_arrow::numeric_profile_sql(qualified, &col.name), &[])
-                .await
-                .with_context(|| format!("cannot inspect {qualified}.{}", col.name))?;
-            Some((
-                row.get::<_, i32>(0),
-                row.get::<_, i32>(1),
-                row.get::<_, bool>(2),
-            ))
-        };
-        let kind = pg_arrow::numeric_kind(col.typmod, found);
+        let kind = pg_arrow::numeric_kind(col.typmod, profile);
         let expr = match kind {
             Kind::Text => {
-                let why = if found.is_some_and(|(_, _, special)| special) {
+                let why = if profile.is_some_and(|(_, _, special)| special) {
                     "holds NaN or Infinity, which DECIMAL cannot"
                 } else {
                     "does not fit DECIMAL(38)"
@@ -365,33 +423,28 @@ async fn typed_column(
             col.name, col.type_name
         ));
     }
-    Ok((kind, expr))
+    (kind, expr)
 }
 
-/// Primary-key columns of a table, in column order.
-async fn primary_key(txn: &Transaction<'_>, qualified: &str) -> Result<Vec<String>> {
-    Ok(txn
-        .query(
-            "SELECT a.attname::text FROM pg_index i \
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-             WHERE i.indrelid = $1::text::regclass AND i.indisprimary ORDER BY a.attnum",
-            &[&qualified],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
-}
-
-async fn require_table(txn: &Transaction<'_>, schema: &str, table: &str, what: &str) -> Result<()> {
-    let exists: Option<String> = txn
-        .query_one("SELECT to_regclass($1)::text", &[&qualify(schema, table)])
-        .await?
-        .get(0);
-    if exists.is_none() {
-        bail!("{what} table {schema}.{table} does not exist in this database");
+/// Primary-key columns of each table, in column order (empty for a table without one).
+async fn primary_keys(txn: &Transaction<'_>, qualified: &[String]) -> Result<Vec<Vec<String>>> {
+    let rows = crate::pg::query(
+        txn,
+        "SELECT u.n::int4, a.attname::text \
+         FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) \
+         JOIN pg_index i ON i.indrelid = to_regclass(u.t) AND i.indisprimary \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+         ORDER BY u.n, a.attnum",
+        &[&qualified],
+        &[tokio_postgres::types::Type::TEXT_ARRAY],
+    )
+    .await
+    .context("cannot read the primary keys of the dependent tables")?;
+    let mut keys = vec![Vec::new(); qualified.len()];
+    for r in rows {
+        keys[r.get::<_, i32>(0) as usize - 1].push(r.get(1));
     }
-    Ok(())
+    Ok(keys)
 }
 
 /// Extract every table into `artifacts/extract/` and write its manifest.
@@ -402,15 +455,21 @@ pub async fn extract(
     progress: bool,
 ) -> Result<Manifest> {
     let catalog = Catalog::read(pipeline_dir)?;
+    // The second connection connects while the first plans.
+    let second = AbortOnDrop::spawn({
+        let conn = conn.clone();
+        async move { conn.connect().await }
+    });
     let mut client = conn.connect().await?;
     let txn = snapshot_transaction(&mut client).await?;
-    let extracted_at: String = txn
-        .query_one(
-            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-            &[],
-        )
-        .await?
-        .get(0);
+    let extracted_at: String = crate::pg::query_one(
+        &*txn,
+        "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        &[],
+        &[],
+    )
+    .await?
+    .get(0);
     let plans = plan_tables(&txn, pipeline_dir, &catalog).await?;
 
     // Write into a fresh directory, then swap it in: a failed run leaves the last good extract.
@@ -422,7 +481,7 @@ pub async fn extract(
     }
     artifacts::create_private_dir(&tmp_dir)?;
     let (plans, fingerprints, copies) =
-        copy_and_fingerprint(conn, &txn, plans, &tmp_dir, progress).await?;
+        copy_and_fingerprint(second, &txn, plans, &tmp_dir, progress).await?;
     txn.commit().await?;
 
     let mut manifest = manifest_of(plans, fingerprints, copies)?;
@@ -442,47 +501,112 @@ pub async fn extract(
 }
 
 /// What to read: the sources named in `source_columns.csv`, the catalogue's tables, and every
-/// other table with a foreign key to a reconciled table (its dependents).
+/// other table with a foreign key to a reconciled table (its dependents). The catalogue
+/// queries are few and cover every table at once: at small scale their round trips are a
+/// good part of the extract.
 async fn plan_tables(
     txn: &Transaction<'_>,
     pipeline_dir: &Path,
     catalog: &Catalog,
 ) -> Result<Vec<TablePlan>> {
     let canonical = read_source_columns(pipeline_dir)?;
-    let mut plans = Vec::new();
-    for (table, canon) in &canonical {
-        require_table(txn, SOURCE_SCHEMA, table, "source").await?;
-        let columns = pg_arrow::table_columns(txn, &qualify(SOURCE_SCHEMA, table)).await?;
-        plans.push(plan_source(SOURCE_SCHEMA, table, &columns, canon)?);
+    let dependents: Vec<(String, String)> = crate::pg::query(
+        txn,
+        "SELECT DISTINCT n.nspname::text, c.relname::text \
+         FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE k.contype = 'f' \
+           AND k.confrelid = ANY (ARRAY(SELECT to_regclass(t) FROM unnest($1::text[]) AS t)) \
+         ORDER BY 1, 2",
+        &[&catalog
+            .reconciled()
+            .map(|t| t.qualified())
+            .collect::<Vec<_>>()],
+        &[tokio_postgres::types::Type::TEXT_ARRAY],
+    )
+    .await
+    .context("cannot list the tables that reference the destination tables")?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .filter(|(schema, table)| catalog.get(&format!("{schema}.{table}")).is_none())
+    .collect();
+
+    let mut wanted: Vec<(&str, &str, &str)> = Vec::new();
+    for (table, _) in &canonical {
+        wanted.push((SOURCE_SCHEMA, table, "source"));
     }
     for t in &catalog.tables {
-        require_table(txn, &t.schema, &t.name, "destination").await?;
-        plans.push(plan_typed(txn, &t.schema, &t.name, "destination", Some(&t.drift_key)).await?);
-        if t.is_reconciled() {
-            plans.push(plan_row_hashes(txn, t).await?);
+        wanted.push((&t.schema, &t.name, "destination"));
+    }
+    for (schema, table) in &dependents {
+        wanted.push((schema, table, "dependent"));
+    }
+    let names: Vec<String> = wanted.iter().map(|(s, t, _)| qualify(s, t)).collect();
+    let mut columns = Vec::new();
+    for ((schema, table, what), found) in wanted
+        .iter()
+        .zip(pg_arrow::tables_columns(txn, &names).await?)
+    {
+        match found {
+            Some(c) => columns.push(c),
+            None => bail!("{what} table {schema}.{table} does not exist in this database"),
         }
     }
-    let dependents = txn
-        .query(
-            "SELECT DISTINCT n.nspname::text, c.relname::text \
-             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE k.contype = 'f' AND k.confrelid = ANY($1::text[]::regclass[]) ORDER BY 1, 2",
-            &[&catalog
-                .reconciled()
-                .map(|t| t.qualified())
-                .collect::<Vec<_>>()],
-        )
-        .await
-        .context("cannot list the tables that reference the destination tables")?;
-    for row in dependents {
-        let (schema, table): (String, String) = (row.get(0), row.get(1));
-        if catalog.get(&format!("{schema}.{table}")).is_some() {
-            continue;
+    let mut columns = columns.into_iter();
+    let mut next_columns = || columns.next().context("a table's columns are missing");
+
+    let mut plans = Vec::new();
+    for (table, canon) in &canonical {
+        plans.push(plan_source(SOURCE_SCHEMA, table, &next_columns()?, canon)?);
+    }
+    for t in &catalog.tables {
+        let cols = next_columns()?;
+        plans.push(plan_typed(
+            &t.schema,
+            &t.name,
+            "destination",
+            &cols,
+            t.drift_key.clone(),
+        )?);
+        if t.is_reconciled() {
+            plans.push(plan_row_hashes(t, &cols)?);
         }
-        plans.push(plan_typed(txn, &schema, &table, "dependent", None).await?);
+    }
+    let dependent_names: Vec<String> = dependents.iter().map(|(s, t)| qualify(s, t)).collect();
+    let keys = primary_keys(txn, &dependent_names).await?;
+    for ((schema, table), key) in dependents.iter().zip(keys) {
+        let cols = next_columns()?;
+        plans.push(plan_typed(schema, table, "dependent", &cols, key)?);
     }
     Ok(plans)
+}
+
+/// A task aborted when dropped unjoined: the second connection of an extract that fails
+/// before it needs it closes at once.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    fn spawn(task: impl std::future::Future<Output = T> + Send + 'static) -> Self
+    where
+        T: Send + 'static,
+    {
+        Self(Some(tokio::spawn(task)))
+    }
+
+    async fn join(mut self) -> Result<T> {
+        let handle = self.0.take().context("a task joined twice")?;
+        handle
+            .await
+            .map_err(|e| anyhow::anyhow!("the extract's second connection panicked: {e}"))
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+        }
+    }
 }
 
 /// A `REPEATABLE READ, READ ONLY` transaction: one snapshot for everything read in it.
@@ -527,7 +651,7 @@ impl Jobs {
 /// fingerprints needed the second one already). Each connection decodes on its own task and
 /// encodes on its own thread, so the extract uses two cores.
 async fn copy_and_fingerprint(
-    conn: &ConnInfo,
+    second: AbortOnDrop<Result<tokio_postgres::Client>>,
     txn: &Transaction<'_>,
     plans: Vec<TablePlan>,
     dir: &Path,
@@ -537,8 +661,7 @@ async fn copy_and_fingerprint(
     Vec<Option<TableFingerprint>>,
     Vec<ArtifactEntry>,
 )> {
-    let snapshot: String = txn
-        .query_one("SELECT pg_export_snapshot()", &[])
+    let snapshot: String = crate::pg::query_one(txn, "SELECT pg_export_snapshot()", &[], &[])
         .await?
         .get(0);
     let jobs = Arc::new(Jobs(std::sync::Mutex::new(
@@ -547,10 +670,10 @@ async fn copy_and_fingerprint(
     let plans = Arc::new(plans);
     let bars = progress.then(indicatif::MultiProgress::new);
     let second = {
-        let (conn, jobs, plans) = (conn.clone(), jobs.clone(), plans.clone());
+        let (jobs, plans) = (jobs.clone(), plans.clone());
         let (dir, bars) = (dir.to_path_buf(), bars.clone());
         tokio::spawn(async move {
-            let mut client = conn.connect().await?;
+            let mut client = second.join().await??;
             let txn = snapshot_transaction(&mut client).await?;
             txn.batch_execute(&format!(
                 "SET TRANSACTION SNAPSHOT {}",
@@ -594,15 +717,16 @@ async fn copy_and_fingerprint(
 /// then the fingerprints, which are server work only.
 async fn job_order(txn: &Transaction<'_>, plans: &[TablePlan]) -> Result<Vec<Job>> {
     let names: Vec<&str> = plans.iter().map(|p| p.qualified.as_str()).collect();
-    let sizes: Vec<i64> = txn
-        .query_one(
-            "SELECT array_agg(pg_relation_size(t::regclass) ORDER BY n) \
-             FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n)",
-            &[&names],
-        )
-        .await
-        .context("cannot read the tables' sizes")?
-        .get(0);
+    let sizes: Vec<i64> = crate::pg::query_one(
+        txn,
+        "SELECT array_agg(pg_relation_size(t::regclass) ORDER BY n) \
+         FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n)",
+        &[&names],
+        &[tokio_postgres::types::Type::TEXT_ARRAY],
+    )
+    .await
+    .context("cannot read the tables' sizes")?
+    .get(0);
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
     let mut jobs: Vec<Job> = order.into_iter().map(Job::Copy).collect();
@@ -628,7 +752,7 @@ async fn work(
             Job::Copy(i) => Done::Copy(i, copy_table(txn, &plans[i], dir, bars).await?),
             Job::Fingerprint(i) => {
                 let p = &plans[i];
-                let fp = fingerprint::compute(txn, &p.qualified, p.coverage, &p.key_columns);
+                let fp = fingerprint::compute_over(txn, &p.qualified, p.coverage, &p.fingerprinted);
                 Done::Fingerprint(i, fp.await?)
             }
         });
@@ -749,7 +873,22 @@ async fn copy_table(
     bars: Option<&indicatif::MultiProgress>,
 ) -> Result<Written> {
     let started = Instant::now();
-    let schema = Arc::new(Schema::new(plan.fields.clone()));
+    let profiled;
+    let typed = match &plan.typed_at_copy {
+        None => (&plan.select, &plan.kinds, &plan.fields, &plan.notes),
+        Some(columns) => {
+            let profiles = numeric_profiles(txn, &plan.qualified, columns).await?;
+            profiled = typed_columns(columns, &profiles);
+            (
+                &profiled.select,
+                &profiled.kinds,
+                &profiled.fields,
+                &profiled.notes,
+            )
+        }
+    };
+    let (select, kinds, fields, notes) = typed;
+    let schema = Arc::new(Schema::new(fields.clone()));
     let path = dir.join(format!("{}.parquet", plan.artifact));
     let mut file = ParquetArtifact::unsorted(&path, schema.clone())?;
     let bar = if let Some(bars) = bars {
@@ -767,15 +906,11 @@ async fn copy_table(
     let decoder = CopyDecoder::new(
         &plan.qualified,
         schema.clone(),
-        plan.kinds.clone(),
+        kinds.clone(),
         plan.with_row_numbers,
     )
     .with_key(&plan.key_columns);
-    let query = format!(
-        "SELECT {} FROM {} t",
-        plan.select.join(", "),
-        plan.qualified
-    );
+    let query = format!("SELECT {} FROM {} t", select.join(", "), plan.qualified);
     // Parquet encoding runs on its own thread while this task decodes the next rows; the
     // channel holds two batches, so memory stays flat. The file is finished only once every
     // row was read (`all_read`); otherwise it is dropped, and its temporary file with it.
@@ -834,7 +969,7 @@ async fn copy_table(
         dir: dir.to_path_buf(),
         rows,
         schema,
-        notes: plan.notes.clone(),
+        notes: notes.clone(),
     })
 }
 

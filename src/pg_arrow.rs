@@ -115,29 +115,55 @@ pub async fn table_columns(
     client: &impl tokio_postgres::GenericClient,
     qualified_table: &str,
 ) -> Result<Vec<PgColumn>> {
-    let rows = client
-        .query_typed(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, \
-                    t.typcategory::text, a.atttypmod, a.attnotnull, a.attgenerated <> '' \
-             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
-             ORDER BY a.attnum",
-            &[(&qualified_table, tokio_postgres::types::Type::TEXT)],
-        )
-        .await
-        .with_context(|| format!("cannot read the columns of {qualified_table}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| PgColumn {
-            name: r.get(0),
-            type_name: r.get(1),
-            typname: r.get(2),
-            category: r.get::<_, String>(3).chars().next().unwrap_or('U'),
-            typmod: r.get(4),
-            not_null: r.get(5),
-            generated: r.get(6),
-        })
-        .collect())
+    let mut found = tables_columns(client, &[qualified_table.to_string()]).await?;
+    found
+        .pop()
+        .flatten()
+        .with_context(|| format!("cannot read the columns of {qualified_table}: no such table"))
+}
+
+/// The columns of each of `qualified_tables`, in one round trip: `None` for a table that does
+/// not exist. In the order given.
+pub async fn tables_columns(
+    client: &impl tokio_postgres::GenericClient,
+    qualified_tables: &[String],
+) -> Result<Vec<Option<Vec<PgColumn>>>> {
+    let rows = crate::pg::query(
+        client,
+        "SELECT u.n::int4, to_regclass(u.t) IS NOT NULL, a.attname::text, \
+                format_type(a.atttypid, a.atttypmod), t.typname::text, t.typcategory::text, \
+                a.atttypmod, a.attnotnull, a.attgenerated <> '' \
+         FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) \
+         LEFT JOIN pg_attribute a ON a.attrelid = to_regclass(u.t) AND a.attnum > 0 \
+                                 AND NOT a.attisdropped \
+         LEFT JOIN pg_type t ON t.oid = a.atttypid \
+         ORDER BY u.n, a.attnum",
+        &[&qualified_tables],
+        &[tokio_postgres::types::Type::TEXT_ARRAY],
+    )
+    .await
+    .with_context(|| format!("cannot read the columns of {}", qualified_tables.join(", ")))?;
+    let mut out: Vec<Option<Vec<PgColumn>>> = vec![None; qualified_tables.len()];
+    for r in &rows {
+        let i = r.get::<_, i32>(0) as usize - 1;
+        if !r.get::<_, bool>(1) {
+            continue;
+        }
+        let columns = out[i].get_or_insert_with(Vec::new);
+        let Some(name) = r.get::<_, Option<String>>(2) else {
+            continue; // a table without columns
+        };
+        columns.push(PgColumn {
+            name,
+            type_name: r.get(3),
+            typname: r.get(4),
+            category: r.get::<_, String>(5).chars().next().unwrap_or('U'),
+            typmod: r.get(6),
+            not_null: r.get(7),
+            generated: r.get(8),
+        });
+    }
+    Ok(out)
 }
 
 /// Declared (precision, scale) of a `numeric(p,s)` typmod.
@@ -169,15 +195,29 @@ pub fn numeric_kind(typmod: i32, found: Option<(i32, i32, bool)>) -> Kind {
     }
 }
 
-/// SQL that returns (largest scale, most integer digits, any NaN/Infinity) of a numeric column.
-pub fn numeric_profile_sql(qualified_table: &str, column: &str) -> String {
-    let c = crate::sql::ident(column);
-    format!(
-        "SELECT coalesce(max(scale({c})) FILTER (WHERE {c} NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), 0)::int4, \
-                coalesce(max(length(trunc(abs({c}))::text)) FILTER (WHERE {c} NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), 1)::int4, \
-                coalesce(bool_or({c} IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), false) \
-         FROM {qualified_table}"
-    )
+/// Whether a column's Arrow type needs [`numeric_profile_sql`] first: a numeric column
+/// without a declared precision that DECIMAL(38) holds.
+pub fn numeric_needs_profile(col: &PgColumn) -> bool {
+    col.typname == "numeric"
+        && col.category != 'A'
+        && !matches!(numeric_typmod(col.typmod), Some((p, s)) if p <= 38 && s >= 0)
+}
+
+/// SQL that returns, for each of `columns` (numeric columns of one table) in turn, (largest
+/// scale, most integer digits, any NaN/Infinity): three values per column, in one scan.
+pub fn numeric_profile_sql(qualified_table: &str, columns: &[&str]) -> String {
+    let items: Vec<String> = columns
+        .iter()
+        .map(|column| {
+            let c = crate::sql::ident(column);
+            format!(
+                "coalesce(max(scale({c})) FILTER (WHERE {c} NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), 0)::int4, \
+                 coalesce(max(length(trunc(abs({c}))::text)) FILTER (WHERE {c} NOT IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), 1)::int4, \
+                 coalesce(bool_or({c} IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)), false)"
+            )
+        })
+        .collect();
+    format!("SELECT {} FROM {qualified_table}", items.join(", "))
 }
 
 /// The kind a column is extracted as (numeric columns need [`numeric_kind`] instead), and the

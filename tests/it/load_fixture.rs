@@ -154,7 +154,7 @@ async fn export(
     for col in cols.iter().filter(|c| !skip.contains(&c.name.as_str())) {
         let (kind, expr) = if col.typname == "numeric" && col.category != 'A' {
             let row = client
-                .query_one(&pg_arrow::numeric_profile_sql(table, &col.name), &[])
+                .query_one(&pg_arrow::numeric_profile_sql(table, &[&col.name]), &[])
                 .await
                 .unwrap();
             (
