@@ -51,6 +51,17 @@ pub async fn query_one(
     client.query_typed_one(sql, &typed(params, types)).await
 }
 
+/// At most one row of an unnamed statement (see [`query`]); more than one is an error, as
+/// with tokio-postgres's `query_opt`.
+pub async fn query_opt(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    types: &[Type],
+) -> Result<Option<Row>, Error> {
+    client.query_typed_opt(sql, &typed(params, types)).await
+}
+
 /// Run an unnamed statement (see [`query`]); returns the rows it affected.
 pub async fn execute(
     client: &impl GenericClient,

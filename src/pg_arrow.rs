@@ -1219,15 +1219,16 @@ async fn plan_copy(
     schema: &Schema,
 ) -> Result<CopyPlan> {
     let table_cols = table_columns(client, qualified_table).await?;
-    let elem_rows = client
-        .query(
-            "SELECT a.attname::text, coalesce(e.oid, 0)::oid, coalesce(e.typname::text, '') \
-             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-             LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
-             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-            &[&qualified_table],
-        )
-        .await?;
+    let elem_rows = crate::pg::query(
+        client,
+        "SELECT a.attname::text, coalesce(e.oid, 0)::oid, coalesce(e.typname::text, '') \
+         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+         LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
+         WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+        &[&qualified_table],
+        &[tokio_postgres::types::Type::TEXT],
+    )
+    .await?;
     let elems: HashMap<String, (u32, String)> = elem_rows
         .iter()
         .map(|r| {

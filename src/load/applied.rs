@@ -126,15 +126,16 @@ pub async fn unchanged_since(
     stage: &Manifest,
     approval_sha256: &str,
 ) -> Result<Option<(Unchanged, State)>> {
-    let last = tx
-        .query_opt(
-            "SELECT run_id, operation, approval_sha256, applied_state::text \
+    let last = crate::pg::query_opt(
+        tx,
+        "SELECT run_id, operation, approval_sha256, applied_state::text \
              FROM cleanmig.population_operation_log \
              WHERE status = 'success' AND mode = 'apply' ORDER BY id DESC LIMIT 1",
-            &[],
-        )
-        .await
-        .context("cannot read population_operation_log")?;
+        &[],
+        &[],
+    )
+    .await
+    .context("cannot read population_operation_log")?;
     let Some(last) = last else {
         return Ok(None);
     };

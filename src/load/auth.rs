@@ -41,19 +41,20 @@ pub async fn create(
     };
     refuse_email_conflicts(tx, &users.temp).await?;
     let cols = insert_columns(tx, USERS, users, &users.columns).await?;
-    let created = tx
-        .execute(
-            &format!(
-                "WITH created AS (INSERT INTO auth.users ({cols}) SELECT {cols} FROM {t} s \
+    let created = crate::pg::execute(
+        tx,
+        &format!(
+            "WITH created AS (INSERT INTO auth.users ({cols}) SELECT {cols} FROM {t} s \
                    WHERE NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.id = s.id) RETURNING id) \
                  INSERT INTO {b}.created_auth_users SELECT id FROM created",
-                t = ident(&users.temp),
-                b = ident(backup)
-            ),
-            &[],
-        )
-        .await
-        .context("cannot create the auth users")?;
+            t = ident(&users.temp),
+            b = ident(backup)
+        ),
+        &[],
+        &[],
+    )
+    .await
+    .context("cannot create the auth users")?;
     let identities = match catalog
         .get(IDENTITIES)
         .and_then(|t| staged.get(t.stage_artifact()))
@@ -66,15 +67,12 @@ pub async fn create(
                 with_id.push("id".into());
             }
             let cols = insert_columns(tx, IDENTITIES, ids, &with_id).await?;
-            tx.execute(
-                &format!(
+            crate::pg::execute(tx, &format!(
                     "INSERT INTO auth.identities ({cols}) SELECT {cols} FROM {t} s \
                      WHERE NOT EXISTS (SELECT 1 FROM auth.identities i \
                                        WHERE i.provider = s.provider AND i.provider_id = s.provider_id)",
                     t = ident(&ids.temp)
-                ),
-                &[],
-            )
+                ), &[], &[])
             .await
             .context("cannot create the auth identities")?
         }
@@ -86,16 +84,12 @@ pub async fn create(
 /// An email that already has an auth user under another id is a conflict to resolve, not
 /// something to paper over.
 async fn refuse_email_conflicts(tx: &Transaction<'_>, temp: &str) -> Result<()> {
-    let conflicts = tx
-        .query(
-            &format!(
+    let conflicts = crate::pg::query(tx, &format!(
                 "SELECT s.email::text || ' (staged ' || s.id::text || ', existing ' || u.id::text || ')' \
                  FROM {} s JOIN auth.users u ON lower(u.email) = lower(s.email) AND u.id <> s.id \
                  ORDER BY 1 LIMIT 5",
                 ident(temp)
-            ),
-            &[],
-        )
+            ), &[], &[])
         .await?;
     if !conflicts.is_empty() {
         bail!(

@@ -114,15 +114,16 @@ pub async fn written_in_transaction(
     tx: &Transaction<'_>,
     table: &crate::catalog::Table,
 ) -> Result<Written> {
-    let row = tx
-        .query_one(
-            "SELECT coalesce(sum(n_tup_ins), 0)::int8, coalesce(sum(n_tup_upd), 0)::int8, \
-                    coalesce(sum(n_tup_del), 0)::int8 \
-             FROM pg_stat_xact_all_tables WHERE relid = $1::text::regclass",
-            &[&table.qualified()],
-        )
-        .await
-        .with_context(|| format!("cannot count the rows written to {}", table.display()))?;
+    let row = crate::pg::query_one(
+        tx,
+        "SELECT coalesce(sum(n_tup_ins), 0)::int8, coalesce(sum(n_tup_upd), 0)::int8, \
+                coalesce(sum(n_tup_del), 0)::int8 \
+         FROM pg_stat_xact_all_tables WHERE relid = $1::text::regclass",
+        &[&table.qualified()],
+        &[tokio_postgres::types::Type::TEXT],
+    )
+    .await
+    .with_context(|| format!("cannot count the rows written to {}", table.display()))?;
     Ok(Written {
         inserted: row.get(0),
         updated: row.get(1),
@@ -188,13 +189,14 @@ pub async fn make_private(client: &impl tokio_postgres::GenericClient, schema: &
 
 /// The catalogue a backed-up run used.
 pub async fn catalog(tx: &Transaction<'_>, backup_schema: &str) -> Result<Catalog> {
-    let row = tx
-        .query_one(
-            &format!("SELECT catalog FROM {}.catalog", ident(backup_schema)),
-            &[],
-        )
-        .await
-        .with_context(|| format!("backup schema {backup_schema} holds no catalogue"))?;
+    let row = crate::pg::query_one(
+        tx,
+        &format!("SELECT catalog FROM {}.catalog", ident(backup_schema)),
+        &[],
+        &[],
+    )
+    .await
+    .with_context(|| format!("backup schema {backup_schema} holds no catalogue"))?;
     let text: String = row.get(0);
     serde_json::from_str(&text)
         .with_context(|| format!("the catalogue in backup schema {backup_schema} is not valid"))

@@ -219,8 +219,7 @@ pub async fn row_changes(
 }
 
 async fn collect(tx: &Transaction<'_>, sql: &str, table: &str) -> Result<Changes> {
-    let rows = tx
-        .query(sql, &[])
+    let rows = crate::pg::query(tx, sql, &[], &[])
         .await
         .with_context(|| format!("cannot compare the rows of {table}"))?;
     Ok(Changes {

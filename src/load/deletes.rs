@@ -115,13 +115,15 @@ pub async fn delete_rows(
             ));
         }
     }
-    tx.execute(
+    crate::pg::execute(
+        tx,
         &format!(
             "DELETE FROM {target} p USING {set} d WHERE p.{key} = d.key{guard}",
             target = table.qualified(),
             set = ident(&table.delete_set()),
             key = ident(&table.key),
         ),
+        &[],
         &[],
     )
     .await
@@ -130,18 +132,19 @@ pub async fn delete_rows(
 
 /// Whether rows of `table`'s delete set are still in the table.
 pub async fn rows_left(tx: &Transaction<'_>, table: &Table) -> Result<bool> {
-    let row = tx
-        .query_one(
-            &format!(
-                "SELECT EXISTS (SELECT 1 FROM {set} d JOIN {target} p ON p.{key} = d.key)",
-                set = ident(&table.delete_set()),
-                target = table.qualified(),
-                key = ident(&table.key),
-            ),
-            &[],
-        )
-        .await
-        .with_context(|| format!("cannot read the delete set of {}", table.display()))?;
+    let row = crate::pg::query_one(
+        tx,
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM {set} d JOIN {target} p ON p.{key} = d.key)",
+            set = ident(&table.delete_set()),
+            target = table.qualified(),
+            key = ident(&table.key),
+        ),
+        &[],
+        &[],
+    )
+    .await
+    .with_context(|| format!("cannot read the delete set of {}", table.display()))?;
     Ok(row.get(0))
 }
 
@@ -174,7 +177,8 @@ pub async fn keep_referenced(
 ) -> Result<()> {
     for table in catalog.reconciled().rev() {
         for fk in external.iter().filter(|k| k.parent == table.display()) {
-            tx.execute(
+            crate::pg::execute(
+                tx,
                 &format!(
                     "DELETE FROM {set} d USING {parent} p WHERE p.{key} = d.key AND EXISTS \
                      (SELECT 1 FROM {child} c WHERE {join})",
@@ -184,6 +188,7 @@ pub async fn keep_referenced(
                     child = fk.child,
                     join = fk.join()
                 ),
+                &[],
                 &[],
             )
             .await?;
@@ -197,7 +202,8 @@ pub async fn keep_referenced(
             let Some(parent) = catalog.get(&fk.parent) else {
                 continue;
             };
-            tx.execute(
+            crate::pg::execute(
+                tx,
                 &format!(
                     "DELETE FROM {pset} d USING {ptable} p WHERE p.{pkey} = d.key AND EXISTS \
                      (SELECT 1 FROM {child} c WHERE {join} \
@@ -213,6 +219,7 @@ pub async fn keep_referenced(
                     stage = ident(&table.temp()),
                 ),
                 &[],
+                &[],
             )
             .await?;
         }
@@ -221,6 +228,6 @@ pub async fn keep_referenced(
 }
 
 pub async fn count(tx: &Transaction<'_>, sql: &str) -> Result<u64> {
-    let n: i64 = tx.query_one(sql, &[]).await?.get(0);
+    let n: i64 = crate::pg::query_one(tx, sql, &[], &[]).await?.get(0);
     Ok(n as u64)
 }

@@ -82,16 +82,17 @@ pub async fn find(
                 )
             })
             .collect();
-        let sample = tx
-            .query(
-                &format!(
-                    "SELECT concat_ws(', ', {}) FROM {} c WHERE {cond} ORDER BY 1 LIMIT 5",
-                    shown.join(", "),
-                    fk.child
-                ),
-                &[],
-            )
-            .await?;
+        let sample = crate::pg::query(
+            tx,
+            &format!(
+                "SELECT concat_ws(', ', {}) FROM {} c WHERE {cond} ORDER BY 1 LIMIT 5",
+                shown.join(", "),
+                fk.child
+            ),
+            &[],
+            &[],
+        )
+        .await?;
         found.push(Dependents {
             table: fk.child_display.clone(),
             constraint: fk.name.clone(),
@@ -148,18 +149,19 @@ pub async fn delete(
             child_name = literal(&fk.child),
         ))
         .await?;
-        let n = tx
-            .execute(
-                &format!(
-                    "WITH gone AS (DELETE FROM {child} c WHERE {cond} RETURNING c.*) \
+        let n = crate::pg::execute(
+            tx,
+            &format!(
+                "WITH gone AS (DELETE FROM {child} c WHERE {cond} RETURNING c.*) \
                      INSERT INTO {bk} SELECT * FROM gone",
-                    child = fk.child,
-                    cond = references_deleted(fk, catalog)?
-                ),
-                &[],
-            )
-            .await
-            .with_context(|| format!("cannot delete the dependents in {}", fk.child_display))?;
+                child = fk.child,
+                cond = references_deleted(fk, catalog)?
+            ),
+            &[],
+            &[],
+        )
+        .await
+        .with_context(|| format!("cannot delete the dependents in {}", fk.child_display))?;
         if n > 0 {
             match deleted.iter_mut().find(|(t, _)| t == &fk.child_display) {
                 Some((_, total)) => *total += n,

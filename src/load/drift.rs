@@ -141,8 +141,7 @@ async fn overwrites_anything(
         deletes = ident(&table.delete_set()),
         live = table.qualified(),
     );
-    let row = tx
-        .query_one(&sql, &[])
+    let row = crate::pg::query_one(tx, &sql, &[], &[])
         .await
         .with_context(|| format!("cannot compare the staged and live {}", table.display()))?;
     Ok(row.get(0))
@@ -210,9 +209,7 @@ async fn hashes_unchanged(
     // Rows whose hash differs first, by a hash join over every row (a differing hash is rare),
     // then whether any of them is one the load overwrites or deletes. Asked as EXISTS over the
     // join, the planner picks a nested loop that probes the index once per row.
-    let changed: i64 = tx
-        .query_one(
-            &format!(
+    let changed: i64 = crate::pg::query_one(tx, &format!(
                 "WITH changed AS MATERIALIZED ( \
                    SELECT t.{key} AS key FROM {live} t JOIN {temp} h ON h.{key} = t.{key} \
                    WHERE {row_hash} IS DISTINCT FROM h.{hash}) \
@@ -222,9 +219,7 @@ async fn hashes_unchanged(
                 staged = ident(&table.temp()),
                 deletes = ident(&table.delete_set()),
                 row_hash = fingerprint::row_hash(&hashed),
-            ),
-            &[],
-        )
+            ), &[], &[])
         .await
         .with_context(|| format!("cannot compare the row hashes of {}", table.display()))?
         .get(0);

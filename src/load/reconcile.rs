@@ -5,6 +5,7 @@
 use crate::sql::ident;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
 /// Per-table outcome, as in the seed's `populate_clean_data()` result.
@@ -32,15 +33,16 @@ pub enum UpdateMode {
 
 /// Columns (non-generated) of a real table, in order.
 pub async fn writable_columns(tx: &Transaction<'_>, qualified: &str) -> Result<Vec<String>> {
-    let rows = tx
-        .query(
-            "SELECT a.attname::text FROM pg_attribute a \
-             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
-               AND a.attgenerated = '' ORDER BY a.attnum",
-            &[&qualified],
-        )
-        .await
-        .with_context(|| format!("cannot read the columns of {qualified}"))?;
+    let rows = crate::pg::query(
+        tx,
+        "SELECT a.attname::text FROM pg_attribute a \
+         WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+           AND a.attgenerated = '' ORDER BY a.attnum",
+        &[&qualified],
+        &[Type::TEXT],
+    )
+    .await
+    .with_context(|| format!("cannot read the columns of {qualified}"))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -50,18 +52,19 @@ async fn foreign_keys_by_parent_size(
     tx: &Transaction<'_>,
     target: &str,
 ) -> Result<Vec<Vec<String>>> {
-    let rows = tx
-        .query(
-            "SELECT (SELECT array_agg(a.attname::text ORDER BY k.i) \
-                       FROM unnest(con.conkey) WITH ORDINALITY k(n, i) \
-                       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n) \
-             FROM pg_constraint con JOIN pg_class p ON p.oid = con.confrelid \
-             WHERE con.conrelid = $1::text::regclass AND con.contype = 'f' \
-             ORDER BY p.reltuples DESC, con.conname",
-            &[&target],
-        )
-        .await
-        .with_context(|| format!("cannot read the foreign keys of {target}"))?;
+    let rows = crate::pg::query(
+        tx,
+        "SELECT (SELECT array_agg(a.attname::text ORDER BY k.i) \
+                   FROM unnest(con.conkey) WITH ORDINALITY k(n, i) \
+                   JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n) \
+         FROM pg_constraint con JOIN pg_class p ON p.oid = con.confrelid \
+         WHERE con.conrelid = $1::text::regclass AND con.contype = 'f' \
+         ORDER BY p.reltuples DESC, con.conname",
+        &[&target],
+        &[Type::TEXT],
+    )
+    .await
+    .with_context(|| format!("cannot read the foreign keys of {target}"))?;
     Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }
 
@@ -233,20 +236,22 @@ impl Reconcile {
 
     /// [`Reconcile::update`] restricted to the rows that meet `condition` (alias `t`).
     pub async fn update_where(&self, tx: &Transaction<'_>, condition: &str) -> Result<u64> {
-        tx.execute(&self.update_sql_where(condition), &[])
+        crate::pg::execute(tx, &self.update_sql_where(condition), &[], &[])
             .await
             .with_context(|| format!("cannot update {}", self.target))
     }
 
     #[tracing::instrument(name = "insert", skip_all, fields(table = %self.target))]
     pub async fn insert(&self, tx: &Transaction<'_>) -> Result<u64> {
-        tx.execute(&self.insert_sql(), &[])
+        crate::pg::execute(tx, &self.insert_sql(), &[], &[])
             .await
             .with_context(|| format!("cannot insert into {}", self.target))
     }
 
     pub async fn mismatches(&self, tx: &Transaction<'_>) -> Result<i64> {
-        Ok(tx.query_one(&self.mismatch_sql(), &[]).await?.get(0))
+        Ok(crate::pg::query_one(tx, &self.mismatch_sql(), &[], &[])
+            .await?
+            .get(0))
     }
 }
 

@@ -418,27 +418,29 @@ async fn validate(tx: &Transaction<'_>, reconcilers: &[(String, Reconcile)]) -> 
 async fn restore_dependents(tx: &Transaction<'_>, backup: &str) -> Result<Vec<Value>> {
     let bk = ident(backup);
     let mut restored = Vec::new();
-    let rows = tx
-        .query(
-            &format!("SELECT backup_table, target_table FROM {bk}.restore_dependents ORDER BY 1"),
-            &[],
-        )
-        .await?;
+    let rows = crate::pg::query(
+        tx,
+        &format!("SELECT backup_table, target_table FROM {bk}.restore_dependents ORDER BY 1"),
+        &[],
+        &[],
+    )
+    .await?;
     for row in rows {
         let backup_table: String = row.get(0);
         // `target_table` was written by the load as a quoted, qualified name.
         let target: String = row.get(1);
         let src = format!("{bk}.{}", ident(&backup_table));
         let cols = ident_list("", &super::reconcile::writable_columns(tx, &target).await?);
-        let n = tx
-            .execute(
-                &format!(
-                    "INSERT INTO {target} ({cols}) SELECT {cols} FROM {src} ON CONFLICT DO NOTHING"
-                ),
-                &[],
-            )
-            .await
-            .with_context(|| format!("cannot restore the rows deleted from {target}"))?;
+        let n = crate::pg::execute(
+            tx,
+            &format!(
+                "INSERT INTO {target} ({cols}) SELECT {cols} FROM {src} ON CONFLICT DO NOTHING"
+            ),
+            &[],
+            &[],
+        )
+        .await
+        .with_context(|| format!("cannot restore the rows deleted from {target}"))?;
         restored.push(json!({"table": target.replace('"', ""), "rows": n}));
     }
     Ok(restored)
@@ -455,15 +457,16 @@ struct CreatedUsers {
 /// nothing outside `auth` references them.
 async fn created_users(tx: &Transaction<'_>, backup: &str, remove: bool) -> Result<CreatedUsers> {
     let bk = ident(backup);
-    let row = tx
-        .query_one(
-            &format!(
-                "SELECT count(*), count(*) FILTER (WHERE u.last_sign_in_at IS NOT NULL) \
+    let row = crate::pg::query_one(
+        tx,
+        &format!(
+            "SELECT count(*), count(*) FILTER (WHERE u.last_sign_in_at IS NOT NULL) \
                  FROM {bk}.created_auth_users c JOIN auth.users u ON u.id = c.id"
-            ),
-            &[],
-        )
-        .await?;
+        ),
+        &[],
+        &[],
+    )
+    .await?;
     let (created, signed_in): (i64, i64) = (row.get(0), row.get(1));
     if !remove {
         return Ok(CreatedUsers {
@@ -489,13 +492,14 @@ async fn created_users(tx: &Transaction<'_>, backup: &str, remove: bool) -> Resu
          DELETE FROM auth.identities i USING cm_remove_users r WHERE i.user_id = r.id"
     ))
     .await?;
-    let removed = tx
-        .execute(
-            "DELETE FROM auth.users u USING cm_remove_users r WHERE u.id = r.id",
-            &[],
-        )
-        .await
-        .context("cannot remove the auth users the load created")?;
+    let removed = crate::pg::execute(
+        tx,
+        "DELETE FROM auth.users u USING cm_remove_users r WHERE u.id = r.id",
+        &[],
+        &[],
+    )
+    .await
+    .context("cannot remove the auth users the load created")?;
     Ok(CreatedUsers {
         removed,
         signed_in: signed_in as u64,

@@ -53,10 +53,14 @@ async fn row_counts(
     for table in catalog.reconciled() {
         let c = &counts.tables[&table.name];
         let expected = (c.staged + c.kept) as i64;
-        let rows: i64 = tx
-            .query_one(&format!("SELECT count(*) FROM {}", table.qualified()), &[])
-            .await?
-            .get(0);
+        let rows: i64 = crate::pg::query_one(
+            tx,
+            &format!("SELECT count(*) FROM {}", table.qualified()),
+            &[],
+            &[],
+        )
+        .await?
+        .get(0);
         checks.push((
             format!("{} row count equals staged ({expected})", table.name),
             (rows - expected).abs(),
@@ -73,8 +77,7 @@ async fn finish(
 ) -> Result<Value> {
     let (pipeline_checks, figures) = read_only(tx, pipeline_sql(tx, sql)).await?;
     checks.extend(pipeline_checks);
-    for row in tx
-        .query(include_str!("sql/auth_checks.sql"), &[])
+    for row in crate::pg::query(tx, include_str!("sql/auth_checks.sql"), &[], &[])
         .await
         .context("the auth checks of the validation pack failed to run")?
     {
@@ -110,8 +113,7 @@ async fn pipeline_sql(
 ) -> Result<(Vec<(String, i64)>, Value)> {
     let checks_file = format!("pipeline/{} (as approved)", LoadValidation::CHECKS);
     let mut checks = Vec::new();
-    for row in tx
-        .query(sql.checks.as_str(), &[])
+    for row in crate::pg::query(tx, sql.checks.as_str(), &[], &[])
         .await
         .with_context(|| format!("{checks_file} failed to run"))?
     {
@@ -122,8 +124,7 @@ async fn pipeline_sql(
         checks.push((name, failing));
     }
     let figures_file = format!("pipeline/{} (as approved)", LoadValidation::FIGURES);
-    let figures: String = tx
-        .query_one(sql.figures.as_str(), &[])
+    let figures: String = crate::pg::query_one(tx, sql.figures.as_str(), &[], &[])
         .await
         .with_context(|| format!("{figures_file} failed to run"))?
         .try_get(0)
