@@ -384,8 +384,8 @@ async fn numeric_profiles(
 }
 
 /// How one column of a typed table is extracted: its kind and select expression. `profile`:
-/// what [`numeric_profiles`] found, for a numeric column without a declared precision.
-/// Anything written as text is noted.
+/// what [`numeric_profiles`] found, for a numeric column whose declared precision (if any)
+/// DECIMAL(38) does not hold. Anything written as text is noted.
 fn typed_column(
     col: &PgColumn,
     profile: Option<(i32, i32, bool)>,
@@ -532,7 +532,7 @@ async fn plan_tables(
     .collect();
 
     let mut wanted: Vec<(&str, &str, &str)> = Vec::new();
-    for (table, _) in &canonical {
+    for table in canonical.keys() {
         wanted.push((SOURCE_SCHEMA, table, "source"));
     }
     for t in &catalog.tables {
