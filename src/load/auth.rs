@@ -67,14 +67,15 @@ pub async fn create(
                 with_id.push("id".into());
             }
             let cols = insert_columns(tx, IDENTITIES, ids, &with_id).await?;
-            crate::pg::execute(tx, &format!(
-                    "INSERT INTO auth.identities ({cols}) SELECT {cols} FROM {t} s \
-                     WHERE NOT EXISTS (SELECT 1 FROM auth.identities i \
-                                       WHERE i.provider = s.provider AND i.provider_id = s.provider_id)",
-                    t = ident(&ids.temp)
-                ), &[], &[])
-            .await
-            .context("cannot create the auth identities")?
+            let sql = format!(
+                "INSERT INTO auth.identities ({cols}) SELECT {cols} FROM {t} s \
+                 WHERE NOT EXISTS (SELECT 1 FROM auth.identities i \
+                                   WHERE i.provider = s.provider AND i.provider_id = s.provider_id)",
+                t = ident(&ids.temp)
+            );
+            crate::pg::execute(tx, &sql, &[], &[])
+                .await
+                .context("cannot create the auth identities")?
         }
         None => 0,
     };
@@ -84,13 +85,13 @@ pub async fn create(
 /// An email that already has an auth user under another id is a conflict to resolve, not
 /// something to paper over.
 async fn refuse_email_conflicts(tx: &Transaction<'_>, temp: &str) -> Result<()> {
-    let conflicts = crate::pg::query(tx, &format!(
-                "SELECT s.email::text || ' (staged ' || s.id::text || ', existing ' || u.id::text || ')' \
-                 FROM {} s JOIN auth.users u ON lower(u.email) = lower(s.email) AND u.id <> s.id \
-                 ORDER BY 1 LIMIT 5",
-                ident(temp)
-            ), &[], &[])
-        .await?;
+    let sql = format!(
+        "SELECT s.email::text || ' (staged ' || s.id::text || ', existing ' || u.id::text || ')' \
+         FROM {} s JOIN auth.users u ON lower(u.email) = lower(s.email) AND u.id <> s.id \
+         ORDER BY 1 LIMIT 5",
+        ident(temp)
+    );
+    let conflicts = crate::pg::query(tx, &sql, &[], &[]).await?;
     if !conflicts.is_empty() {
         bail!(
             "auth users to create already exist under another id: {}; re-run `cleanmig extract`, `cleanmig transform` and `cleanmig approve`",

@@ -209,17 +209,18 @@ async fn hashes_unchanged(
     // Rows whose hash differs first, by a hash join over every row (a differing hash is rare),
     // then whether any of them is one the load overwrites or deletes. Asked as EXISTS over the
     // join, the planner picks a nested loop that probes the index once per row.
-    let changed: i64 = crate::pg::query_one(tx, &format!(
-                "WITH changed AS MATERIALIZED ( \
-                   SELECT t.{key} AS key FROM {live} t JOIN {temp} h ON h.{key} = t.{key} \
-                   WHERE {row_hash} IS DISTINCT FROM h.{hash}) \
-                 SELECT count(*) FROM changed c \
-                 WHERE c.key IN (SELECT s.{key} FROM {staged} s UNION ALL SELECT d.key FROM {deletes} d)",
-                live = table.qualified(),
-                staged = ident(&table.temp()),
-                deletes = ident(&table.delete_set()),
-                row_hash = fingerprint::row_hash(&hashed),
-            ), &[], &[])
+    let sql = format!(
+        "WITH changed AS MATERIALIZED ( \
+           SELECT t.{key} AS key FROM {live} t JOIN {temp} h ON h.{key} = t.{key} \
+           WHERE {row_hash} IS DISTINCT FROM h.{hash}) \
+         SELECT count(*) FROM changed c \
+         WHERE c.key IN (SELECT s.{key} FROM {staged} s UNION ALL SELECT d.key FROM {deletes} d)",
+        live = table.qualified(),
+        staged = ident(&table.temp()),
+        deletes = ident(&table.delete_set()),
+        row_hash = fingerprint::row_hash(&hashed),
+    );
+    let changed: i64 = crate::pg::query_one(tx, &sql, &[], &[])
         .await
         .with_context(|| format!("cannot compare the row hashes of {}", table.display()))?
         .get(0);
