@@ -350,8 +350,8 @@ fn plan_row_hashes(table: &catalog::Table, columns: &[PgColumn]) -> Result<Table
     })
 }
 
-/// (largest scale, most integer digits, any NaN/Infinity) of each numeric column without a
-/// declared precision that DECIMAL(38) holds, by column name: one scan of the table for all.
+/// (largest scale, most integer digits, any NaN/Infinity) of each numeric column to profile
+/// ([`pg_arrow::numeric_needs_profile`]), by column name: one scan of the table for all.
 async fn numeric_profiles(
     txn: &Transaction<'_>,
     qualified: &str,

@@ -196,7 +196,7 @@ pub fn numeric_kind(typmod: i32, found: Option<(i32, i32, bool)>) -> Kind {
 }
 
 /// Whether a column's Arrow type needs [`numeric_profile_sql`] first: a numeric column
-/// without a declared precision that DECIMAL(38) holds.
+/// declared without a precision, or with one DECIMAL(38) cannot hold (`numeric(50,2)`).
 pub fn numeric_needs_profile(col: &PgColumn) -> bool {
     col.typname == "numeric"
         && col.category != 'A'
