@@ -461,7 +461,7 @@ pub async fn extract(
         async move { conn.connect().await }
     });
     let mut client = conn.connect().await?;
-    let txn = snapshot_transaction(&mut client).await?;
+    let txn = snapshot_transaction(&mut client, None).await?;
     let extracted_at: String = crate::pg::query_one(
         &*txn,
         "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
@@ -609,8 +609,18 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// A `REPEATABLE READ, READ ONLY` transaction: one snapshot for everything read in it.
-async fn snapshot_transaction(client: &mut tokio_postgres::Client) -> Result<Tx<'_>> {
+/// A `REPEATABLE READ, READ ONLY` transaction: one snapshot for everything read in it; the
+/// snapshot `shared` names (exported by the first connection), or its own.
+///
+/// Its scans start at a table's first page: with `synchronize_seqscans` on (the server's
+/// default), a scan of a table larger than a quarter of `shared_buffers` starts where another
+/// scan of it is, or where the last one stopped (a `LIMIT` query, a cancelled report, this
+/// extract's other connection), and two extracts of one unchanged table would write its rows
+/// in different orders.
+async fn snapshot_transaction<'a>(
+    client: &'a mut tokio_postgres::Client,
+    shared: Option<&str>,
+) -> Result<Tx<'a>> {
     let txn = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -618,6 +628,20 @@ async fn snapshot_transaction(client: &mut tokio_postgres::Client) -> Result<Tx<
         .start()
         .await
         .context("cannot start the snapshot transaction")?;
+    let mut settings = String::new();
+    if let Some(snapshot) = shared {
+        settings = format!(
+            "SET TRANSACTION SNAPSHOT {}; ",
+            crate::sql::literal(snapshot)
+        );
+    }
+    settings.push_str("SET LOCAL synchronize_seqscans = off");
+    txn.batch_execute(&settings)
+        .await
+        .with_context(|| match shared {
+            Some(_) => "cannot share the snapshot with the extract's second connection",
+            None => "cannot set up the snapshot transaction",
+        })?;
     Ok(Tx::new(txn))
 }
 
@@ -674,13 +698,7 @@ async fn copy_and_fingerprint(
         let (dir, bars) = (dir.to_path_buf(), bars.clone());
         tokio::spawn(async move {
             let mut client = second.join().await??;
-            let txn = snapshot_transaction(&mut client).await?;
-            txn.batch_execute(&format!(
-                "SET TRANSACTION SNAPSHOT {}",
-                crate::sql::literal(&snapshot)
-            ))
-            .await
-            .context("cannot share the snapshot with the extract's second connection")?;
+            let txn = snapshot_transaction(&mut client, Some(&snapshot)).await?;
             let done = work(&txn, &jobs, &plans, &dir, bars.as_ref()).await?;
             txn.commit().await?;
             Ok::<_, anyhow::Error>(done)

@@ -485,6 +485,76 @@ async fn both_connections_read_one_snapshot_while_the_app_writes() {
     );
 }
 
+#[tokio::test]
+async fn a_large_table_is_copied_from_its_first_page_wherever_another_scan_stopped() {
+    // Guards byte-identical re-runs: Postgres starts a scan of a table larger than a quarter of
+    // `shared_buffers` where the last scan of it stopped (`synchronize_seqscans`), so without
+    // care a `LIMIT` query run before the extract moves the table's rows around in its file.
+    let url = support::supabase_database("extract_scan_start", true).await;
+    let client = support::connect(&url).await;
+    client
+        .batch_execute(
+            "INSERT INTO systemeio (\"Email\", \"First name\", \"Last name\", \"Tag\", \"Date Registered\")
+             SELECT 'contact' || g || '@example.com', md5(g::text), md5((g * 7)::text) || md5((g * 11)::text),
+                    'Imported,' || md5((g * 13)::text), '2024-01-01 00:00:00'
+             FROM generate_series(1, 250000) g",
+        )
+        .await
+        .unwrap();
+    let row = client
+        .query_one(
+            "SELECT pg_relation_size('systemeio'),
+                    (SELECT setting::int8 * current_setting('block_size')::int8 / 4
+                     FROM pg_settings WHERE name = 'shared_buffers')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (table_bytes, sync_scan_above): (i64, i64) = (row.get(0), row.get(1));
+    assert!(
+        table_bytes > sync_scan_above,
+        "the table ({table_bytes} bytes) must be larger than a quarter of shared_buffers \
+         ({sync_scan_above} bytes) for its scans to be synchronized"
+    );
+    let in_table_order: Vec<Option<String>> = client
+        .query("SELECT \"Email\" FROM systemeio ORDER BY ctid", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    // A scan that stops part-way leaves the table's scan position in the middle.
+    let reader = support::connect(&url).await;
+    reader
+        .batch_execute(
+            "SET max_parallel_workers_per_gather = 0;
+             SELECT \"Email\" FROM systemeio OFFSET 150000 LIMIT 1",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = extract(&url, dir.path()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let extracted = column_text(&dir.path().join("extract/systemeio.parquet"), "email");
+    assert_eq!(extracted.len(), in_table_order.len());
+    let first_out_of_place = extracted
+        .iter()
+        .zip(&in_table_order)
+        .position(|(a, b)| a != b);
+    assert_eq!(
+        first_out_of_place,
+        None,
+        "rows extracted out of the table's order, the first at row {:?}: {:?}",
+        first_out_of_place,
+        first_out_of_place.map(|i| &extracted[i])
+    );
+}
+
 /// The `row_hash` column of a row-hash artifact, sorted.
 fn row_hashes(path: &Path) -> Vec<i64> {
     let mut out: Vec<i64> = support::read_parquet(path)
