@@ -87,20 +87,66 @@ pub async fn compute(
     key_columns: &[String],
 ) -> Result<TableFingerprint> {
     let columns = crate::pg_arrow::table_columns(client, qualified_table).await?;
-    let chosen: Vec<_> = match coverage {
-        Coverage::WholeRow => columns,
-        Coverage::Keys => {
-            let mut chosen = Vec::new();
-            for key in key_columns {
-                let col = columns.iter().find(|c| &c.name == key).with_context(|| {
-                    format!("{qualified_table} has no column {key} to fingerprint")
-                })?;
-                chosen.push(col.clone());
-            }
-            chosen
-        }
-    };
+    let chosen = choose(columns, qualified_table, coverage, key_columns)?;
     compute_over(client, qualified_table, coverage, &chosen).await
+}
+
+/// One table for [`compute_all`]: its quoted, qualified name, what its fingerprint covers and,
+/// for [`Coverage::Keys`], its key columns.
+pub struct Wanted<'a> {
+    pub qualified: &'a str,
+    pub coverage: Coverage,
+    pub key_columns: &'a [String],
+}
+
+/// [`compute`] for several tables, in the order given, in few round trips: one reads every
+/// table's columns, and the fingerprints are asked all at once (tokio-postgres pipelines them on
+/// the one connection; the server computes them one after another).
+pub async fn compute_all(
+    client: &impl tokio_postgres::GenericClient,
+    wanted: &[Wanted<'_>],
+) -> Result<Vec<TableFingerprint>> {
+    let names: Vec<String> = wanted.iter().map(|w| w.qualified.to_string()).collect();
+    let columns = crate::pg_arrow::tables_columns(client, &names).await?;
+    let mut chosen = Vec::with_capacity(wanted.len());
+    for (w, columns) in wanted.iter().zip(columns) {
+        let columns = columns.with_context(|| {
+            format!("cannot read the columns of {}: no such table", w.qualified)
+        })?;
+        chosen.push(choose(columns, w.qualified, w.coverage, w.key_columns)?);
+    }
+    futures_util::future::try_join_all(
+        wanted
+            .iter()
+            .zip(&chosen)
+            .map(|(w, chosen)| compute_over(client, w.qualified, w.coverage, chosen)),
+    )
+    .await
+}
+
+/// The columns a fingerprint of `coverage` hashes: all of them, or the key columns in the
+/// order given.
+fn choose(
+    columns: Vec<crate::pg_arrow::PgColumn>,
+    qualified_table: &str,
+    coverage: Coverage,
+    key_columns: &[String],
+) -> Result<Vec<crate::pg_arrow::PgColumn>> {
+    match coverage {
+        Coverage::WholeRow => Ok(columns),
+        Coverage::Keys => key_columns
+            .iter()
+            .map(|key| {
+                columns
+                    .iter()
+                    .find(|c| &c.name == key)
+                    .cloned()
+                    .with_context(|| {
+                        format!("{qualified_table} has no column {key} to fingerprint")
+                    })
+            })
+            .collect(),
+    }
 }
 
 /// [`compute`] over columns already read from the catalogue, in the order given.

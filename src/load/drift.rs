@@ -10,7 +10,7 @@ use super::stage::{ApprovedFiles, Staged};
 use crate::artifacts::{Manifest, TableEntry, EXTRACT_DIR, ROW_HASH_COLUMN};
 use crate::catalog::Catalog;
 use crate::error::Refusal;
-use crate::fingerprint::{self, Coverage};
+use crate::fingerprint::{self, Coverage, Wanted};
 use crate::sql::{ident, ident_list};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -25,14 +25,21 @@ pub fn display_name(qualified: &str) -> String {
 
 /// Refuse when a source table's fingerprint differs from the extract's.
 pub async fn check_sources(tx: &Transaction<'_>, extract: &Manifest) -> Result<()> {
-    for entry in extract.tables.values().filter(|t| t.role == "source") {
-        let now = fingerprint::compute(
-            tx,
-            &entry.qualified,
-            entry.fingerprint.coverage,
-            &entry.key_columns,
-        )
-        .await?;
+    let sources: Vec<&TableEntry> = extract
+        .tables
+        .values()
+        .filter(|t| t.role == "source")
+        .collect();
+    let wanted: Vec<Wanted> = sources
+        .iter()
+        .map(|entry| Wanted {
+            qualified: &entry.qualified,
+            coverage: entry.fingerprint.coverage,
+            key_columns: &entry.key_columns,
+        })
+        .collect();
+    let fingerprints = fingerprint::compute_all(tx, &wanted).await?;
+    for (entry, now) in sources.into_iter().zip(fingerprints) {
         if now != entry.fingerprint {
             return Err(Refusal::SourceDrift {
                 table: display_name(&entry.qualified),
@@ -63,22 +70,30 @@ pub async fn check_destinations(
     tx.batch_execute(include_str!("sql/drift_keys_function.sql"))
         .await
         .context("cannot create the drift helper function")?;
-    for (n, entry) in extract
+    let destinations: Vec<(&TableEntry, Vec<String>)> = extract
         .tables
         .values()
         .filter(|t| t.role == "destination")
-        .enumerate()
-    {
-        let keys = key_columns(entry);
-        let now = fingerprint::compute(tx, &entry.qualified, Coverage::Keys, &keys).await?;
+        .map(|entry| (entry, key_columns(entry)))
+        .collect();
+    let wanted: Vec<Wanted> = destinations
+        .iter()
+        .map(|(entry, keys)| Wanted {
+            qualified: &entry.qualified,
+            coverage: Coverage::Keys,
+            key_columns: keys,
+        })
+        .collect();
+    let fingerprints = fingerprint::compute_all(tx, &wanted).await?;
+    for (n, ((entry, keys), now)) in destinations.iter().zip(fingerprints).enumerate() {
         let same_keys_as_extracted = entry.fingerprint.coverage == Coverage::Keys
-            && entry.key_columns == keys
+            && entry.key_columns == *keys
             && now == entry.fingerprint;
         if same_keys_as_extracted {
             continue;
         }
         let extracted = format!("cm_extracted_keys_{n}");
-        load_extracted_keys(tx, files, extract, entry, &keys, &extracted).await?;
+        load_extracted_keys(tx, files, extract, entry, keys, &extracted).await?;
         let table = catalog.by_qualified(&entry.qualified);
         // Staged rows can only be matched when the staged file carries the key columns.
         let staged_rel: Option<String> = table
