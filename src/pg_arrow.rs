@@ -1218,17 +1218,21 @@ async fn plan_copy(
     qualified_table: &str,
     schema: &Schema,
 ) -> Result<CopyPlan> {
-    let table_cols = table_columns(client, qualified_table).await?;
-    let elem_rows = crate::pg::query(
-        client,
-        "SELECT a.attname::text, coalesce(e.oid, 0)::oid, coalesce(e.typname::text, '') \
-         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-         LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
-         WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-        &[&qualified_table],
-        &[tokio_postgres::types::Type::TEXT],
-    )
-    .await?;
+    // Both lookups asked at once (tokio-postgres pipelines them).
+    let (table_cols, elem_rows) =
+        tokio::try_join!(table_columns(client, qualified_table), async {
+            crate::pg::query(
+                client,
+                "SELECT a.attname::text, coalesce(e.oid, 0)::oid, coalesce(e.typname::text, '') \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
+             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&qualified_table],
+                &[tokio_postgres::types::Type::TEXT],
+            )
+            .await
+            .with_context(|| format!("cannot read the column types of {qualified_table}"))
+        })?;
     let elems: HashMap<String, (u32, String)> = elem_rows
         .iter()
         .map(|r| {

@@ -58,27 +58,43 @@ fn decided_columns(table: &Table, reconciler: Option<&Reconcile>) -> Vec<String>
     columns
 }
 
-/// Fingerprint `columns` of `table`; `None` when one of them no longer exists.
-async fn fingerprint_of(
+/// Fingerprint each table over its columns; `None` for a table one of whose columns no longer
+/// exists. One query reads every table's columns and the fingerprints are asked at once
+/// (pipelined on the one connection), in the order given.
+async fn fingerprints_of(
     tx: &Transaction<'_>,
-    table: &Table,
-    columns: &[String],
-) -> Result<Option<TableState>> {
-    let qualified = table.qualified();
-    let present = crate::pg_arrow::table_columns(tx, &qualified).await?;
-    let chosen: Option<Vec<_>> = columns
-        .iter()
-        .map(|c| present.iter().find(|p| &p.name == c).cloned())
-        .collect();
-    let Some(chosen) = chosen else {
-        return Ok(None);
-    };
-    let f = fingerprint::compute_over(tx, &qualified, Coverage::Keys, &chosen).await?;
-    Ok(Some(TableState {
-        columns: columns.to_vec(),
-        rows: f.rows,
-        digest: f.digest,
-    }))
+    wanted: &[(&Table, &[String])],
+) -> Result<Vec<Option<TableState>>> {
+    let names: Vec<String> = wanted.iter().map(|(t, _)| t.qualified()).collect();
+    let present = crate::pg_arrow::tables_columns(tx, &names).await?;
+    let mut chosen = Vec::with_capacity(wanted.len());
+    for ((table, columns), present) in wanted.iter().zip(present) {
+        let present = present.with_context(|| {
+            format!(
+                "cannot read the columns of {}: no such table",
+                table.display()
+            )
+        })?;
+        let found: Option<Vec<_>> = columns
+            .iter()
+            .map(|c| present.iter().find(|p| &p.name == c).cloned())
+            .collect();
+        chosen.push(found);
+    }
+    futures_util::future::try_join_all(wanted.iter().zip(&names).zip(&chosen).map(
+        |(((_, columns), name), chosen)| async move {
+            let Some(chosen) = chosen else {
+                return Ok(None);
+            };
+            let f = fingerprint::compute_over(tx, name, Coverage::Keys, chosen).await?;
+            Ok(Some(TableState {
+                columns: columns.to_vec(),
+                rows: f.rows,
+                digest: f.digest,
+            }))
+        },
+    ))
+    .await
 }
 
 /// The state of every catalogue table, taken inside the load's transaction after its writes.
@@ -88,16 +104,27 @@ pub async fn capture(
     reconcilers: &[(String, Reconcile)],
     run_id: &str,
 ) -> Result<State> {
+    let columns: Vec<Vec<String>> = catalog
+        .tables
+        .iter()
+        .map(|table| {
+            let r = reconcilers
+                .iter()
+                .find(|(name, _)| name == &table.name && table.is_reconciled())
+                .map(|(_, r)| r);
+            decided_columns(table, r)
+        })
+        .collect();
+    let wanted: Vec<(&Table, &[String])> = catalog
+        .tables
+        .iter()
+        .zip(&columns)
+        .map(|(t, c)| (t, c.as_slice()))
+        .collect();
     let mut tables = BTreeMap::new();
-    for table in &catalog.tables {
-        let r = reconcilers
-            .iter()
-            .find(|(name, _)| name == &table.name && table.is_reconciled())
-            .map(|(_, r)| r);
-        let columns = decided_columns(table, r);
-        let s = fingerprint_of(tx, table, &columns)
-            .await?
-            .with_context(|| format!("{} lacks a column it was loaded with", table.display()))?;
+    for ((table, _), s) in wanted.iter().zip(fingerprints_of(tx, &wanted).await?) {
+        let s =
+            s.with_context(|| format!("{} lacks a column it was loaded with", table.display()))?;
         tables.insert(table.display(), s);
     }
     Ok(State {
@@ -152,6 +179,7 @@ pub async fn unchanged_since(
         return Ok(None);
     };
     let mut rows = BTreeMap::new();
+    let mut wanted: Vec<(&Table, &[String])> = Vec::new();
     for table in &catalog.tables {
         let Some(then) = state.tables.get(&table.display()) else {
             return Ok(None);
@@ -164,7 +192,10 @@ pub async fn unchanged_since(
             }
             rows.insert(table.name.clone(), then.rows);
         }
-        if fingerprint_of(tx, table, &then.columns).await?.as_ref() != Some(then) {
+        wanted.push((table, &then.columns));
+    }
+    for ((table, _), now) in wanted.iter().zip(fingerprints_of(tx, &wanted).await?) {
+        if now.as_ref() != state.tables.get(&table.display()) {
             tracing::info!(
                 "{} changed since load {} applied this approval: comparing in full",
                 table.display(),

@@ -69,18 +69,28 @@ pub async fn record_writes(
     catalog: &Catalog,
 ) -> Result<()> {
     let schema = ident(backup_schema);
-    for table in catalog.reconciled() {
+    let tables: Vec<&crate::catalog::Table> = catalog.reconciled().collect();
+    let names: Vec<String> = tables.iter().map(|t| t.qualified()).collect();
+    // What each table's records need, for every table in two round trips.
+    let (written, columns) = tokio::try_join!(
+        written_in_transaction_all(tx, &names),
+        crate::pg_arrow::tables_columns(tx, &names)
+    )?;
+    let mut statements = Vec::with_capacity(tables.len());
+    for ((table, written), columns) in tables.iter().zip(written).zip(columns) {
+        let columns = columns.with_context(|| {
+            format!(
+                "cannot read the columns of {}: no such table",
+                table.display()
+            )
+        })?;
         let before = format!("{schema}.{}", ident(&table.backup_table()));
         let key = ident(&table.key);
         // A table this transaction wrote no row to (by the load or by a trigger) is as the
         // backup holds it: nothing to compare.
-        let only_if_written = if written_in_transaction(tx, table).await?.any() {
-            ""
-        } else {
-            " WITH NO DATA"
-        };
-        let same = same_row(tx, &table.qualified(), "b", "t").await?;
-        tx.batch_execute(&format!(
+        let only_if_written = if written.any() { "" } else { " WITH NO DATA" };
+        let same = same_row(&columns, "b", "t");
+        statements.push(format!(
             "CREATE TABLE {schema}.{written} AS SELECT t.* FROM {live} t \
                WHERE NOT EXISTS (SELECT 1 FROM {before} b WHERE b.{key} = t.{key} AND {same}){only_if_written}; \
              CREATE TABLE {schema}.{deleted} AS SELECT b.{key} FROM {before} b \
@@ -88,10 +98,18 @@ pub async fn record_writes(
             written = ident(&written_table(&table.backup_table())),
             deleted = ident(&deleted_table(&table.backup_table())),
             live = table.qualified(),
-        ))
-        .await
-        .with_context(|| format!("cannot record what the run wrote to {}", table.display()))?;
+        ));
     }
+    // Sent at once (pipelined); the server runs them in order, and after a failure the next
+    // ones fail too: the first error is the one returned.
+    futures_util::future::try_join_all(tables.iter().zip(&statements).map(
+        |(table, sql)| async move {
+            tx.batch_execute(sql)
+                .await
+                .with_context(|| format!("cannot record what the run wrote to {}", table.display()))
+        },
+    ))
+    .await?;
     make_private(tx, backup_schema).await
 }
 
@@ -114,33 +132,54 @@ pub async fn written_in_transaction(
     tx: &Transaction<'_>,
     table: &crate::catalog::Table,
 ) -> Result<Written> {
-    let row = crate::pg::query_one(
-        tx,
-        "SELECT coalesce(sum(n_tup_ins), 0)::int8, coalesce(sum(n_tup_upd), 0)::int8, \
-                coalesce(sum(n_tup_del), 0)::int8 \
-         FROM pg_stat_xact_all_tables WHERE relid = $1::text::regclass",
-        &[&table.qualified()],
-        &[tokio_postgres::types::Type::TEXT],
-    )
-    .await
-    .with_context(|| format!("cannot count the rows written to {}", table.display()))?;
-    Ok(Written {
-        inserted: row.get(0),
-        updated: row.get(1),
-        deleted: row.get(2),
-    })
+    let mut written = written_in_transaction_all(tx, &[table.qualified()]).await?;
+    written
+        .pop()
+        .with_context(|| format!("cannot count the rows written to {}", table.display()))
 }
 
-/// SQL: rows `a` and `b` of `relation`'s shape hold the same values in every column, NULLs
-/// equal. Compared by type where the type has equality and hashing (the reconcile's own
+/// [`written_in_transaction`] for each of `qualified_tables`, in one round trip, in the order
+/// given.
+async fn written_in_transaction_all(
+    tx: &Transaction<'_>,
+    qualified_tables: &[String],
+) -> Result<Vec<Written>> {
+    let rows = crate::pg::query(
+        tx,
+        "SELECT coalesce(sum(s.n_tup_ins), 0)::int8, coalesce(sum(s.n_tup_upd), 0)::int8, \
+                coalesce(sum(s.n_tup_del), 0)::int8 \
+         FROM unnest($1::text[]) WITH ORDINALITY u(t, n) \
+         LEFT JOIN pg_stat_xact_all_tables s ON s.relid = u.t::regclass \
+         GROUP BY u.n ORDER BY u.n",
+        &[&qualified_tables],
+        &[tokio_postgres::types::Type::TEXT_ARRAY],
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot count the rows written to {}",
+            qualified_tables.join(", ")
+        )
+    })?;
+    Ok(rows
+        .iter()
+        .map(|row| Written {
+            inserted: row.get(0),
+            updated: row.get(1),
+            deleted: row.get(2),
+        })
+        .collect())
+}
+
+/// SQL: rows `a` and `b` of a relation with `columns` hold the same values in every column,
+/// NULLs equal. Compared by type where the type has equality and hashing (the reconcile's own
 /// comparison), by text otherwise (`json`, which has no equality).
-async fn same_row(tx: &Transaction<'_>, relation: &str, a: &str, b: &str) -> Result<String> {
-    let columns = crate::pg_arrow::table_columns(tx, relation).await?;
-    Ok(format!(
+fn same_row(columns: &[crate::pg_arrow::PgColumn], a: &str, b: &str) -> String {
+    format!(
         "{} IS NOT DISTINCT FROM {}",
-        crate::fingerprint::row_expression(a, &columns),
-        crate::fingerprint::row_expression(b, &columns)
-    ))
+        crate::fingerprint::row_expression(a, columns),
+        crate::fingerprint::row_expression(b, columns)
+    )
 }
 
 /// Statistics for the backup's tables, which a rollback joins at scale: tables made inside a

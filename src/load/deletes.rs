@@ -39,10 +39,14 @@ impl ForeignKey {
 /// Every foreign key that references one of `parents` (`schema.table`), in a stable order.
 /// Keys from the runs' backup schemas are left out.
 pub async fn referencing(tx: &Transaction<'_>, parents: &[String]) -> Result<Vec<ForeignKey>> {
-    let rows = tx
-        .query(include_str!("sql/foreign_keys.sql"), &[&parents])
-        .await
-        .context("cannot read foreign keys from pg_constraint")?;
+    let rows = crate::pg::query(
+        tx,
+        include_str!("sql/foreign_keys.sql"),
+        &[&parents],
+        &[tokio_postgres::types::Type::TEXT_ARRAY],
+    )
+    .await
+    .context("cannot read foreign keys from pg_constraint")?;
     Ok(rows
         .iter()
         .map(|r| ForeignKey {
@@ -75,16 +79,35 @@ pub fn split_internal(
 pub async fn compute(tx: &Transaction<'_>, table: &Table, source: &str) -> Result<u64> {
     let set = ident(&table.delete_set());
     let key = ident(&table.key);
-    tx.batch_execute(&format!(
+    let fill = format!(
         "DROP TABLE IF EXISTS {set}; \
          CREATE TEMP TABLE {set} ON COMMIT DROP AS \
            SELECT t.{key} AS key FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM {source} s WHERE s.{key} = t.{key}); \
          ALTER TABLE {set} ADD PRIMARY KEY (key); ANALYZE {set}",
         target = table.qualified()
-    ))
+    );
+    let size = format!("SELECT count(*) FROM {set}");
+    // The count is sent with the statements that fill the set (pipelined; it runs after them).
+    let ((), n) = tokio::try_join!(
+        async {
+            tx.batch_execute(&fill).await.with_context(|| {
+                format!("cannot compute the rows to delete from {}", table.display())
+            })
+        },
+        count(tx, &size)
+    )?;
+    Ok(n)
+}
+
+/// [`compute`] for several tables, the statements of all sent at once (pipelined; the server
+/// runs them in the order given). Returns each set's size, in that order.
+pub async fn compute_all(tx: &Transaction<'_>, tables: &[(&Table, String)]) -> Result<Vec<u64>> {
+    futures_util::future::try_join_all(
+        tables
+            .iter()
+            .map(|(table, source)| compute(tx, table, source)),
+    )
     .await
-    .with_context(|| format!("cannot compute the rows to delete from {}", table.display()))?;
-    count(tx, &format!("SELECT count(*) FROM {set}")).await
 }
 
 /// SQL condition on parent alias `p`: the row is in its table's delete set.

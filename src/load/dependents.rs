@@ -54,55 +54,71 @@ fn references_deleted(fk: &ForeignKey, catalog: &Catalog) -> Result<String> {
     ))
 }
 
-/// The dependents of every delete set, one entry per foreign key that has any.
+/// The dependents of every delete set, one entry per foreign key that has any. Every key's
+/// count is asked at once, then every sample of a key with dependents (pipelined).
 pub async fn find(
     tx: &Transaction<'_>,
     catalog: &Catalog,
     external: &[ForeignKey],
 ) -> Result<Vec<Dependents>> {
-    let mut found = Vec::new();
-    for fk in external {
-        let cond = references_deleted(fk, catalog)?;
-        let n = deletes::count(
-            tx,
-            &format!("SELECT count(*) FROM {} c WHERE {cond}", fk.child),
-        )
-        .await?;
-        if n == 0 {
-            continue;
-        }
-        let key_cols: Vec<&String> = fk.child_pk.iter().chain(&fk.child_columns).collect();
-        let shown: Vec<String> = key_cols
+    let conditions: Vec<String> = external
+        .iter()
+        .map(|fk| references_deleted(fk, catalog))
+        .collect::<Result<_>>()?;
+    let counts: Vec<String> = external
+        .iter()
+        .zip(&conditions)
+        .map(|(fk, cond)| format!("SELECT count(*) FROM {} c WHERE {cond}", fk.child))
+        .collect();
+    let counts =
+        futures_util::future::try_join_all(counts.iter().map(|sql| deletes::count(tx, sql)))
+            .await?;
+    let with_dependents: Vec<(&ForeignKey, u64, String)> = external
+        .iter()
+        .zip(counts)
+        .zip(&conditions)
+        .filter(|((_, n), _)| *n > 0)
+        .map(|((fk, n), cond)| (fk, n, sample_sql(fk, cond)))
+        .collect();
+    let samples = futures_util::future::try_join_all(
+        with_dependents
             .iter()
-            .map(|c| {
-                format!(
-                    "{} || coalesce(c.{}::text, 'NULL')",
-                    literal(&format!("{c}=")),
-                    ident(c)
-                )
-            })
-            .collect();
-        let sample = crate::pg::query(
-            tx,
-            &format!(
-                "SELECT concat_ws(', ', {}) FROM {} c WHERE {cond} ORDER BY 1 LIMIT 5",
-                shown.join(", "),
-                fk.child
-            ),
-            &[],
-            &[],
-        )
-        .await?;
-        found.push(Dependents {
+            .map(|(_, _, sql)| crate::pg::query(tx, sql, &[], &[])),
+    )
+    .await?;
+    Ok(with_dependents
+        .into_iter()
+        .zip(samples)
+        .map(|((fk, n, _), sample)| Dependents {
             table: fk.child_display.clone(),
             constraint: fk.name.clone(),
             references: fk.parent.rsplit('.').next().unwrap_or_default().to_string(),
             rows: n,
             sample_keys: sample.iter().map(|r| r.get(0)).collect(),
             on_delete_cascade: fk.on_delete_cascade,
-        });
-    }
-    Ok(found)
+        })
+        .collect())
+}
+
+/// SQL: the keys of up to five rows of `fk`'s table that meet `cond` (alias `c`).
+fn sample_sql(fk: &ForeignKey, cond: &str) -> String {
+    let shown: Vec<String> = fk
+        .child_pk
+        .iter()
+        .chain(&fk.child_columns)
+        .map(|c| {
+            format!(
+                "{} || coalesce(c.{}::text, 'NULL')",
+                literal(&format!("{c}=")),
+                ident(c)
+            )
+        })
+        .collect();
+    format!(
+        "SELECT concat_ws(', ', {}) FROM {} c WHERE {cond} ORDER BY 1 LIMIT 5",
+        shown.join(", "),
+        fk.child
+    )
 }
 
 /// Name of the table in the backup schema that holds the dependents deleted from `child`.
@@ -135,11 +151,11 @@ pub async fn delete(
     backup_schema: &str,
 ) -> Result<Vec<(String, u64)>> {
     let schema = ident(backup_schema);
-    let mut deleted: Vec<(String, u64)> = Vec::new();
+    let mut statements = Vec::with_capacity(external.len());
     for fk in external {
         let name = backup_table(fk);
         let bk = format!("{schema}.{}", ident(&name));
-        tx.batch_execute(&format!(
+        let backup = format!(
             "CREATE TABLE IF NOT EXISTS {bk} (LIKE {child}); \
              INSERT INTO {schema}.restore_dependents (backup_table, target_table) \
                SELECT {bk_name}, {child_name} WHERE NOT EXISTS \
@@ -147,21 +163,39 @@ pub async fn delete(
             child = fk.child,
             bk_name = literal(&name),
             child_name = literal(&fk.child),
-        ))
-        .await?;
-        let n = crate::pg::execute(
-            tx,
-            &format!(
-                "WITH gone AS (DELETE FROM {child} c WHERE {cond} RETURNING c.*) \
-                     INSERT INTO {bk} SELECT * FROM gone",
-                child = fk.child,
-                cond = references_deleted(fk, catalog)?
-            ),
-            &[],
-            &[],
-        )
-        .await
-        .with_context(|| format!("cannot delete the dependents in {}", fk.child_display))?;
+        );
+        let delete = format!(
+            "WITH gone AS (DELETE FROM {child} c WHERE {cond} RETURNING c.*) \
+                 INSERT INTO {bk} SELECT * FROM gone",
+            child = fk.child,
+            cond = references_deleted(fk, catalog)?
+        );
+        statements.push((backup, delete));
+    }
+    // Every statement sent at once, in order (pipelined): the server runs them one after
+    // another, and after a failure the rest fail too, so the first error is the one returned.
+    let counts = futures_util::future::try_join_all(external.iter().zip(&statements).map(
+        |(fk, (backup, delete))| async move {
+            let ((), n) = tokio::try_join!(
+                async {
+                    tx.batch_execute(backup).await.with_context(|| {
+                        format!("cannot back up the dependents in {}", fk.child_display)
+                    })
+                },
+                async {
+                    crate::pg::execute(tx, delete, &[], &[])
+                        .await
+                        .with_context(|| {
+                            format!("cannot delete the dependents in {}", fk.child_display)
+                        })
+                }
+            )?;
+            Ok::<_, anyhow::Error>(n)
+        },
+    ))
+    .await?;
+    let mut deleted: Vec<(String, u64)> = Vec::new();
+    for (fk, n) in external.iter().zip(counts) {
         if n > 0 {
             match deleted.iter_mut().find(|(t, _)| t == &fk.child_display) {
                 Some((_, total)) => *total += n,

@@ -220,7 +220,7 @@ async fn hashes_unchanged(
     })?;
     let columns = [table.key.clone(), ROW_HASH_COLUMN.to_string()];
     super::stage::copy_columns(tx, &path, &columns, &temp).await?;
-    tx.batch_execute(&format!("ANALYZE {temp} ({key})")).await?;
+    let analyze = format!("ANALYZE {temp} ({key})");
     // Rows whose hash differs first, by a hash join over every row (a differing hash is rare),
     // then whether any of them is one the load overwrites or deletes. Asked as EXISTS over the
     // join, the planner picks a nested loop that probes the index once per row.
@@ -235,10 +235,13 @@ async fn hashes_unchanged(
         deletes = ident(&table.delete_set()),
         row_hash = fingerprint::row_hash(&hashed),
     );
-    let changed: i64 = crate::pg::query_one(tx, &sql, &[], &[])
-        .await
-        .with_context(|| format!("cannot compare the row hashes of {}", table.display()))?
-        .get(0);
+    // Sent with the ANALYZE (pipelined; it runs after it).
+    let ((), changed) = tokio::try_join!(async { Ok(tx.batch_execute(&analyze).await?) }, async {
+        crate::pg::query_one(tx, &sql, &[], &[])
+            .await
+            .with_context(|| format!("cannot compare the row hashes of {}", table.display()))
+    })?;
+    let changed: i64 = changed.get(0);
     Ok(changed == 0)
 }
 
@@ -347,8 +350,18 @@ pub async fn check_values(
     report: &Path,
 ) -> Result<()> {
     let mut found = Changes::default();
-    for ((_, r), table) in reconcilers.iter().zip(catalog.reconciled()) {
-        if !overwrites_anything(tx, r, table).await? {
+    // The first shortcut for every table at once (pipelined; read-only queries).
+    let overwrites = futures_util::future::try_join_all(
+        reconcilers
+            .iter()
+            .zip(catalog.reconciled())
+            .map(|((_, r), table)| overwrites_anything(tx, r, table)),
+    )
+    .await?;
+    for (((_, r), table), overwrites) in
+        reconcilers.iter().zip(catalog.reconciled()).zip(overwrites)
+    {
+        if !overwrites {
             tracing::debug!(
                 "{}: every staged row equals the live one and nothing to delete is live: no value to compare",
                 table.display()

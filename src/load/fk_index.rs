@@ -33,8 +33,8 @@ impl ForeignKeyIndexes {
     /// table, the destination tables included) and has no index whose leading columns are its
     /// columns.
     pub async fn create(tx: &Transaction<'_>, parents: &[String]) -> Result<Self> {
-        let rows = tx
-            .query(
+        let rows = crate::pg::query(
+                tx,
                 "SELECT format('%I.%I', cn.nspname, cc.relname), pg_has_role(cc.relowner, 'USAGE'), \
                         format('%I.%I', cn.nspname, 'cleanmig_fk_' || con.oid::text), \
                         format('%I', 'cleanmig_fk_' || con.oid::text), \
@@ -57,6 +57,7 @@ impl ForeignKeyIndexes {
                        AND ix.indnkeyatts >= cardinality(con.conkey)) \
                  ORDER BY 1, 2",
                 &[&parents],
+                &[tokio_postgres::types::Type::TEXT_ARRAY],
             )
             .await
             .context("cannot read the foreign keys that reference the destination tables")?;
@@ -80,13 +81,13 @@ impl ForeignKeyIndexes {
                 parent: r.get(6),
                 present: true,
             };
-            index.make(tx).await?;
             tracing::debug!(
-                "indexed {table} ({columns}) for the run as {}",
+                "indexing {table} ({columns}) for the run as {}",
                 index.qualified
             );
             created.push(index);
         }
+        make_all(tx, created.iter()).await?;
         Ok(Self { created })
     }
 
@@ -115,13 +116,10 @@ impl ForeignKeyIndexes {
     /// Make again the set-aside indexes of the foreign keys that reference `parents`, before
     /// rows of those are deleted. Returns how many.
     pub async fn restore_for(&mut self, tx: &Transaction<'_>, parents: &[String]) -> Result<usize> {
+        let wanted = |i: &RunIndex| !i.present && parents.contains(&i.parent);
+        make_all(tx, self.created.iter().filter(|i| wanted(i))).await?;
         let mut n = 0;
-        for index in self
-            .created
-            .iter_mut()
-            .filter(|i| !i.present && parents.contains(&i.parent))
-        {
-            index.make(tx).await?;
+        for index in self.created.iter_mut().filter(|i| wanted(i)) {
             index.present = true;
             n += 1;
         }
@@ -160,6 +158,16 @@ impl ForeignKeyIndexes {
     pub fn is_empty(&self) -> bool {
         self.created.is_empty()
     }
+}
+
+/// Make `indexes`, their statements sent at once (pipelined on the one connection; the server
+/// builds them one after another, and the first failure is the error returned).
+async fn make_all<'a>(
+    tx: &Transaction<'_>,
+    indexes: impl Iterator<Item = &'a RunIndex>,
+) -> Result<()> {
+    futures_util::future::try_join_all(indexes.map(|index| index.make(tx))).await?;
+    Ok(())
 }
 
 impl RunIndex {

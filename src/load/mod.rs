@@ -515,11 +515,15 @@ async fn plan_deletes(
     policy: DependentsPolicy,
     staged: &BTreeMap<String, stage::Staged>,
 ) -> Result<DeletePlan> {
-    let mut unmatched = BTreeMap::new();
-    for table in catalog.reconciled() {
-        let rows = deletes::compute(tx, table, &crate::sql::ident(&table.temp())).await?;
-        unmatched.insert(table.name.clone(), rows);
-    }
+    let sources: Vec<_> = catalog
+        .reconciled()
+        .map(|table| (table, crate::sql::ident(&table.temp())))
+        .collect();
+    let unmatched: BTreeMap<String, u64> = sources
+        .iter()
+        .map(|(table, _)| table.name.clone())
+        .zip(deletes::compute_all(tx, &sources).await?)
+        .collect();
     let (internal, external) = deletes::split_internal(
         deletes::referencing(tx, &catalog.reconciled_names()).await?,
         catalog,
@@ -542,15 +546,21 @@ async fn plan_deletes(
         }
         _ => {}
     }
+    // Every table's count asked at once (pipelined).
+    let kept = futures_util::future::try_join_all(
+        catalog
+            .reconciled()
+            .map(|table| deletes::kept(tx, table, unmatched[&table.name])),
+    )
+    .await?;
     let mut clean = BTreeMap::new();
-    for table in catalog.reconciled() {
+    for (table, kept) in catalog.reconciled().zip(kept) {
         let s = &staged[table.stage_artifact()];
-        let relation = crate::sql::ident(&s.temp);
         clean.insert(
             table.name.clone(),
             CleanRows {
-                kept: deletes::kept(tx, table, unmatched[&table.name]).await?,
-                relation,
+                kept,
+                relation: crate::sql::ident(&s.temp),
                 columns: s.columns.clone(),
                 rows: s.rows,
             },

@@ -27,33 +27,64 @@ pub struct Staged {
 }
 
 /// Copy every staged artifact of the catalogue into its temporary table; a table the load only
-/// creates rows in may have none (an empty table stands in). Keyed by artifact name.
+/// creates rows in may have none (an empty table stands in). Keyed by artifact name. The
+/// temporary tables are created together, and analysed together once every COPY is done.
 pub async fn copy_all(
     tx: &Transaction<'_>,
     files: &ApprovedFiles<'_>,
     stage: &Manifest,
     catalog: &Catalog,
 ) -> Result<BTreeMap<String, Staged>> {
+    let tables: Vec<_> = catalog.staged().collect();
+    for table in &tables {
+        let artifact = table.stage_artifact();
+        if table.is_reconciled() && !stage.artifacts.contains_key(artifact) {
+            bail!(
+                "{STAGE_DIR}/manifest.json lists no `{artifact}` artifact; re-run `cleanmig transform`"
+            );
+        }
+    }
+    let creates: Vec<String> = tables
+        .iter()
+        .map(|t| create_temp_sql(&t.qualified(), &t.temp()))
+        .collect();
+    tx.batch_execute(&creates.join("; "))
+        .await
+        .context("cannot create the temporary tables for the staged rows")?;
     let mut staged = BTreeMap::new();
-    for table in catalog.staged() {
+    let mut analyze = Vec::new();
+    for table in tables {
         let artifact = table.stage_artifact();
         let s = match stage.artifacts.get(artifact) {
             Some(e) => {
                 let path = files.copy(&format!("{STAGE_DIR}/{}", e.file))?;
-                copy_into_temp(tx, &path, &table.qualified(), &table.temp(), &table.key)
+                analyze.push(format!(
+                    "ANALYZE {} ({})",
+                    quote_ident(&table.temp()),
+                    quote_ident(&table.key)
+                ));
+                copy_into(tx, &path, &table.temp())
                     .instrument(tracing::info_span!("stage", table = artifact))
                     .await?
             }
-            None if table.is_reconciled() => bail!(
-                "{STAGE_DIR}/manifest.json lists no `{artifact}` artifact; re-run `cleanmig transform`"
-            ),
-            None => empty_temp(tx, &table.qualified(), &table.temp()).await?,
+            None => Staged {
+                temp: table.temp(),
+                columns: Vec::new(),
+                rows: 0,
+            },
         };
         tracing::info!(
             "staged {artifact}: {} rows",
             crate::artifacts::human_count(s.rows)
         );
         staged.insert(artifact.to_string(), s);
+    }
+    // Autovacuum never analyses temporary tables. The reconcile joins on the key; statistics on
+    // that column alone are what the planner needs, and cost a fraction of a full ANALYZE.
+    if !analyze.is_empty() {
+        tx.batch_execute(&analyze.join("; "))
+            .await
+            .context("cannot analyse the staged rows")?;
     }
     Ok(staged)
 }
@@ -105,7 +136,15 @@ fn pause_in_copy() -> bool {
     std::env::var("CLEANMIG_TEST_FAULT").is_ok_and(|v| v == "pause-in-copy")
 }
 
-/// Create `temp` shaped like `like` (a real table) and COPY the Parquet file into it.
+fn create_temp_sql(like: &str, temp: &str) -> String {
+    format!(
+        "CREATE TEMP TABLE {t} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DROP",
+        t = quote_ident(temp)
+    )
+}
+
+/// Create `temp` shaped like `like` (a real table), COPY the Parquet file into it and analyse
+/// its key.
 pub async fn copy_into_temp(
     tx: &Transaction<'_>,
     path: &Path,
@@ -113,12 +152,21 @@ pub async fn copy_into_temp(
     temp: &str,
     key: &str,
 ) -> Result<Staged> {
+    tx.batch_execute(&create_temp_sql(like, temp))
+        .await
+        .with_context(|| format!("cannot create temporary table {temp}"))?;
+    let staged = copy_into(tx, path, temp).await?;
     tx.batch_execute(&format!(
-        "CREATE TEMP TABLE {t} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DROP",
-        t = quote_ident(temp)
+        "ANALYZE {} ({})",
+        quote_ident(temp),
+        quote_ident(key)
     ))
-    .await
-    .with_context(|| format!("cannot create temporary table {temp}"))?;
+    .await?;
+    Ok(staged)
+}
+
+/// COPY the Parquet file into the existing temporary table `temp`.
+async fn copy_into(tx: &Transaction<'_>, path: &Path, temp: &str) -> Result<Staged> {
     let (schema, batches) = read_parquet(path, None)?;
     let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
     let pause = pause_in_copy();
@@ -133,32 +181,10 @@ pub async fn copy_into_temp(
     let rows = pg_arrow::copy_in(tx, &quote_ident(temp), &schema, batches)
         .await
         .with_context(|| format!("cannot load {}", path.display()))?;
-    // Autovacuum never analyses temporary tables. The reconcile joins on the key; statistics on
-    // that column alone are what the planner needs, and cost a fraction of a full ANALYZE.
-    tx.batch_execute(&format!(
-        "ANALYZE {} ({})",
-        quote_ident(temp),
-        quote_ident(key)
-    ))
-    .await?;
     Ok(Staged {
         temp: temp.to_string(),
         columns,
         rows,
-    })
-}
-
-/// An empty temporary table shaped like `like`, for an artifact that transform did not write.
-pub async fn empty_temp(tx: &Transaction<'_>, like: &str, temp: &str) -> Result<Staged> {
-    tx.batch_execute(&format!(
-        "CREATE TEMP TABLE {t} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DROP",
-        t = quote_ident(temp)
-    ))
-    .await?;
-    Ok(Staged {
-        temp: temp.to_string(),
-        columns: Vec::new(),
-        rows: 0,
     })
 }
 

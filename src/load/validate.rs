@@ -20,11 +20,15 @@ pub async fn run(
     counts: &ApplyCounts,
     reconcilers: &[(String, Reconcile)],
 ) -> Result<Value> {
-    let mut checks = row_counts(tx, catalog, counts).await?;
-    for (table, r) in reconcilers {
+    // Every count asked at once: tokio-postgres pipelines them on the one connection.
+    let (mut checks, mismatches) = tokio::try_join!(
+        row_counts(tx, catalog, counts),
+        futures_util::future::try_join_all(reconcilers.iter().map(|(_, r)| r.mismatches(tx)))
+    )?;
+    for ((table, _), failing) in reconcilers.iter().zip(mismatches) {
         checks.push((
             format!("every staged {table} row is loaded as approved"),
-            r.mismatches(tx).await?,
+            failing,
         ));
     }
     finish(tx, checks, sql, Value::Null).await
@@ -49,24 +53,29 @@ async fn row_counts(
     catalog: &Catalog,
     counts: &ApplyCounts,
 ) -> Result<Vec<(String, i64)>> {
-    let mut checks: Vec<(String, i64)> = Vec::new();
-    for table in catalog.reconciled() {
-        let c = &counts.tables[&table.name];
-        let expected = (c.staged + c.kept) as i64;
-        let rows: i64 = crate::pg::query_one(
-            tx,
-            &format!("SELECT count(*) FROM {}", table.qualified()),
-            &[],
-            &[],
-        )
-        .await?
-        .get(0);
-        checks.push((
-            format!("{} row count equals staged ({expected})", table.name),
-            (rows - expected).abs(),
-        ));
-    }
-    Ok(checks)
+    let tables: Vec<_> = catalog.reconciled().collect();
+    let sql: Vec<String> = tables
+        .iter()
+        .map(|table| format!("SELECT count(*) FROM {}", table.qualified()))
+        .collect();
+    let rows = futures_util::future::try_join_all(
+        sql.iter()
+            .map(|sql| crate::pg::query_one(tx, sql, &[], &[])),
+    )
+    .await?;
+    Ok(tables
+        .iter()
+        .zip(rows)
+        .map(|(table, row)| {
+            let c = &counts.tables[&table.name];
+            let expected = (c.staged + c.kept) as i64;
+            let rows: i64 = row.get(0);
+            (
+                format!("{} row count equals staged ({expected})", table.name),
+                (rows - expected).abs(),
+            )
+        })
+        .collect())
 }
 
 async fn finish(
@@ -112,21 +121,29 @@ async fn pipeline_sql(
     sql: &LoadValidation,
 ) -> Result<(Vec<(String, i64)>, Value)> {
     let checks_file = format!("pipeline/{} (as approved)", LoadValidation::CHECKS);
+    let figures_file = format!("pipeline/{} (as approved)", LoadValidation::FIGURES);
+    // Both asked at once (pipelined); a failure of the first is the error reported.
+    let (check_rows, figures) = tokio::try_join!(
+        async {
+            crate::pg::query(tx, sql.checks.as_str(), &[], &[])
+                .await
+                .with_context(|| format!("{checks_file} failed to run"))
+        },
+        async {
+            crate::pg::query_one(tx, sql.figures.as_str(), &[], &[])
+                .await
+                .with_context(|| format!("{figures_file} failed to run"))
+        }
+    )?;
     let mut checks = Vec::new();
-    for row in crate::pg::query(tx, sql.checks.as_str(), &[], &[])
-        .await
-        .with_context(|| format!("{checks_file} failed to run"))?
-    {
+    for row in check_rows {
         let check = (row.try_get(0), row.try_get(1));
         let (Ok(name), Ok(failing)) = check else {
             bail!("{checks_file}: each row must be a check's name (text) and its failing rows (bigint)");
         };
         checks.push((name, failing));
     }
-    let figures_file = format!("pipeline/{} (as approved)", LoadValidation::FIGURES);
-    let figures: String = crate::pg::query_one(tx, sql.figures.as_str(), &[], &[])
-        .await
-        .with_context(|| format!("{figures_file} failed to run"))?
+    let figures: String = figures
         .try_get(0)
         .with_context(|| format!("{figures_file}: its one row must hold one JSON text"))?;
     let figures = serde_json::from_str(&figures)
