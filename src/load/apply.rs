@@ -59,6 +59,28 @@ impl ApplyCounts {
     }
 }
 
+/// Delete the rows of every delete set, children first ([`deletes::delete_rows`]); the
+/// statements are sent at once (pipelined), and the server runs them in that order.
+async fn delete_children_first(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    internal: &[deletes::ForeignKey],
+    unreferenced_only: bool,
+    counts: &mut ApplyCounts,
+) -> Result<()> {
+    let tables: Vec<_> = catalog.reconciled().rev().collect();
+    let deleted = futures_util::future::try_join_all(
+        tables
+            .iter()
+            .map(|table| deletes::delete_rows(tx, table, internal, unreferenced_only)),
+    )
+    .await?;
+    for (table, n) in tables.iter().zip(deleted) {
+        counts.table(&table.name).deleted += n;
+    }
+    Ok(())
+}
+
 /// The reconcilers of every reconciled table, parents first.
 pub async fn reconcilers(
     tx: &Transaction<'_>,
@@ -66,7 +88,7 @@ pub async fn reconcilers(
     clean: &BTreeMap<String, CleanRows>,
     mode: UpdateMode,
 ) -> Result<Vec<(String, Reconcile)>> {
-    let mut out = Vec::new();
+    let mut wanted = Vec::new();
     for table in catalog.reconciled() {
         let rows = clean
             .get(&table.name)
@@ -75,19 +97,26 @@ pub async fn reconcilers(
             UpdateMode::Load => &table.app_owned,
             UpdateMode::Restore => &[],
         };
-        let r = Reconcile::new(
-            tx,
-            &table.qualified(),
-            &table.key,
-            &rows.relation,
-            &rows.columns,
-            app_owned,
-            mode,
-        )
-        .await?;
-        out.push((table.name.clone(), r));
+        wanted.push((table, rows, app_owned));
     }
-    Ok(out)
+    // Every table's catalogue lookups asked at once (pipelined).
+    futures_util::future::try_join_all(wanted.into_iter().map(
+        |(table, rows, app_owned)| async move {
+            let qualified = table.qualified();
+            let r = Reconcile::new(
+                tx,
+                &qualified,
+                &table.key,
+                &rows.relation,
+                &rows.columns,
+                app_owned,
+                mode,
+            )
+            .await?;
+            Ok::<_, anyhow::Error>((table.name.clone(), r))
+        },
+    ))
+    .await
 }
 
 /// Apply the clean copies (the delete sets must be computed already). Returns what changed.
@@ -107,10 +136,7 @@ pub async fn apply_in_fk_order(
         c.kept = clean[&table.name].kept;
     }
     let DeleteKeys { internal, indexes } = keys;
-    for table in catalog.reconciled().rev() {
-        counts.table(&table.name).deleted +=
-            deletes::delete_rows(tx, table, internal, true).await?;
-    }
+    delete_children_first(tx, catalog, internal, true, &mut counts).await?;
     steps.done("deleted: rows nothing else references");
     let aside = indexes.set_aside(tx, &catalog.reconciled_names()).await?;
     tracing::debug!("{aside} of the run's foreign-key indexes set aside while rows are written");
@@ -136,22 +162,27 @@ pub async fn apply_in_fk_order(
     }
     // The set-aside indexes whose parent still has rows to delete come back for the deletes.
     let set_aside = indexes.set_aside_parents();
-    let mut parents = Vec::new();
-    for table in catalog.reconciled() {
-        if set_aside.contains(&table.display()) && deletes::rows_left(tx, table).await? {
-            parents.push(table.display());
-        }
-    }
+    let candidates: Vec<_> = catalog
+        .reconciled()
+        .filter(|t| set_aside.contains(&t.display()))
+        .collect();
+    let left = futures_util::future::try_join_all(
+        candidates.iter().map(|table| deletes::rows_left(tx, table)),
+    )
+    .await?;
+    let parents: Vec<String> = candidates
+        .iter()
+        .zip(left)
+        .filter(|(_, left)| *left)
+        .map(|(table, _)| table.display())
+        .collect();
     let restored = indexes.restore_for(tx, &parents).await?;
     if restored > 0 {
         steps.done(&format!(
             "{restored} foreign-key indexes made again for the last deletes"
         ));
     }
-    for table in catalog.reconciled().rev() {
-        counts.table(&table.name).deleted +=
-            deletes::delete_rows(tx, table, internal, false).await?;
-    }
+    delete_children_first(tx, catalog, internal, false, &mut counts).await?;
     steps.done("deleted: the rest");
     for c in counts.tables.values_mut() {
         c.unchanged = c.staged.saturating_sub(c.inserted + c.updated);

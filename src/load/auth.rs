@@ -39,47 +39,63 @@ pub async fn create(
     else {
         return Ok((0, 0));
     };
-    refuse_email_conflicts(tx, &users.temp).await?;
-    let cols = insert_columns(tx, USERS, users, &users.columns).await?;
-    let created = crate::pg::execute(
-        tx,
-        &format!(
-            "WITH created AS (INSERT INTO auth.users ({cols}) SELECT {cols} FROM {t} s \
-                   WHERE NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.id = s.id) RETURNING id) \
-                 INSERT INTO {b}.created_auth_users SELECT id FROM created",
-            t = ident(&users.temp),
-            b = ident(backup)
-        ),
-        &[],
-        &[],
-    )
-    .await
-    .context("cannot create the auth users")?;
-    let identities = match catalog
+    let identities = catalog
         .get(IDENTITIES)
         .and_then(|t| staged.get(t.stage_artifact()))
-        .filter(|s| !s.columns.is_empty())
-    {
-        Some(ids) => {
-            // Identities may be staged without `id` (the table's default makes one).
-            let mut with_id = ids.columns.clone();
-            if !with_id.iter().any(|c| c == "id") {
-                with_id.push("id".into());
-            }
-            let cols = insert_columns(tx, IDENTITIES, ids, &with_id).await?;
-            let sql = format!(
-                "INSERT INTO auth.identities ({cols}) SELECT {cols} FROM {t} s \
-                 WHERE NOT EXISTS (SELECT 1 FROM auth.identities i \
-                                   WHERE i.provider = s.provider AND i.provider_id = s.provider_id)",
-                t = ident(&ids.temp)
-            );
-            crate::pg::execute(tx, &sql, &[], &[])
-                .await
-                .context("cannot create the auth identities")?
+        .filter(|s| !s.columns.is_empty());
+    // Identities may be staged without `id` (the table's default makes one).
+    let identity_columns = identities.map(|ids| {
+        let mut with_id = ids.columns.clone();
+        if !with_id.iter().any(|c| c == "id") {
+            with_id.push("id".into());
         }
-        None => 0,
-    };
-    Ok((created, identities))
+        with_id
+    });
+    // The check and both tables' columns asked at once (pipelined), then both inserts.
+    let ((), user_cols, identity_cols) = tokio::try_join!(
+        refuse_email_conflicts(tx, &users.temp),
+        insert_columns(tx, USERS, users, &users.columns),
+        async {
+            match (identities, &identity_columns) {
+                (Some(ids), Some(with_id)) => {
+                    Ok(Some(insert_columns(tx, IDENTITIES, ids, with_id).await?))
+                }
+                _ => Ok(None),
+            }
+        }
+    )?;
+    let create_users = format!(
+        "WITH created AS (INSERT INTO auth.users ({cols}) SELECT {cols} FROM {t} s \
+               WHERE NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.id = s.id) RETURNING id) \
+             INSERT INTO {b}.created_auth_users SELECT id FROM created",
+        cols = user_cols,
+        t = ident(&users.temp),
+        b = ident(backup)
+    );
+    let create_identities = identities.zip(identity_cols).map(|(ids, cols)| {
+        format!(
+            "INSERT INTO auth.identities ({cols}) SELECT {cols} FROM {t} s \
+             WHERE NOT EXISTS (SELECT 1 FROM auth.identities i \
+                               WHERE i.provider = s.provider AND i.provider_id = s.provider_id)",
+            t = ident(&ids.temp)
+        )
+    });
+    // Users first: the server runs the two in the order sent.
+    tokio::try_join!(
+        async {
+            crate::pg::execute(tx, &create_users, &[], &[])
+                .await
+                .context("cannot create the auth users")
+        },
+        async {
+            match &create_identities {
+                Some(sql) => crate::pg::execute(tx, sql, &[], &[])
+                    .await
+                    .context("cannot create the auth identities"),
+                None => Ok(0),
+            }
+        }
+    )
 }
 
 /// An email that already has an auth user under another id is a conflict to resolve, not
