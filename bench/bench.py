@@ -9,6 +9,7 @@ of the measured process (ru_maxrss from wait4), never of this script.
 """
 
 import argparse
+import asyncio
 import csv
 import json
 import os
@@ -18,11 +19,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work"
+# The round trip of the link the launch-day load is also timed over (a hosted database in the
+# same region as the machine running the tool).
+LINK_RTT_MS = 10
 
 
 
@@ -86,6 +91,84 @@ def run(cmd, env=None, check=True, capture=True):
     if check and res.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{res.stderr[-4000:]}")
     return res.stdout
+
+
+class DelayLink:
+    """A TCP proxy to the database that holds every chunk it forwards for `one_way_ms` in each
+    direction: a link whose round trips take 2 × one_way_ms, as to a hosted database. Each wait
+    of the client for an answer costs one round trip on it; bytes are not slowed."""
+
+    def __init__(self, upstream_port, one_way_ms):
+        self.upstream, self.delay = int(upstream_port), one_way_ms / 1000.0
+        self.loop = asyncio.new_event_loop()
+        self.port = None
+
+    async def _pump(self, reader, writer):
+        queue = asyncio.Queue()
+
+        async def send():
+            while True:
+                due, data = await queue.get()
+                wait = due - self.loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if not data:
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    return
+                writer.write(data)
+                await writer.drain()
+        sender = asyncio.ensure_future(send())
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                queue.put_nowait((self.loop.time() + self.delay, data))
+                if not data:
+                    break
+        except (ConnectionError, OSError):
+            queue.put_nowait((self.loop.time(), b""))
+        try:
+            await sender
+        except (ConnectionError, OSError):
+            pass
+
+    async def _handle(self, client_reader, client_writer):
+        server_writer = None
+        try:
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+            await asyncio.gather(self._pump(client_reader, server_writer),
+                                 self._pump(server_reader, client_writer), return_exceptions=True)
+        except (OSError, asyncio.CancelledError):
+            pass  # no server, or the link is closing
+        finally:
+            client_writer.close()
+            if server_writer is not None:
+                server_writer.close()
+
+    def __enter__(self):
+        started = threading.Event()
+
+        def serve():
+            asyncio.set_event_loop(self.loop)
+            server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+            self.port = server.sockets[0].getsockname()[1]
+            started.set()
+            self.loop.run_forever()
+            server.close()
+            # Connections still closing when the last client exited: end them quietly.
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.close()
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        started.wait()
+        return self
+
+    def __exit__(self, *exc):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
 
 
 class Stat:
@@ -277,7 +360,27 @@ class Bench:
             # A failed step is a result too: say what failed instead of dropping the row.
             res["pipeline"] = None
             res["pipeline_note"] = "failed: " + str(e).strip().splitlines()[-1][:300]
+        if res.get("pipeline") is not None and float(scale) <= 10:
+            res["link_direct"], res["link"] = self.load_over_link(db)
         return res
+
+    def load_over_link(self, db):
+        """The launch-day load of the pipeline's approval into fresh copies of the live-shaped
+        database, directly and through a link with LINK_RTT_MS round trips, alternating."""
+        run_db, pa = db + "_run", WORK / f"artifacts_{db}_run"
+        link_db = db + "_link"
+
+        def once(port):
+            self.sql("postgres", f"DROP DATABASE IF EXISTS {link_db}", f"CREATE DATABASE {link_db} TEMPLATE {db}")
+            e = self.env(run_db, pa)
+            e["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{port}/{link_db}?sslmode=disable"
+            return measure([self.bin, "--quiet", "load", "--apply", "--dependents", "delete"], env=e)
+        direct, linked = [], []
+        with DelayLink(self.port, LINK_RTT_MS / 2) as link:
+            for _ in range(self.runs):
+                direct.append(once(self.port))
+                linked.append(once(link.port))
+        return Stat(direct), Stat(linked)
 
     def copy_in_floor(self, loaded_db, empty_db):
         """Binary COPY FROM STDIN of the same rows (a) into empty copies of the destination tables
@@ -387,10 +490,18 @@ def render(res):
     row("load", "floor: binary COPY FROM STDIN into the empty destination tables (indexes, foreign keys)",
         res.get("copy_in_tables"), res["stage_rows"], le)
     row("load", "**cleanmig load --apply** again (no-op)", res["load_noop"], res["stage_rows"])
+    if res.get("link") is not None:
+        row("load", "**cleanmig load --apply**, launch day", res["link_direct"], res["stage_rows"])
+        row("load", f"**cleanmig load --apply**, launch day, over a link with {LINK_RTT_MS} ms round trips",
+            res["link"], res["stage_rows"])
     if res.get("pipeline") is not None:
         row("all", "**extract + transform + approve + load --apply**", res["pipeline"], res["source_rows"])
     else:
         lines.append(f"| all | **extract + transform + approve + load --apply** | {res.get('pipeline_note', 'not run')} | | | |")
+    if res.get("link") is not None:
+        waits = (res["link"].median - res["link_direct"].median) / (LINK_RTT_MS / 1000.0)
+        lines += ["", f"Over the link the launch-day load took {res['link'].median - res['link_direct'].median:.2f} s "
+                  f"more than directly (medians): about {waits:.0f} waits for an answer of {LINK_RTT_MS} ms each."]
     lines += render_steps(res) + render_pipeline_steps(res) + render_targets(res)
     return "\n".join(lines) + "\n"
 
