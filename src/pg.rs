@@ -13,7 +13,15 @@
 //!   as long as none outlives it: [`Tx`] closes them all before `COMMIT` or `ROLLBACK`,
 //!   including the type-lookup statements tokio-postgres caches for the life of a connection;
 //! - nothing relies on session state: settings are `SET LOCAL`, temporary tables
-//!   `ON COMMIT DROP`, the advisory lock transaction-scoped.
+//!   `ON COMMIT DROP`, the advisory lock transaction-scoped;
+//! - statements whose answers are needed only later go together: futures polled together
+//!   (`tokio::try_join!`, `futures_util::future::try_join_all`) each send their request when
+//!   first polled, in that order, before any answer is back, and tokio-postgres pipelines them on
+//!   the connection. The server runs them in the order sent; inside a transaction, after one
+//!   fails the ones behind it fail too, so the first error returned is the cause. This holds for
+//!   requests that go out in one piece ([`query`], [`query_one`], [`query_opt`], [`execute`],
+//!   `batch_execute`); a statement tokio-postgres prepares first waits for that answer before
+//!   it sends the rest.
 
 use std::ops::Deref;
 use tokio_postgres::types::{ToSql, Type};
