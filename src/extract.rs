@@ -258,16 +258,8 @@ fn plan_typed(
     } else {
         key_columns
     };
-    let fingerprinted = key_columns
-        .iter()
-        .map(|key| {
-            columns
-                .iter()
-                .find(|c| &c.name == key)
-                .cloned()
-                .with_context(|| format!("{qualified} has no column {key} to fingerprint"))
-        })
-        .collect::<Result<_>>()?;
+    let fingerprinted =
+        fingerprint::chosen_columns(columns, &qualified, Coverage::Keys, &key_columns)?;
     Ok(TablePlan {
         qualified,
         artifact: catalog::extract_artifact_name(schema, table),

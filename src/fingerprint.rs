@@ -87,7 +87,7 @@ pub async fn compute(
     key_columns: &[String],
 ) -> Result<TableFingerprint> {
     let columns = crate::pg_arrow::table_columns(client, qualified_table).await?;
-    let chosen = choose(columns, qualified_table, coverage, key_columns)?;
+    let chosen = chosen_columns(&columns, qualified_table, coverage, key_columns)?;
     compute_over(client, qualified_table, coverage, &chosen).await
 }
 
@@ -113,7 +113,12 @@ pub async fn compute_all(
         let columns = columns.with_context(|| {
             format!("cannot read the columns of {}: no such table", w.qualified)
         })?;
-        chosen.push(choose(columns, w.qualified, w.coverage, w.key_columns)?);
+        chosen.push(chosen_columns(
+            &columns,
+            w.qualified,
+            w.coverage,
+            w.key_columns,
+        )?);
     }
     futures_util::future::try_join_all(
         wanted
@@ -124,16 +129,16 @@ pub async fn compute_all(
     .await
 }
 
-/// The columns a fingerprint of `coverage` hashes: all of them, or the key columns in the
-/// order given.
-fn choose(
-    columns: Vec<crate::pg_arrow::PgColumn>,
+/// The columns a fingerprint of `coverage` hashes: all of `columns`, or the key columns in the
+/// order given (an error names a key the table lacks).
+pub fn chosen_columns(
+    columns: &[crate::pg_arrow::PgColumn],
     qualified_table: &str,
     coverage: Coverage,
     key_columns: &[String],
 ) -> Result<Vec<crate::pg_arrow::PgColumn>> {
     match coverage {
-        Coverage::WholeRow => Ok(columns),
+        Coverage::WholeRow => Ok(columns.to_vec()),
         Coverage::Keys => key_columns
             .iter()
             .map(|key| {

@@ -347,20 +347,25 @@ async fn every_mapped_type_round_trips() {
     assert_eq!(text_diff, 0, "rows differ after the round trip");
 }
 
+/// `rows` legacy-shaped contacts of about 225 bytes each, `contact1@example.com` onwards.
+async fn insert_contacts(client: &tokio_postgres::Client, rows: u32) {
+    client
+        .batch_execute(&format!(
+            "INSERT INTO systemeio (\"Email\", \"First name\", \"Last name\", \"Tag\", \"Date Registered\")
+             SELECT 'contact' || g || '@example.com', 'First ' || md5(g::text), 'Last ' || md5((g * 7)::text) || md5((g * 11)::text),
+                    'Imported,' || md5((g * 13)::text) || ',' || md5((g * 17)::text), '2024-01-01 00:00:00'
+             FROM generate_series(1, {rows}) g"
+        ))
+        .await
+        .unwrap();
+}
+
 /// Memory stays flat: two million rows stream through without being held in memory.
 #[tokio::test]
 async fn two_million_rows_extract_with_bounded_memory() {
     let url = support::supabase_database("extract_million", true).await;
     let client = support::connect(&url).await;
-    client
-        .batch_execute(
-            "INSERT INTO systemeio (\"Email\", \"First name\", \"Last name\", \"Tag\", \"Date Registered\")
-             SELECT 'contact' || g || '@example.com', 'First ' || md5(g::text), 'Last ' || md5((g * 7)::text) || md5((g * 11)::text),
-                    'Imported,' || md5((g * 13)::text) || ',' || md5((g * 17)::text), '2024-01-01 00:00:00'
-             FROM generate_series(1, 2000000) g",
-        )
-        .await
-        .unwrap();
+    insert_contacts(&client, 2_000_000).await;
     let raw_bytes: i64 = client
         .query_one("SELECT sum(length(s::text))::int8 FROM systemeio s", &[])
         .await
@@ -492,15 +497,7 @@ async fn a_large_table_is_copied_from_its_first_page_wherever_another_scan_stopp
     // care a `LIMIT` query run before the extract moves the table's rows around in its file.
     let url = support::supabase_database("extract_scan_start", true).await;
     let client = support::connect(&url).await;
-    client
-        .batch_execute(
-            "INSERT INTO systemeio (\"Email\", \"First name\", \"Last name\", \"Tag\", \"Date Registered\")
-             SELECT 'contact' || g || '@example.com', md5(g::text), md5((g * 7)::text) || md5((g * 11)::text),
-                    'Imported,' || md5((g * 13)::text), '2024-01-01 00:00:00'
-             FROM generate_series(1, 250000) g",
-        )
-        .await
-        .unwrap();
+    insert_contacts(&client, 250_000).await;
     let row = client
         .query_one(
             "SELECT pg_relation_size('systemeio'),
