@@ -37,6 +37,18 @@ async fn extract(url: &str, artifacts: &Path) -> std::process::Output {
         .expect("the extract's thread")
 }
 
+/// [`extract`] into a new directory, which it returns; the extract must succeed.
+async fn extracted(url: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = extract(url, dir.path()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
 fn schema_of(path: &Path) -> Schema {
     let batches = support::read_parquet(path);
     let schema = batches[0].schema();
@@ -282,13 +294,7 @@ async fn every_mapped_type_round_trips() {
         )
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = extract(&url, dir.path()).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = extracted(&url).await;
 
     let path = dir.path().join("extract/type_zoo.parquet");
     let types: Vec<(String, DataType)> = schema_of(&path)
@@ -530,13 +536,7 @@ async fn a_large_table_is_copied_from_its_first_page_wherever_another_scan_stopp
         )
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = extract(&url, dir.path()).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = extracted(&url).await;
     let extracted = column_text(&dir.path().join("extract/systemeio.parquet"), "email");
     assert_eq!(extracted.len(), in_table_order.len());
     let first_out_of_place = extracted
