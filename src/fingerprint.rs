@@ -120,7 +120,7 @@ pub async fn compute_all(
             w.key_columns,
         )?);
     }
-    futures_util::future::try_join_all(
+    crate::pg::pipelined(
         wanted
             .iter()
             .zip(&chosen)

@@ -14,16 +14,20 @@
 //!   including the type-lookup statements tokio-postgres caches for the life of a connection;
 //! - nothing relies on session state: settings are `SET LOCAL`, temporary tables
 //!   `ON COMMIT DROP`, the advisory lock transaction-scoped;
-//! - statements whose answers are needed only later go together: futures polled together
-//!   (`tokio::try_join!`, `futures_util::future::try_join_all`) each send their request when
-//!   first polled, in that order, before any answer is back, and tokio-postgres pipelines them on
-//!   the connection. The server runs them in the order sent; inside a transaction, after one
-//!   fails the ones behind it fail too, so the first error returned is the cause. This holds for
-//!   requests that go out in one piece ([`query`], [`query_one`], [`query_opt`], [`execute`],
-//!   `batch_execute`); a statement tokio-postgres prepares first waits for that answer before
-//!   it sends the rest.
+//! - statements whose answers are needed only later go together ([`pipelined`],
+//!   [`pipelined2`]): each future sends its request when first polled, in the order given,
+//!   before any answer is back, and tokio-postgres pipelines them on the connection. The server
+//!   runs them in the order sent; inside a transaction, after one fails the ones behind it fail
+//!   too ("current transaction is aborted"), so every answer is awaited and the first error in
+//!   that order is the one returned. This holds for requests that go out in one piece
+//!   ([`query`], [`query_one`], [`query_opt`], [`execute`], `batch_execute`); a statement
+//!   tokio-postgres prepares first waits for that answer before it sends the rest.
 
+use futures_util::future::{maybe_done, MaybeDone};
+use std::future::Future;
 use std::ops::Deref;
+use std::pin::Pin;
+use std::task::Poll;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Error, GenericClient, Row, Transaction};
 
@@ -78,6 +82,49 @@ pub async fn execute(
     types: &[Type],
 ) -> Result<u64, Error> {
     client.execute_typed(sql, &typed(params, types)).await
+}
+
+/// Run statements together (see the module docs): every future is polled in the order given,
+/// so their requests go out in that order, and all of them are awaited. Returns every result in
+/// order, or the first error in that order: the cause, not the "current transaction is aborted"
+/// of a statement behind it, whichever answer arrives or is looked at first.
+pub async fn pipelined<T, E, F>(statements: impl IntoIterator<Item = F>) -> Result<Vec<T>, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let mut all: Vec<Pin<Box<MaybeDone<F>>>> = statements
+        .into_iter()
+        .map(|f| Box::pin(maybe_done(f)))
+        .collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for f in all.iter_mut() {
+            pending |= f.as_mut().poll(cx).is_pending();
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    all.iter_mut()
+        .map(|f| {
+            f.as_mut()
+                .take_output()
+                .expect("every statement was awaited")
+        })
+        .collect()
+}
+
+/// [`pipelined`] for two statements of different results: `a`'s request goes first, and its
+/// error, if any, is the one returned.
+pub async fn pipelined2<A, B, E>(
+    a: impl Future<Output = Result<A, E>>,
+    b: impl Future<Output = Result<B, E>>,
+) -> Result<(A, B), E> {
+    let (a, b) = futures_util::future::join(a, b).await;
+    Ok((a?, b?))
 }
 
 /// A transaction that leaves no prepared statement on its server connection when it ends,
@@ -143,5 +190,48 @@ impl Drop for Tx<'_> {
         if let Some(tx) = &self.inner {
             tx.client().clear_type_cache();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn statements_go_out_in_order_and_the_first_error_in_that_order_is_returned() {
+        // Guards the load's error messages: a statement behind a failed one fails too, often
+        // before the failed one's answer has been looked at; the cause must be what is reported.
+        let sent = std::sync::Mutex::new(Vec::new());
+        let statement = |n: u32, answered_after: u32, fails: bool| {
+            let sent = &sent;
+            async move {
+                sent.lock().unwrap().push(n);
+                for _ in 0..answered_after {
+                    tokio::task::yield_now().await;
+                }
+                if fails {
+                    Err(format!("statement {n} failed"))
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        let first_fails_last = pipelined([
+            statement(1, 5, true),
+            statement(2, 0, true),
+            statement(3, 0, false),
+        ])
+        .await;
+        assert_eq!(first_fails_last, Err("statement 1 failed".to_string()));
+        assert_eq!(*sent.lock().unwrap(), vec![1, 2, 3]);
+        assert_eq!(
+            pipelined([statement(4, 2, false), statement(5, 0, false)]).await,
+            Ok(vec![4, 5])
+        );
+        assert_eq!(
+            pipelined2(statement(6, 3, true), statement(7, 0, true)).await,
+            Err("statement 6 failed".to_string())
+        );
+        assert_eq!(*sent.lock().unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
     }
 }

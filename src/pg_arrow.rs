@@ -1220,7 +1220,7 @@ async fn plan_copy(
 ) -> Result<CopyPlan> {
     // Both lookups asked at once (tokio-postgres pipelines them).
     let (table_cols, elem_rows) =
-        tokio::try_join!(table_columns(client, qualified_table), async {
+        crate::pg::pipelined2(table_columns(client, qualified_table), async {
             crate::pg::query(
                 client,
                 "SELECT a.attname::text, coalesce(e.oid, 0)::oid, coalesce(e.typname::text, '') \
@@ -1232,7 +1232,8 @@ async fn plan_copy(
             )
             .await
             .with_context(|| format!("cannot read the column types of {qualified_table}"))
-        })?;
+        })
+        .await?;
     let elems: HashMap<String, (u32, String)> = elem_rows
         .iter()
         .map(|r| {

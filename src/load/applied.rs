@@ -81,7 +81,7 @@ async fn fingerprints_of(
             .collect();
         chosen.push(found);
     }
-    futures_util::future::try_join_all(wanted.iter().zip(&names).zip(&chosen).map(
+    crate::pg::pipelined(wanted.iter().zip(&names).zip(&chosen).map(
         |(((_, columns), name), chosen)| async move {
             let Some(chosen) = chosen else {
                 return Ok(None);

@@ -69,7 +69,7 @@ async fn delete_children_first(
     counts: &mut ApplyCounts,
 ) -> Result<()> {
     let tables: Vec<_> = catalog.reconciled().rev().collect();
-    let deleted = futures_util::future::try_join_all(
+    let deleted = crate::pg::pipelined(
         tables
             .iter()
             .map(|table| deletes::delete_rows(tx, table, internal, unreferenced_only)),
@@ -100,22 +100,24 @@ pub async fn reconcilers(
         wanted.push((table, rows, app_owned));
     }
     // Every table's catalogue lookups asked at once (pipelined).
-    futures_util::future::try_join_all(wanted.into_iter().map(
-        |(table, rows, app_owned)| async move {
-            let qualified = table.qualified();
-            let r = Reconcile::new(
-                tx,
-                &qualified,
-                &table.key,
-                &rows.relation,
-                &rows.columns,
-                app_owned,
-                mode,
-            )
-            .await?;
-            Ok::<_, anyhow::Error>((table.name.clone(), r))
-        },
-    ))
+    crate::pg::pipelined(
+        wanted
+            .into_iter()
+            .map(|(table, rows, app_owned)| async move {
+                let qualified = table.qualified();
+                let r = Reconcile::new(
+                    tx,
+                    &qualified,
+                    &table.key,
+                    &rows.relation,
+                    &rows.columns,
+                    app_owned,
+                    mode,
+                )
+                .await?;
+                Ok::<_, anyhow::Error>((table.name.clone(), r))
+            }),
+    )
     .await
 }
 
@@ -166,10 +168,8 @@ pub async fn apply_in_fk_order(
         .reconciled()
         .filter(|t| set_aside.contains(&t.display()))
         .collect();
-    let left = futures_util::future::try_join_all(
-        candidates.iter().map(|table| deletes::rows_left(tx, table)),
-    )
-    .await?;
+    let left =
+        crate::pg::pipelined(candidates.iter().map(|table| deletes::rows_left(tx, table))).await?;
     let parents: Vec<String> = candidates
         .iter()
         .zip(left)

@@ -52,18 +52,18 @@ pub async fn create(
         with_id
     });
     // The check and both tables' columns asked at once (pipelined), then both inserts.
-    let ((), user_cols, identity_cols) = tokio::try_join!(
+    let ((), (user_cols, identity_cols)) = crate::pg::pipelined2(
         refuse_email_conflicts(tx, &users.temp),
-        insert_columns(tx, USERS, users, &users.columns),
-        async {
+        crate::pg::pipelined2(insert_columns(tx, USERS, users, &users.columns), async {
             match (identities, &identity_columns) {
                 (Some(ids), Some(with_id)) => {
                     Ok(Some(insert_columns(tx, IDENTITIES, ids, with_id).await?))
                 }
                 _ => Ok(None),
             }
-        }
-    )?;
+        }),
+    )
+    .await?;
     let create_users = format!(
         "WITH created AS (INSERT INTO auth.users ({cols}) SELECT {cols} FROM {t} s \
                WHERE NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.id = s.id) RETURNING id) \
@@ -81,7 +81,7 @@ pub async fn create(
         )
     });
     // Users first: the server runs the two in the order sent.
-    tokio::try_join!(
+    crate::pg::pipelined2(
         async {
             crate::pg::execute(tx, &create_users, &[], &[])
                 .await
@@ -94,8 +94,9 @@ pub async fn create(
                     .context("cannot create the auth identities"),
                 None => Ok(0),
             }
-        }
+        },
     )
+    .await
 }
 
 /// An email that already has an auth user under another id is a conflict to resolve, not

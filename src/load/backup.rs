@@ -72,10 +72,11 @@ pub async fn record_writes(
     let tables: Vec<&crate::catalog::Table> = catalog.reconciled().collect();
     let names: Vec<String> = tables.iter().map(|t| t.qualified()).collect();
     // What each table's records need, for every table in two round trips.
-    let (written, columns) = tokio::try_join!(
+    let (written, columns) = crate::pg::pipelined2(
         written_in_transaction_all(tx, &names),
-        crate::pg_arrow::tables_columns(tx, &names)
-    )?;
+        crate::pg_arrow::tables_columns(tx, &names),
+    )
+    .await?;
     let mut statements = Vec::with_capacity(tables.len());
     for ((table, written), columns) in tables.iter().zip(written).zip(columns) {
         let columns = columns.with_context(|| {
@@ -102,13 +103,16 @@ pub async fn record_writes(
     }
     // Sent at once (pipelined); the server runs them in order, and after a failure the next
     // ones fail too: the first error is the one returned.
-    futures_util::future::try_join_all(tables.iter().zip(&statements).map(
-        |(table, sql)| async move {
-            tx.batch_execute(sql)
-                .await
-                .with_context(|| format!("cannot record what the run wrote to {}", table.display()))
-        },
-    ))
+    crate::pg::pipelined(
+        tables
+            .iter()
+            .zip(&statements)
+            .map(|(table, sql)| async move {
+                tx.batch_execute(sql).await.with_context(|| {
+                    format!("cannot record what the run wrote to {}", table.display())
+                })
+            }),
+    )
     .await?;
     make_private(tx, backup_schema).await
 }

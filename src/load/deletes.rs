@@ -88,21 +88,22 @@ pub async fn compute(tx: &Transaction<'_>, table: &Table, source: &str) -> Resul
     );
     let size = format!("SELECT count(*) FROM {set}");
     // The count is sent with the statements that fill the set (pipelined; it runs after them).
-    let ((), n) = tokio::try_join!(
+    let ((), n) = crate::pg::pipelined2(
         async {
             tx.batch_execute(&fill).await.with_context(|| {
                 format!("cannot compute the rows to delete from {}", table.display())
             })
         },
-        count(tx, &size)
-    )?;
+        count(tx, &size),
+    )
+    .await?;
     Ok(n)
 }
 
 /// [`compute`] for several tables, the statements of all sent at once (pipelined; the server
 /// runs them in the order given). Returns each set's size, in that order.
 pub async fn compute_all(tx: &Transaction<'_>, tables: &[(&Table, String)]) -> Result<Vec<u64>> {
-    futures_util::future::try_join_all(
+    crate::pg::pipelined(
         tables
             .iter()
             .map(|(table, source)| compute(tx, table, source)),

@@ -70,9 +70,7 @@ pub async fn find(
         .zip(&conditions)
         .map(|(fk, cond)| format!("SELECT count(*) FROM {} c WHERE {cond}", fk.child))
         .collect();
-    let counts =
-        futures_util::future::try_join_all(counts.iter().map(|sql| deletes::count(tx, sql)))
-            .await?;
+    let counts = crate::pg::pipelined(counts.iter().map(|sql| deletes::count(tx, sql))).await?;
     let with_dependents: Vec<(&ForeignKey, u64, String)> = external
         .iter()
         .zip(counts)
@@ -80,7 +78,7 @@ pub async fn find(
         .filter(|((_, n), _)| *n > 0)
         .map(|((fk, n), cond)| (fk, n, sample_sql(fk, cond)))
         .collect();
-    let samples = futures_util::future::try_join_all(
+    let samples = crate::pg::pipelined(
         with_dependents
             .iter()
             .map(|(_, _, sql)| crate::pg::query(tx, sql, &[], &[])),
@@ -174,9 +172,9 @@ pub async fn delete(
     }
     // Every statement sent at once, in order (pipelined): the server runs them one after
     // another, and after a failure the rest fail too, so the first error is the one returned.
-    let counts = futures_util::future::try_join_all(external.iter().zip(&statements).map(
+    let counts = crate::pg::pipelined(external.iter().zip(&statements).map(
         |(fk, (backup, delete))| async move {
-            let ((), n) = tokio::try_join!(
+            let ((), n) = crate::pg::pipelined2(
                 async {
                     tx.batch_execute(backup).await.with_context(|| {
                         format!("cannot back up the dependents in {}", fk.child_display)
@@ -188,8 +186,9 @@ pub async fn delete(
                         .with_context(|| {
                             format!("cannot delete the dependents in {}", fk.child_display)
                         })
-                }
-            )?;
+                },
+            )
+            .await?;
             Ok::<_, anyhow::Error>(n)
         },
     ))

@@ -236,11 +236,13 @@ async fn hashes_unchanged(
         row_hash = fingerprint::row_hash(&hashed),
     );
     // Sent with the ANALYZE (pipelined; it runs after it).
-    let ((), changed) = tokio::try_join!(async { Ok(tx.batch_execute(&analyze).await?) }, async {
-        crate::pg::query_one(tx, &sql, &[], &[])
-            .await
-            .with_context(|| format!("cannot compare the row hashes of {}", table.display()))
-    })?;
+    let ((), changed) =
+        crate::pg::pipelined2(async { Ok(tx.batch_execute(&analyze).await?) }, async {
+            crate::pg::query_one(tx, &sql, &[], &[])
+                .await
+                .with_context(|| format!("cannot compare the row hashes of {}", table.display()))
+        })
+        .await?;
     let changed: i64 = changed.get(0);
     Ok(changed == 0)
 }
@@ -351,7 +353,7 @@ pub async fn check_values(
 ) -> Result<()> {
     let mut found = Changes::default();
     // The first shortcut for every table at once (pipelined; read-only queries).
-    let overwrites = futures_util::future::try_join_all(
+    let overwrites = crate::pg::pipelined(
         reconcilers
             .iter()
             .zip(catalog.reconciled())

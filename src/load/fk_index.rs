@@ -166,7 +166,7 @@ async fn make_all<'a>(
     tx: &Transaction<'_>,
     indexes: impl Iterator<Item = &'a RunIndex>,
 ) -> Result<()> {
-    futures_util::future::try_join_all(indexes.map(|index| index.make(tx))).await?;
+    crate::pg::pipelined(indexes.map(|index| index.make(tx))).await?;
     Ok(())
 }
 

@@ -547,7 +547,7 @@ async fn plan_deletes(
         _ => {}
     }
     // Every table's count asked at once (pipelined).
-    let kept = futures_util::future::try_join_all(
+    let kept = crate::pg::pipelined(
         catalog
             .reconciled()
             .map(|table| deletes::kept(tx, table, unmatched[&table.name])),

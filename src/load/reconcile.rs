@@ -109,10 +109,11 @@ impl Reconcile {
         mode: UpdateMode,
     ) -> Result<Self> {
         // Both catalogue queries in one round trip (tokio-postgres pipelines them).
-        let (table_columns, foreign_keys) = tokio::try_join!(
+        let (table_columns, foreign_keys) = crate::pg::pipelined2(
             writable_columns(tx, target),
-            foreign_keys_by_parent_size(tx, target)
-        )?;
+            foreign_keys_by_parent_size(tx, target),
+        )
+        .await?;
         if !source_columns.iter().any(|c| c == key) {
             bail!("the clean rows for {target} have no `{key}` column");
         }

@@ -21,10 +21,11 @@ pub async fn run(
     reconcilers: &[(String, Reconcile)],
 ) -> Result<Value> {
     // Every count asked at once: tokio-postgres pipelines them on the one connection.
-    let (mut checks, mismatches) = tokio::try_join!(
+    let (mut checks, mismatches) = crate::pg::pipelined2(
         row_counts(tx, catalog, counts),
-        futures_util::future::try_join_all(reconcilers.iter().map(|(_, r)| r.mismatches(tx)))
-    )?;
+        crate::pg::pipelined(reconcilers.iter().map(|(_, r)| r.mismatches(tx))),
+    )
+    .await?;
     for ((table, _), failing) in reconcilers.iter().zip(mismatches) {
         checks.push((
             format!("every staged {table} row is loaded as approved"),
@@ -58,7 +59,7 @@ async fn row_counts(
         .iter()
         .map(|table| format!("SELECT count(*) FROM {}", table.qualified()))
         .collect();
-    let rows = futures_util::future::try_join_all(
+    let rows = crate::pg::pipelined(
         sql.iter()
             .map(|sql| crate::pg::query_one(tx, sql, &[], &[])),
     )
@@ -123,7 +124,7 @@ async fn pipeline_sql(
     let checks_file = format!("pipeline/{} (as approved)", LoadValidation::CHECKS);
     let figures_file = format!("pipeline/{} (as approved)", LoadValidation::FIGURES);
     // Both asked at once (pipelined); a failure of the first is the error reported.
-    let (check_rows, figures) = tokio::try_join!(
+    let (check_rows, figures) = crate::pg::pipelined2(
         async {
             crate::pg::query(tx, sql.checks.as_str(), &[], &[])
                 .await
@@ -133,8 +134,9 @@ async fn pipeline_sql(
             crate::pg::query_one(tx, sql.figures.as_str(), &[], &[])
                 .await
                 .with_context(|| format!("{figures_file} failed to run"))
-        }
-    )?;
+        },
+    )
+    .await?;
     let mut checks = Vec::new();
     for row in check_rows {
         let check = (row.try_get(0), row.try_get(1));
