@@ -1224,9 +1224,9 @@ async fn plan_copy(
             crate::pg::query(
                 client,
                 "SELECT a.attname::text, coalesce(e.oid, 0)::oid, coalesce(e.typname::text, '') \
-             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-             LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
-             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+                 LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
                 &[&qualified_table],
                 &[tokio_postgres::types::Type::TEXT],
             )

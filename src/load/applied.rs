@@ -75,11 +75,10 @@ async fn fingerprints_of(
                 table.display()
             )
         })?;
-        let found: Option<Vec<_>> = columns
-            .iter()
-            .map(|c| present.iter().find(|p| &p.name == c).cloned())
-            .collect();
-        chosen.push(found);
+        // A column gone since: no fingerprint to compare, not an error.
+        chosen.push(
+            fingerprint::chosen_columns(&present, &table.qualified(), Coverage::Keys, columns).ok(),
+        );
     }
     crate::pg::pipelined(wanted.iter().zip(&names).zip(&chosen).map(
         |(((_, columns), name), chosen)| async move {
