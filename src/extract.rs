@@ -1049,6 +1049,8 @@ mod tests {
             typmod: -1,
             not_null: false,
             generated: false,
+            elem_oid: 0,
+            elem_typname: String::new(),
         }
     }
 

@@ -107,6 +107,10 @@ pub struct PgColumn {
     pub typmod: i32,
     pub not_null: bool,
     pub generated: bool,
+    /// For an array column, its element type's oid and `pg_type.typname` (0 and empty
+    /// otherwise).
+    pub elem_oid: u32,
+    pub elem_typname: String,
 }
 
 /// Columns of a table, in order, with their types (an unnamed statement: `cleanmig status`
@@ -132,11 +136,13 @@ pub async fn tables_columns(
         client,
         "SELECT u.n::int4, to_regclass(u.t) IS NOT NULL, a.attname::text, \
                 format_type(a.atttypid, a.atttypmod), t.typname::text, t.typcategory::text, \
-                a.atttypmod, a.attnotnull, a.attgenerated <> '' \
+                a.atttypmod, a.attnotnull, a.attgenerated <> '', \
+                coalesce(e.oid, 0)::oid, coalesce(e.typname::text, '') \
          FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) \
          LEFT JOIN pg_attribute a ON a.attrelid = to_regclass(u.t) AND a.attnum > 0 \
                                  AND NOT a.attisdropped \
          LEFT JOIN pg_type t ON t.oid = a.atttypid \
+         LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
          ORDER BY u.n, a.attnum",
         &[&qualified_tables],
         &[tokio_postgres::types::Type::TEXT_ARRAY],
@@ -161,6 +167,8 @@ pub async fn tables_columns(
             typmod: r.get(6),
             not_null: r.get(7),
             generated: r.get(8),
+            elem_oid: r.get(9),
+            elem_typname: r.get(10),
         });
     }
     Ok(out)
@@ -1182,7 +1190,7 @@ fn encode_numeric(s: &str, out: &mut BytesMut) -> Result<()> {
 pub trait CopyTarget: tokio_postgres::GenericClient {
     fn copy_in_sink(
         &self,
-        sql: &str,
+        statement: &tokio_postgres::Statement,
     ) -> impl std::future::Future<
         Output = Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error>,
     >;
@@ -1191,58 +1199,38 @@ pub trait CopyTarget: tokio_postgres::GenericClient {
 impl CopyTarget for tokio_postgres::Client {
     async fn copy_in_sink(
         &self,
-        sql: &str,
+        statement: &tokio_postgres::Statement,
     ) -> Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error> {
-        self.copy_in(sql).await
+        self.copy_in(statement).await
     }
 }
 
 impl CopyTarget for tokio_postgres::Transaction<'_> {
     async fn copy_in_sink(
         &self,
-        sql: &str,
+        statement: &tokio_postgres::Statement,
     ) -> Result<tokio_postgres::CopyInSink<Bytes>, tokio_postgres::Error> {
-        self.copy_in(sql).await
+        self.copy_in(statement).await
     }
 }
 
-/// Prepared COPY of Arrow batches of one schema into one table.
-struct CopyPlan {
+/// How Arrow batches of one schema are copied into one table: the `COPY` statement and each
+/// column's encoder.
+pub struct CopyPlan {
+    table: String,
     statement: String,
     /// (index in the batch, cast-to type, encoder, column name)
     columns: Vec<(usize, DataType, Encoder, String)>,
 }
 
-async fn plan_copy(
-    client: &impl tokio_postgres::GenericClient,
+/// Plan the COPY of batches of `schema` into `qualified_table`, whose columns are `table_cols`
+/// ([`tables_columns`]): Arrow columns map to table columns by name, generated columns are
+/// skipped.
+pub fn plan_copy(
     qualified_table: &str,
     schema: &Schema,
+    table_cols: &[PgColumn],
 ) -> Result<CopyPlan> {
-    // Both lookups asked at once (tokio-postgres pipelines them).
-    let (table_cols, elem_rows) =
-        crate::pg::pipelined2(table_columns(client, qualified_table), async {
-            crate::pg::query(
-                client,
-                "SELECT a.attname::text, coalesce(e.oid, 0)::oid, coalesce(e.typname::text, '') \
-                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-                 LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
-                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&qualified_table],
-                &[tokio_postgres::types::Type::TEXT],
-            )
-            .await
-            .with_context(|| format!("cannot read the column types of {qualified_table}"))
-        })
-        .await?;
-    let elems: HashMap<String, (u32, String)> = elem_rows
-        .iter()
-        .map(|r| {
-            (
-                r.get::<_, String>(0),
-                (r.get::<_, u32>(1), r.get::<_, String>(2)),
-            )
-        })
-        .collect();
     let mut columns = Vec::new();
     let mut names = Vec::new();
     for (idx, field) in schema.fields().iter().enumerate() {
@@ -1264,19 +1252,45 @@ async fn plan_copy(
             );
             continue;
         }
-        let (elem_oid, elem_name) = elems.get(&col.name).cloned().unwrap_or((0, String::new()));
-        let (cast_to, encoder) = encoder_for(col, elem_oid, &elem_name)
+        let (cast_to, encoder) = encoder_for(col, col.elem_oid, &col.elem_typname)
             .with_context(|| format!("cannot load into {qualified_table}"))?;
         names.push(crate::sql::ident(&col.name));
         columns.push((idx, cast_to, encoder, col.name.clone()));
     }
     Ok(CopyPlan {
+        table: qualified_table.to_string(),
         statement: format!(
             "COPY {qualified_table} ({}) FROM STDIN (FORMAT binary)",
             names.join(", ")
         ),
         columns,
     })
+}
+
+/// A planned COPY whose statement the server has prepared.
+pub struct PreparedCopy {
+    plan: CopyPlan,
+    statement: tokio_postgres::Statement,
+}
+
+/// Prepare the statements of `plans`, all in one round trip (pipelined). Inside a transaction
+/// the statements are named ones that [`crate::pg::Tx`] closes before it ends.
+pub async fn prepare_copies(
+    client: &impl tokio_postgres::GenericClient,
+    plans: Vec<CopyPlan>,
+) -> Result<Vec<PreparedCopy>> {
+    let statements = crate::pg::pipelined(plans.iter().map(|plan| async move {
+        client
+            .prepare(&plan.statement)
+            .await
+            .with_context(|| format!("cannot start COPY into {}", plan.table))
+    }))
+    .await?;
+    Ok(plans
+        .into_iter()
+        .zip(statements)
+        .map(|(plan, statement)| PreparedCopy { plan, statement })
+        .collect())
 }
 
 /// COPY record batches into `qualified_table` (binary format), mapping Arrow columns to table
@@ -1292,9 +1306,23 @@ where
     C: CopyTarget,
     I: IntoIterator<Item = Result<RecordBatch>>,
 {
-    let plan = plan_copy(client, qualified_table, schema).await?;
+    let table_cols = table_columns(client, qualified_table).await?;
+    let plan = plan_copy(qualified_table, schema, &table_cols)?;
+    let prepared = prepare_copies(client, vec![plan]).await?;
+    copy_prepared(client, &prepared[0], batches).await
+}
+
+/// Run a prepared COPY ([`prepare_copies`]) of `batches`: two round trips, its start and its
+/// end. Returns the number of rows written.
+pub async fn copy_prepared<C, I>(client: &C, copy: &PreparedCopy, batches: I) -> Result<u64>
+where
+    C: CopyTarget,
+    I: IntoIterator<Item = Result<RecordBatch>>,
+{
+    let PreparedCopy { plan, statement } = copy;
+    let qualified_table = plan.table.as_str();
     let sink = client
-        .copy_in_sink(&plan.statement)
+        .copy_in_sink(statement)
         .await
         .with_context(|| format!("cannot start COPY into {qualified_table}"))?;
     pin_mut!(sink);

@@ -17,6 +17,7 @@ use crate::fingerprint::{self, Coverage};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
 /// One table's fingerprint over the columns the load decides.
@@ -134,10 +135,12 @@ pub async fn capture(
 
 /// Record `state` in the run's log row, inside the load's transaction (it commits with it).
 pub async fn record(tx: &Transaction<'_>, run_id: &str, state: &State) -> Result<()> {
-    tx.execute(
+    crate::pg::execute(
+        tx,
         "UPDATE cleanmig.population_operation_log SET applied_state = $2::text::jsonb \
          WHERE run_id = $1 AND operation = 'load'",
         &[&run_id, &serde_json::to_string(state)?],
+        &[Type::TEXT, Type::TEXT],
     )
     .await
     .context("cannot record the load's resulting state in population_operation_log")?;

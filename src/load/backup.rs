@@ -39,12 +39,25 @@ pub async fn create(tx: &Transaction<'_>, backup_schema: &str, catalog: &Catalog
             q = table.qualified()
         ));
     }
-    tx.batch_execute(&sql).await.with_context(|| {
-        format!("cannot back up the destination tables into schema {backup_schema}")
-    })?;
-    tx.execute(
-        &format!("INSERT INTO {schema}.catalog (catalog) VALUES ($1)"),
-        &[&serde_json::to_string(catalog)?],
+    let insert = format!("INSERT INTO {schema}.catalog (catalog) VALUES ($1)");
+    let catalog = serde_json::to_string(catalog)?;
+    // The catalogue's row sent with the tables (pipelined; it runs after them).
+    crate::pg::pipelined2(
+        async {
+            tx.batch_execute(&sql).await.with_context(|| {
+                format!("cannot back up the destination tables into schema {backup_schema}")
+            })
+        },
+        async {
+            crate::pg::execute(
+                tx,
+                &insert,
+                &[&catalog],
+                &[tokio_postgres::types::Type::TEXT],
+            )
+            .await
+            .with_context(|| format!("cannot record the catalogue in schema {backup_schema}"))
+        },
     )
     .await?;
     Ok(())
@@ -103,18 +116,23 @@ pub async fn record_writes(
     }
     // Sent at once (pipelined); the server runs them in order, and after a failure the next
     // ones fail too: the first error is the one returned.
-    crate::pg::pipelined(
-        tables
-            .iter()
-            .zip(&statements)
-            .map(|(table, sql)| async move {
-                tx.batch_execute(sql).await.with_context(|| {
-                    format!("cannot record what the run wrote to {}", table.display())
-                })
-            }),
-    )
-    .await?;
-    make_private(tx, backup_schema).await
+    let ((), ()) =
+        crate::pg::pipelined2(
+            async {
+                crate::pg::pipelined(tables.iter().zip(&statements).map(
+                    |(table, sql)| async move {
+                        tx.batch_execute(sql).await.with_context(|| {
+                            format!("cannot record what the run wrote to {}", table.display())
+                        })
+                    },
+                ))
+                .await
+                .map(drop)
+            },
+            make_private(tx, backup_schema),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Rows this transaction inserted, updated and deleted in a table, by any statement or trigger

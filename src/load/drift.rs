@@ -67,9 +67,6 @@ pub async fn check_destinations(
     catalog: &Catalog,
     staged: &BTreeMap<String, Staged>,
 ) -> Result<()> {
-    tx.batch_execute(include_str!("sql/drift_keys_function.sql"))
-        .await
-        .context("cannot create the drift helper function")?;
     let destinations: Vec<(&TableEntry, Vec<String>)> = extract
         .tables
         .values()
@@ -85,12 +82,20 @@ pub async fn check_destinations(
         })
         .collect();
     let fingerprints = fingerprint::compute_all(tx, &wanted).await?;
+    // The helper function is made for the first table whose keys differ, if any.
+    let mut helper = false;
     for (n, ((entry, keys), now)) in destinations.iter().zip(fingerprints).enumerate() {
         let same_keys_as_extracted = entry.fingerprint.coverage == Coverage::Keys
             && entry.key_columns == *keys
             && now == entry.fingerprint;
         if same_keys_as_extracted {
             continue;
+        }
+        if !helper {
+            tx.batch_execute(include_str!("sql/drift_keys_function.sql"))
+                .await
+                .context("cannot create the drift helper function")?;
+            helper = true;
         }
         let extracted = format!("cm_extracted_keys_{n}");
         load_extracted_keys(tx, files, extract, entry, keys, &extracted).await?;
@@ -116,9 +121,11 @@ pub async fn check_destinations(
     }
     // Temporary objects live as long as the server connection, which a transaction pooler
     // hands to other clients after this transaction: leave nothing behind.
-    tx.batch_execute("DROP FUNCTION pg_temp.cleanmig_keys(regclass, text[])")
-        .await
-        .context("cannot drop the drift helper function")?;
+    if helper {
+        tx.batch_execute("DROP FUNCTION pg_temp.cleanmig_keys(regclass, text[])")
+            .await
+            .context("cannot drop the drift helper function")?;
+    }
     Ok(())
 }
 
@@ -162,89 +169,178 @@ async fn overwrites_anything(
     Ok(row.get(0))
 }
 
-/// Whether every live row the load would overwrite or delete still has the hash the extract
-/// recorded for it ([`crate::artifacts::RowHashes`]), over columns that include every column
-/// the load writes. Copies back keys and hashes only. `false` when the extract has no row
-/// hashes for the table, or they cannot answer (a hashed column is gone): the caller then
-/// compares values in full, which also tells a value the app changed from one that already
-/// equals the staged one.
-async fn hashes_unchanged(
-    tx: &Transaction<'_>,
-    files: &ApprovedFiles<'_>,
-    extract: &Manifest,
-    r: &super::reconcile::Reconcile,
-    table: &crate::catalog::Table,
-    extracted: &crate::artifacts::ArtifactEntry,
-) -> Result<bool> {
+/// A table whose live rows the load overwrites or deletes, for the value-drift check.
+struct Overwritten<'a> {
+    r: &'a super::reconcile::Reconcile,
+    table: &'a crate::catalog::Table,
+    /// The table's extracted artifact.
+    extracted: &'a crate::artifacts::ArtifactEntry,
+    /// The table's live columns (`None`: no such table).
+    live: Option<Vec<crate::pg_arrow::PgColumn>>,
+}
+
+/// What a table's row hashes are compared with: the extract's row-hash artifact and the live
+/// columns it hashed.
+struct HashCheck<'a> {
+    artifact: &'a crate::artifacts::ArtifactEntry,
+    hashed: Vec<crate::pg_arrow::PgColumn>,
+    temp: String,
+}
+
+/// Whether the extract's row hashes can answer for `t` ([`hashes_unchanged`]), and with what.
+fn hash_check<'a>(extract: &'a Manifest, t: &Overwritten<'_>) -> Result<Option<HashCheck<'a>>> {
     let Some(hashes) = extract
         .tables
-        .get(&table.qualified())
-        .and_then(|t| t.row_hashes.as_ref())
+        .get(&t.table.qualified())
+        .and_then(|e| e.row_hashes.as_ref())
     else {
-        return Ok(false);
+        return Ok(None);
     };
-    let was_extracted = |c: &String| extracted.schema.iter().any(|e| &e.name == c);
-    let covered = r
-        .update_columns
-        .iter()
-        .filter(|c| was_extracted(c))
-        .all(|c| hashes.columns.contains(c));
-    let live = crate::pg_arrow::table_columns(tx, &table.qualified()).await?;
+    let was_extracted = |c: &String| t.extracted.schema.iter().any(|e| &e.name == c);
+    let covered =
+        t.r.update_columns
+            .iter()
+            .filter(|c| was_extracted(c))
+            .all(|c| hashes.columns.contains(c));
+    let live = t.live.as_deref().unwrap_or_default();
     let hashed: Option<Vec<_>> = hashes
         .columns
         .iter()
         .map(|c| live.iter().find(|l| &l.name == c).cloned())
         .collect();
-    let (Some(hashed), true, true) = (hashed, covered, hashes.key == table.key) else {
-        return Ok(false);
+    let (Some(hashed), true, true) = (hashed, covered, hashes.key == t.table.key) else {
+        return Ok(None);
     };
     let artifact = extract
         .artifacts
         .get(&hashes.artifact)
         .with_context(|| format!("the extract has no {}", hashes.artifact))?;
-    let path = files.copy(&format!("{EXTRACT_DIR}/{}", artifact.file))?;
-    let key = ident(&table.key);
-    let temp = ident(&format!("cm_extracted_hashes_{}", table.extract_artifact()));
+    Ok(Some(HashCheck {
+        artifact,
+        hashed,
+        temp: ident(&format!(
+            "cm_extracted_hashes_{}",
+            t.table.extract_artifact()
+        )),
+    }))
+}
+
+/// For each table, whether every live row the load would overwrite or delete still has the
+/// hash the extract recorded for it ([`crate::artifacts::RowHashes`]), over columns that
+/// include every column the load writes. Copies back keys and hashes only, for every table in
+/// a few round trips (pipelined): the tables for the hashes; the COPYs prepared; each COPY; the
+/// comparisons. `false` when the extract has no row hashes for the
+/// table, or they cannot answer (a hashed column is gone): the caller then compares values in
+/// full, which also tells a value the app changed from one that already equals the staged one.
+async fn hashes_unchanged(
+    tx: &Transaction<'_>,
+    files: &ApprovedFiles<'_>,
+    extract: &Manifest,
+    tables: &[Overwritten<'_>],
+) -> Result<Vec<bool>> {
+    let checks: Vec<Option<HashCheck>> = tables
+        .iter()
+        .map(|t| hash_check(extract, t))
+        .collect::<Result<_>>()?;
+    let checked: Vec<(&Overwritten, &HashCheck)> = tables
+        .iter()
+        .zip(&checks)
+        .filter_map(|(t, c)| c.as_ref().map(|c| (t, c)))
+        .collect();
     let hash = ident(ROW_HASH_COLUMN);
-    tx.batch_execute(&format!(
-        "CREATE TEMP TABLE {temp} ON COMMIT DROP AS \
-           SELECT {key}, 0::int8 AS {hash} FROM {live} WITH NO DATA",
-        live = table.qualified()
-    ))
-    .await
-    .with_context(|| {
-        format!(
-            "cannot create a table for the row hashes of {}",
-            table.display()
-        )
-    })?;
-    let columns = [table.key.clone(), ROW_HASH_COLUMN.to_string()];
-    super::stage::copy_columns(tx, &path, &columns, &temp).await?;
-    let analyze = format!("ANALYZE {temp} ({key})");
-    // Rows whose hash differs first, by a hash join over every row (a differing hash is rare),
-    // then whether any of them is one the load overwrites or deletes. Asked as EXISTS over the
-    // join, the planner picks a nested loop that probes the index once per row.
-    let sql = format!(
-        "WITH changed AS MATERIALIZED ( \
-           SELECT t.{key} AS key FROM {live} t JOIN {temp} h ON h.{key} = t.{key} \
-           WHERE {row_hash} IS DISTINCT FROM h.{hash}) \
-         SELECT count(*) FROM changed c \
-         WHERE c.key IN (SELECT s.{key} FROM {staged} s UNION ALL SELECT d.key FROM {deletes} d)",
-        live = table.qualified(),
-        staged = ident(&table.temp()),
-        deletes = ident(&table.delete_set()),
-        row_hash = fingerprint::row_hash(&hashed),
-    );
-    // Sent with the ANALYZE (pipelined; it runs after it).
-    let ((), changed) =
-        crate::pg::pipelined2(async { Ok(tx.batch_execute(&analyze).await?) }, async {
-            crate::pg::query_one(tx, &sql, &[], &[])
-                .await
-                .with_context(|| format!("cannot compare the row hashes of {}", table.display()))
+    let creates: Vec<String> = checked
+        .iter()
+        .map(|(t, c)| {
+            format!(
+                "CREATE TEMP TABLE {temp} ON COMMIT DROP AS \
+                   SELECT {key}, 0::int8 AS {hash} FROM {live} WITH NO DATA",
+                temp = c.temp,
+                key = ident(&t.table.key),
+                live = t.table.qualified()
+            )
         })
-        .await?;
-    let changed: i64 = changed.get(0);
-    Ok(changed == 0)
+        .collect();
+    let temps: Vec<String> = checked.iter().map(|(_, c)| c.temp.clone()).collect();
+    let mut opened = Vec::new();
+    for (t, c) in &checked {
+        let path = files.copy(&format!("{EXTRACT_DIR}/{}", c.artifact.file))?;
+        let columns = [t.table.key.clone(), ROW_HASH_COLUMN.to_string()];
+        let (schema, batches) = super::stage::read_parquet(&path, Some(&columns))?;
+        opened.push((path, schema, batches));
+    }
+    if checked.is_empty() {
+        return Ok(vec![false; tables.len()]);
+    }
+    let ((), found) = crate::pg::pipelined2(
+        async {
+            tx.batch_execute(&creates.join("; "))
+                .await
+                .context("cannot create the tables for the extracted row hashes")
+        },
+        crate::pg_arrow::tables_columns(tx, &temps),
+    )
+    .await?;
+    let mut plans = Vec::new();
+    for ((temp, (path, schema, _)), columns) in temps.iter().zip(&opened).zip(found) {
+        let columns = columns.with_context(|| format!("temporary table {temp} is missing"))?;
+        plans.push(
+            crate::pg_arrow::plan_copy(temp, schema, &columns)
+                .with_context(|| format!("cannot load {}", path.display()))?,
+        );
+    }
+    let copies = crate::pg_arrow::prepare_copies(tx, plans).await?;
+    for (copy, (path, _, batches)) in copies.iter().zip(opened) {
+        crate::pg_arrow::copy_prepared(tx, copy, batches)
+            .await
+            .with_context(|| format!("cannot load {}", path.display()))?;
+    }
+    // Per table, rows whose hash differs first, by a hash join over every row (a differing
+    // hash is rare), then whether any of them is one the load overwrites or deletes. Asked as
+    // EXISTS over the join, the planner picks a nested loop that probes the index once per row.
+    let compares: Vec<(String, String)> = checked
+        .iter()
+        .map(|(t, c)| {
+            let key = ident(&t.table.key);
+            let analyze = format!("ANALYZE {temp} ({key})", temp = c.temp);
+            let sql = format!(
+                "WITH changed AS MATERIALIZED ( \
+                   SELECT t.{key} AS key FROM {live} t JOIN {temp} h ON h.{key} = t.{key} \
+                   WHERE {row_hash} IS DISTINCT FROM h.{hash}) \
+                 SELECT count(*) FROM changed c \
+                 WHERE c.key IN (SELECT s.{key} FROM {staged} s UNION ALL SELECT d.key FROM {deletes} d)",
+                live = t.table.qualified(),
+                temp = c.temp,
+                staged = ident(&t.table.temp()),
+                deletes = ident(&t.table.delete_set()),
+                row_hash = fingerprint::row_hash(&c.hashed),
+            );
+            (analyze, sql)
+        })
+        .collect();
+    // Every table's ANALYZE and comparison sent at once (pipelined; each runs after its ANALYZE).
+    let changed = crate::pg::pipelined(checked.iter().zip(&compares).map(
+        |((t, _), (analyze, sql))| async move {
+            let ((), changed) =
+                crate::pg::pipelined2(async { Ok(tx.batch_execute(analyze).await?) }, async {
+                    crate::pg::query_one(tx, sql, &[], &[])
+                        .await
+                        .with_context(|| {
+                            format!("cannot compare the row hashes of {}", t.table.display())
+                        })
+                })
+                .await?;
+            Ok::<_, anyhow::Error>(changed.get::<_, i64>(0))
+        },
+    ))
+    .await?;
+    let mut changed = changed.into_iter();
+    Ok(checks
+        .iter()
+        .map(|c| match c {
+            Some(_) => changed.next() == Some(0),
+            None => false,
+        })
+        .collect())
 }
 
 fn key_columns(entry: &TableEntry) -> Vec<String> {
@@ -352,16 +448,25 @@ pub async fn check_values(
     report: &Path,
 ) -> Result<()> {
     let mut found = Changes::default();
-    // The first shortcut for every table at once (pipelined; read-only queries).
-    let overwrites = crate::pg::pipelined(
-        reconcilers
-            .iter()
-            .zip(catalog.reconciled())
-            .map(|((_, r), table)| overwrites_anything(tx, r, table)),
+    // The first shortcut for every table at once, with the tables' columns the second one
+    // needs (pipelined; read-only queries).
+    let names: Vec<String> = catalog.reconciled().map(|t| t.qualified()).collect();
+    let (overwrites, live) = crate::pg::pipelined2(
+        crate::pg::pipelined(
+            reconcilers
+                .iter()
+                .zip(catalog.reconciled())
+                .map(|((_, r), table)| overwrites_anything(tx, r, table)),
+        ),
+        crate::pg_arrow::tables_columns(tx, &names),
     )
     .await?;
-    for (((_, r), table), overwrites) in
-        reconcilers.iter().zip(catalog.reconciled()).zip(overwrites)
+    let mut overwritten = Vec::new();
+    for ((((_, r), table), overwrites), live) in reconcilers
+        .iter()
+        .zip(catalog.reconciled())
+        .zip(overwrites)
+        .zip(live)
     {
         if !overwrites {
             tracing::debug!(
@@ -370,11 +475,21 @@ pub async fn check_values(
             );
             continue;
         }
-        let artifact = extract
+        let extracted = extract
             .artifacts
             .get(&table.extract_artifact())
             .with_context(|| format!("the extract has no {}", table.display()))?;
-        if hashes_unchanged(tx, files, extract, r, table, artifact).await? {
+        overwritten.push(Overwritten {
+            r,
+            table,
+            extracted,
+            live,
+        });
+    }
+    let unchanged = hashes_unchanged(tx, files, extract, &overwritten).await?;
+    for (t, unchanged) in overwritten.iter().zip(unchanged) {
+        let (r, table, artifact) = (t.r, t.table, t.extracted);
+        if unchanged {
             tracing::debug!(
                 "{}: every row the load overwrites or deletes hashes as at extraction: no value to compare",
                 table.display()

@@ -37,21 +37,25 @@ pub fn new_run_id() -> String {
 /// a second a statement, more than it saved (README, "Benchmark").
 pub async fn begin<'a>(client: &'a mut Client, timeouts: Timeouts) -> Result<Tx<'a>> {
     let tx = Tx::new(client.transaction().await?);
-    tx.batch_execute(&format!(
+    let settings = format!(
         "SET LOCAL lock_timeout = '{}ms'; \
          SET LOCAL statement_timeout = '{}ms'; \
          SET LOCAL idle_in_transaction_session_timeout = '{}ms'; \
          SET LOCAL jit = off",
         timeouts.lock_ms, timeouts.statement_ms, timeouts.statement_ms
-    ))
-    .await?;
-    let locked: bool = tx
-        .query_one(
+    );
+    // The settings and the lock asked at once (pipelined); the server takes the lock after.
+    let ((), lock) = crate::pg::pipelined2(
+        tx.batch_execute(&settings),
+        crate::pg::query_one(
+            &*tx,
             "SELECT pg_try_advisory_xact_lock($1)",
             &[&ADVISORY_LOCK_KEY],
-        )
-        .await?
-        .get(0);
+            &[tokio_postgres::types::Type::INT8],
+        ),
+    )
+    .await?;
+    let locked: bool = lock.get(0);
     if !locked {
         let holder = lock_holder(&tx).await;
         bail!("another cleanmig load or rollback is running on this database{holder}; this run is refused rather than queued. Wait for it to finish (`cleanmig status`) and run again");

@@ -36,6 +36,7 @@ use reconcile::UpdateMode;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Transaction};
 
 pub use guard::{Timeouts, ADVISORY_LOCK_KEY};
@@ -328,8 +329,12 @@ async fn load<'c>(
     drift::check_destinations(&tx, &files, &inputs.extract, catalog, &staged).await?;
     steps.done("destination tables gained or lost no rows since extraction");
 
-    auth::remember_existing(&tx).await?;
-    let plan = plan_deletes(&tx, catalog, opts.dependents, &staged).await?;
+    // The existing logins remembered and the delete sets computed, sent together (pipelined).
+    let ((), plan) = crate::pg::pipelined2(
+        auth::remember_existing(&tx),
+        plan_deletes(&tx, catalog, opts.dependents, &staged),
+    )
+    .await?;
     let reconcilers = apply::reconcilers(&tx, catalog, &plan.clean, UpdateMode::Load).await?;
     steps.done("rows to delete found");
     let report_path = opts
@@ -364,7 +369,7 @@ async fn load<'c>(
     };
     let (auth_users_created, auth_identities_created) =
         auth::create(&tx, catalog, &staged, &backup).await?;
-    let adopt = adopt_new_rows(&tx, catalog, &plan.clean, &backup).await?;
+    let adopt = adopt_new_rows(catalog, &reconcilers, &backup);
     steps.done("auth users created");
     let (internal, clean) = (&plan.internal, &plan.clean);
     let keys = apply::DeleteKeys {
@@ -429,21 +434,29 @@ async fn finish_unchanged<'c>(
 
 /// Add the catalogue's columns that a table lacks (idempotent; the plan's schema alignment).
 async fn align_columns(tx: &Transaction<'_>, catalog: &Catalog) -> Result<()> {
-    for table in catalog
+    let tables: Vec<_> = catalog
         .tables
         .iter()
         .filter(|t| !t.added_columns.is_empty())
-    {
-        let names: Vec<String> = table.added_columns.iter().map(|c| c.name.clone()).collect();
-        let present: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM pg_attribute WHERE attrelid = $1::text::regclass \
-                 AND NOT attisdropped AND attname = ANY ($2::text[])",
-                &[&table.qualified(), &names],
-            )
-            .await?
-            .get(0);
-        if present == names.len() as i64 {
+        .map(|t| {
+            let names: Vec<String> = t.added_columns.iter().map(|c| c.name.clone()).collect();
+            (t, t.qualified(), names)
+        })
+        .collect();
+    // Every table asked at once (pipelined).
+    let present = crate::pg::pipelined(tables.iter().map(|(_, qualified, names)| async move {
+        crate::pg::query_one(
+            tx,
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = $1::text::regclass \
+             AND NOT attisdropped AND attname = ANY ($2::text[])",
+            &[qualified, names],
+            &[Type::TEXT, Type::TEXT_ARRAY],
+        )
+        .await
+    }))
+    .await?;
+    for ((table, _, names), present) in tables.iter().zip(present) {
+        if present.get::<_, i64>(0) == names.len() as i64 {
             continue;
         }
         let adds: Vec<String> = table
@@ -474,26 +487,24 @@ async fn align_columns(tx: &Transaction<'_>, catalog: &Catalog) -> Result<()> {
 }
 
 /// Reconcilers that give rows created during the run (by triggers) every staged column.
-async fn adopt_new_rows(
-    tx: &Transaction<'_>,
+fn adopt_new_rows(
     catalog: &Catalog,
-    clean: &BTreeMap<String, CleanRows>,
+    reconcilers: &[(String, reconcile::Reconcile)],
     backup: &str,
-) -> Result<Vec<apply::Adopt>> {
-    let full = apply::reconcilers(tx, catalog, clean, UpdateMode::Restore).await?;
-    Ok(full
-        .into_iter()
+) -> Vec<apply::Adopt> {
+    reconcilers
+        .iter()
         .zip(catalog.reconciled())
         .map(|((name, r), table)| apply::Adopt {
-            table: name,
-            full: r,
+            table: name.clone(),
+            full: r.restoring(),
             before: format!(
                 "{}.{}",
                 crate::sql::ident(backup),
                 crate::sql::ident(&table.backup_table())
             ),
         })
-        .collect())
+        .collect()
 }
 
 /// What the load deletes, who references it, and the clean rows of every reconciled table.
@@ -519,15 +530,18 @@ async fn plan_deletes(
         .reconciled()
         .map(|table| (table, crate::sql::ident(&table.temp())))
         .collect();
+    // The delete sets and the foreign keys into them asked at once (pipelined).
+    let (sizes, referencing) = crate::pg::pipelined2(
+        deletes::compute_all(tx, &sources),
+        deletes::referencing(tx, &catalog.reconciled_names()),
+    )
+    .await?;
     let unmatched: BTreeMap<String, u64> = sources
         .iter()
         .map(|(table, _)| table.name.clone())
-        .zip(deletes::compute_all(tx, &sources).await?)
+        .zip(sizes)
         .collect();
-    let (internal, external) = deletes::split_internal(
-        deletes::referencing(tx, &catalog.reconciled_names()).await?,
-        catalog,
-    );
+    let (internal, external) = deletes::split_internal(referencing, catalog);
     let mut found = dependents::find(tx, catalog, &external).await?;
     match policy {
         DependentsPolicy::Refuse if !found.is_empty() => {

@@ -143,6 +143,25 @@ impl Reconcile {
         })
     }
 
+    /// The same reconcile in [`UpdateMode::Restore`]: every inserted column but the key
+    /// compared and written, `updated_at` as the clean rows have it. No catalogue lookup.
+    pub fn restoring(&self) -> Self {
+        Self {
+            target: self.target.clone(),
+            key: self.key.clone(),
+            source: self.source.clone(),
+            insert_columns: self.insert_columns.clone(),
+            update_columns: self
+                .insert_columns
+                .iter()
+                .filter(|c| **c != self.key)
+                .cloned()
+                .collect(),
+            insert_order: self.insert_order.clone(),
+            touch_updated_at: false,
+        }
+    }
+
     fn differs(&self) -> String {
         if self.update_columns.is_empty() {
             return "false".into();

@@ -48,30 +48,63 @@ pub async fn copy_all(
         .iter()
         .map(|t| create_temp_sql(&t.qualified(), &t.temp()))
         .collect();
-    tx.batch_execute(&creates.join("; "))
-        .await
-        .context("cannot create the temporary tables for the staged rows")?;
+    // The artifacts that exist, opened (each a private copy checked against the approval).
+    let mut opened = Vec::new();
+    for table in &tables {
+        if let Some(e) = stage.artifacts.get(table.stage_artifact()) {
+            let path = files.copy(&format!("{STAGE_DIR}/{}", e.file))?;
+            let (schema, batches) = read_parquet(&path, None)?;
+            opened.push((table.temp(), path, schema, batches));
+        }
+    }
+    // The tables created and their columns read, then every COPY prepared: two round trips.
+    let temps: Vec<String> = opened.iter().map(|(t, ..)| quote_ident(t)).collect();
+    let ((), found) = crate::pg::pipelined2(
+        async {
+            tx.batch_execute(&creates.join("; "))
+                .await
+                .context("cannot create the temporary tables for the staged rows")
+        },
+        pg_arrow::tables_columns(tx, &temps),
+    )
+    .await?;
+    let mut plans = Vec::new();
+    for ((temp, path, schema, _), columns) in opened.iter().zip(found) {
+        let columns = columns.with_context(|| format!("temporary table {temp} is missing"))?;
+        plans.push(
+            pg_arrow::plan_copy(&quote_ident(temp), schema, &columns)
+                .with_context(|| format!("cannot load {}", path.display()))?,
+        );
+    }
+    let mut copies = pg_arrow::prepare_copies(tx, plans).await?.into_iter();
+    let mut opened = opened.into_iter();
     let mut staged = BTreeMap::new();
     let mut analyze = Vec::new();
     for table in tables {
         let artifact = table.stage_artifact();
-        let s = match stage.artifacts.get(artifact) {
-            Some(e) => {
-                let path = files.copy(&format!("{STAGE_DIR}/{}", e.file))?;
-                analyze.push(format!(
-                    "ANALYZE {} ({})",
-                    quote_ident(&table.temp()),
-                    quote_ident(&table.key)
-                ));
-                copy_into(tx, &path, &table.temp())
-                    .instrument(tracing::info_span!("stage", table = artifact))
-                    .await?
+        let s = if stage.artifacts.contains_key(artifact) {
+            let (temp, path, schema, batches) = opened.next().expect("opened in this order");
+            let copy = copies.next().expect("prepared in this order");
+            analyze.push(format!(
+                "ANALYZE {} ({})",
+                quote_ident(&temp),
+                quote_ident(&table.key)
+            ));
+            let rows = copy_batches(tx, &copy, &path, batches)
+                .instrument(tracing::info_span!("stage", table = artifact))
+                .await?;
+            let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
+            Staged {
+                temp,
+                columns,
+                rows,
             }
-            None => Staged {
+        } else {
+            Staged {
                 temp: table.temp(),
                 columns: Vec::new(),
                 rows: 0,
-            },
+            }
         };
         tracing::info!(
             "staged {artifact}: {} rows",
@@ -169,22 +202,40 @@ pub async fn copy_into_temp(
 async fn copy_into(tx: &Transaction<'_>, path: &Path, temp: &str) -> Result<Staged> {
     let (schema, batches) = read_parquet(path, None)?;
     let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let pause = pause_in_copy();
-    let batches = batches.inspect(move |_| {
-        if pause {
-            tracing::warn!("CLEANMIG_TEST_FAULT=pause-in-copy: pausing inside COPY");
-            loop {
-                std::thread::park();
-            }
-        }
-    });
-    let rows = pg_arrow::copy_in(tx, &quote_ident(temp), &schema, batches)
+    let rows = pg_arrow::copy_in(tx, &quote_ident(temp), &schema, with_pause(batches))
         .await
         .with_context(|| format!("cannot load {}", path.display()))?;
     Ok(Staged {
         temp: temp.to_string(),
         columns,
         rows,
+    })
+}
+
+/// Run a prepared COPY of the batches read from `path`.
+async fn copy_batches(
+    tx: &Transaction<'_>,
+    copy: &pg_arrow::PreparedCopy,
+    path: &Path,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+) -> Result<u64> {
+    pg_arrow::copy_prepared(tx, copy, with_pause(batches))
+        .await
+        .with_context(|| format!("cannot load {}", path.display()))
+}
+
+/// The batches, paused in the first for the crash test ([`pause_in_copy`]).
+fn with_pause(
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+) -> impl Iterator<Item = Result<RecordBatch>> {
+    let pause = pause_in_copy();
+    batches.inspect(move |_| {
+        if pause {
+            tracing::warn!("CLEANMIG_TEST_FAULT=pause-in-copy: pausing inside COPY");
+            loop {
+                std::thread::park();
+            }
+        }
     })
 }
 

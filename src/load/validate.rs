@@ -20,19 +20,21 @@ pub async fn run(
     counts: &ApplyCounts,
     reconcilers: &[(String, Reconcile)],
 ) -> Result<Value> {
-    // Every count asked at once: tokio-postgres pipelines them on the one connection.
-    let (mut checks, mismatches) = crate::pg::pipelined2(
-        row_counts(tx, catalog, counts),
-        crate::pg::pipelined(reconcilers.iter().map(|(_, r)| r.mismatches(tx))),
-    )
-    .await?;
-    for ((table, _), failing) in reconcilers.iter().zip(mismatches) {
-        checks.push((
-            format!("every staged {table} row is loaded as approved"),
-            failing,
-        ));
-    }
-    finish(tx, checks, sql, Value::Null).await
+    let own = async {
+        let (mut checks, mismatches) = crate::pg::pipelined2(
+            row_counts(tx, catalog, counts),
+            crate::pg::pipelined(reconcilers.iter().map(|(_, r)| r.mismatches(tx))),
+        )
+        .await?;
+        for ((table, _), failing) in reconcilers.iter().zip(mismatches) {
+            checks.push((
+                format!("every staged {table} row is loaded as approved"),
+                failing,
+            ));
+        }
+        Ok(checks)
+    };
+    finish(tx, own, sql, Value::Null).await
 }
 
 /// The pack for a load that found the tables as `since_run` left them ([`super::applied`]):
@@ -45,8 +47,7 @@ pub async fn run_unchanged(
     counts: &ApplyCounts,
     since_run: &str,
 ) -> Result<Value> {
-    let checks = row_counts(tx, catalog, counts).await?;
-    finish(tx, checks, sql, json!(since_run)).await
+    finish(tx, row_counts(tx, catalog, counts), sql, json!(since_run)).await
 }
 
 async fn row_counts(
@@ -79,18 +80,25 @@ async fn row_counts(
         .collect())
 }
 
+/// `own`: the tool's own checks. They, the pipeline's checks and figures and the auth checks
+/// are sent at once (pipelined) and run in that order; the first to fail is the error.
 async fn finish(
     tx: &Transaction<'_>,
-    mut checks: Vec<(String, i64)>,
+    own: impl std::future::Future<Output = Result<Vec<(String, i64)>>>,
     sql: &LoadValidation,
     rows_in_place_checked_by: Value,
 ) -> Result<Value> {
-    let (pipeline_checks, figures) = read_only(tx, pipeline_sql(tx, sql)).await?;
+    let ((mut checks, (pipeline_checks, figures)), auth) = crate::pg::pipelined2(
+        crate::pg::pipelined2(own, read_only(tx, pipeline_sql(tx, sql))),
+        async {
+            crate::pg::query(tx, include_str!("sql/auth_checks.sql"), &[], &[])
+                .await
+                .context("the auth checks of the validation pack failed to run")
+        },
+    )
+    .await?;
     checks.extend(pipeline_checks);
-    for row in crate::pg::query(tx, include_str!("sql/auth_checks.sql"), &[], &[])
-        .await
-        .context("the auth checks of the validation pack failed to run")?
-    {
+    for row in auth {
         checks.push((row.get(0), row.get(1)));
     }
     let failed: Vec<String> = checks
@@ -156,14 +164,27 @@ async fn pipeline_sql(
 /// Run `work` with the transaction read-only, in a savepoint rolled back afterwards: the
 /// pipeline's SQL may read the tables the run wrote, and a statement of it that would write
 /// fails instead. The run's own writes stay; its read-write mode comes back with the rollback.
+/// The three go out at once (pipelined), so `work` must send all its statements when first
+/// polled (as [`crate::pg::pipelined`] does); the rollback runs whether `work` failed or not.
 async fn read_only<T>(
     tx: &Transaction<'_>,
     work: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
-    tx.batch_execute("SAVEPOINT cm_read_only; SET LOCAL transaction_read_only = on")
-        .await?;
-    let result = work.await;
-    tx.batch_execute("ROLLBACK TO SAVEPOINT cm_read_only; RELEASE SAVEPOINT cm_read_only")
-        .await?;
-    result
+    let (((), result), ()) = crate::pg::pipelined2(
+        crate::pg::pipelined2(
+            async {
+                tx.batch_execute("SAVEPOINT cm_read_only; SET LOCAL transaction_read_only = on")
+                    .await
+                    .context("cannot make the validation read-only")
+            },
+            work,
+        ),
+        async {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT cm_read_only; RELEASE SAVEPOINT cm_read_only")
+                .await
+                .context("cannot leave the validation's read-only savepoint")
+        },
+    )
+    .await?;
+    Ok(result)
 }

@@ -97,6 +97,35 @@ async fn values_the_app_changed_after_extraction_refuse_the_load_and_are_listed(
 }
 
 #[tokio::test]
+async fn a_value_changed_in_the_last_table_alone_is_found_there() {
+    // Guards the row-hash shortcut, asked for every table at once: each table's answer is its
+    // own, so that the tables before it, unchanged, do not hide the one that changed.
+    let fx = fixture("live_value_drift_last").await;
+    fx.approve();
+    fx.client
+        .batch_execute(&format!(
+            "UPDATE public.enrollments SET status = 'cancelled' WHERE id = '{EN_ALICE}'"
+        ))
+        .await
+        .unwrap();
+    let before = fx.checksums(None).await;
+    let (ok, result, stderr) = fx.load(&["--apply"]);
+    assert!(!ok, "{stderr}");
+    assert_eq!(result["status"], "failed");
+    assert!(
+        stderr.contains(&format!(
+            "public.enrollments {EN_ALICE}: status 'active' -> now 'cancelled'"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("public.transactions ") && !stderr.contains("public.unified_profiles "),
+        "only the enrollment changed: {stderr}"
+    );
+    assert_eq!(fx.checksums(None).await, before);
+}
+
+#[tokio::test]
 async fn changes_to_app_owned_columns_after_extraction_load_and_are_kept() {
     // Guards: progress and tiers the app keeps writing do not block the launch and survive it.
     let fx = fixture("live_app_owned").await;
