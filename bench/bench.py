@@ -96,14 +96,27 @@ def run(cmd, env=None, check=True, capture=True):
 class DelayLink:
     """A TCP proxy to the database that holds every chunk it forwards for `one_way_ms` in each
     direction: a link whose round trips take 2 × one_way_ms, as to a hosted database. Each wait
-    of the client for an answer costs one round trip on it; bytes are not slowed."""
+    of the client for an answer costs one round trip on it; bytes are not slowed.
+
+    It also counts the client's turns: the times it sends after the server has answered. With
+    the delay, a request sent together with others (pipelined) is all through before any
+    answer is back, so each turn is one wait for an answer (a statement closed in passing, or
+    the goodbye, counts too)."""
 
     def __init__(self, upstream_port, one_way_ms):
         self.upstream, self.delay = int(upstream_port), one_way_ms / 1000.0
         self.loop = asyncio.new_event_loop()
         self.port = None
+        self.turns = 0
 
-    async def _pump(self, reader, writer):
+    def take_turns(self):
+        """The client turns counted since the last call."""
+        turns, self.turns = self.turns, 0
+        return turns
+
+    async def _pump(self, reader, writer, side=None):
+        """Forward reader -> writer. `side` is the connection's last sender, shared by its two
+        pumps: this pump's own name and the dict."""
         queue = asyncio.Queue()
 
         async def send():
@@ -122,6 +135,11 @@ class DelayLink:
         try:
             while True:
                 data = await reader.read(1 << 16)
+                if data and side is not None:
+                    me, last = side
+                    if me == "client" and last["sender"] != "client":
+                        self.turns += 1
+                    last["sender"] = me
                 queue.put_nowait((self.loop.time() + self.delay, data))
                 if not data:
                     break
@@ -136,8 +154,10 @@ class DelayLink:
         server_writer = None
         try:
             server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-            await asyncio.gather(self._pump(client_reader, server_writer),
-                                 self._pump(server_reader, client_writer), return_exceptions=True)
+            last = {"sender": None}
+            await asyncio.gather(self._pump(client_reader, server_writer, ("client", last)),
+                                 self._pump(server_reader, client_writer, ("server", last)),
+                                 return_exceptions=True)
         except (OSError, asyncio.CancelledError):
             pass  # no server, or the link is closing
         finally:
@@ -362,6 +382,7 @@ class Bench:
             res["pipeline_note"] = "failed: " + str(e).strip().splitlines()[-1][:300]
         if res.get("pipeline") is not None and float(scale) <= 10:
             res["link_direct"], res["link"] = self.load_over_link(db)
+            res["link_turns"] = self.link_turns
         return res
 
     def load_over_link(self, db):
@@ -375,11 +396,15 @@ class Bench:
             e = self.env(run_db, pa)
             e["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{port}/{link_db}?sslmode=disable"
             return measure([self.bin, "--quiet", "load", "--apply", "--dependents", "delete"], env=e)
-        direct, linked = [], []
+        direct, linked, turns = [], [], []
         with DelayLink(self.port, LINK_RTT_MS / 2) as link:
             for _ in range(self.runs):
                 direct.append(once(self.port))
+                link.take_turns()
                 linked.append(once(link.port))
+                time.sleep(0.2)  # the client's last bytes through the link
+                turns.append(link.take_turns())
+        self.link_turns = turns
         return Stat(direct), Stat(linked)
 
     def copy_in_floor(self, loaded_db, empty_db):
@@ -502,6 +527,11 @@ def render(res):
         waits = (res["link"].median - res["link_direct"].median) / (LINK_RTT_MS / 1000.0)
         lines += ["", f"Over the link the launch-day load took {res['link'].median - res['link_direct'].median:.2f} s "
                   f"more than directly (medians): about {waits:.0f} waits for an answer of {LINK_RTT_MS} ms each."]
+        if res.get("link_turns"):
+            t = res["link_turns"]
+            counted = f"{min(t)}" if min(t) == max(t) else f"{min(t)}–{max(t)}"
+            lines[-1] += (f" The link counted {counted} turns of the client (a send after an answer), "
+                          "over its connection to the log and the load's own.")
     lines += render_steps(res) + render_pipeline_steps(res) + render_targets(res)
     return "\n".join(lines) + "\n"
 
