@@ -530,8 +530,8 @@ def render(res):
         if res.get("link_turns"):
             t = res["link_turns"]
             counted = f"{min(t)}" if min(t) == max(t) else f"{min(t)}–{max(t)}"
-            lines[-1] += (f" The link counted {counted} turns of the client (a send after an answer), "
-                          "over its connection to the log and the load's own.")
+            lines[-1] += (f" The link counted {counted} turns of the client (a send after an answer) "
+                          "on the load's two connections, its transaction's and its log's.")
     lines += render_steps(res) + render_pipeline_steps(res) + render_targets(res)
     return "\n".join(lines) + "\n"
 
