@@ -229,9 +229,9 @@ fn hash_check<'a>(extract: &'a Manifest, t: &Overwritten<'_>) -> Result<Option<H
 /// hash the extract recorded for it ([`crate::artifacts::RowHashes`]), over columns that
 /// include every column the load writes. Copies back keys and hashes only, for every table in
 /// a few round trips (pipelined): the tables for the hashes; the COPYs prepared; each COPY; the
-/// comparisons. `false` when the extract has no row hashes for the
-/// table, or they cannot answer (a hashed column is gone): the caller then compares values in
-/// full, which also tells a value the app changed from one that already equals the staged one.
+/// comparisons. `false` when the extract has no row hashes for the table, or they cannot
+/// answer (a hashed column is gone): the caller then compares values in full, which also tells
+/// a value the app changed from one that already equals the staged one.
 async fn hashes_unchanged(
     tx: &Transaction<'_>,
     files: &ApprovedFiles<'_>,
@@ -247,6 +247,9 @@ async fn hashes_unchanged(
         .zip(&checks)
         .filter_map(|(t, c)| c.as_ref().map(|c| (t, c)))
         .collect();
+    if checked.is_empty() {
+        return Ok(vec![false; tables.len()]);
+    }
     let hash = ident(ROW_HASH_COLUMN);
     let creates: Vec<String> = checked
         .iter()
@@ -267,9 +270,6 @@ async fn hashes_unchanged(
         let columns = [t.table.key.clone(), ROW_HASH_COLUMN.to_string()];
         let (schema, batches) = super::stage::read_parquet(&path, Some(&columns))?;
         opened.push((path, schema, batches));
-    }
-    if checked.is_empty() {
-        return Ok(vec![false; tables.len()]);
     }
     let ((), found) = crate::pg::pipelined2(
         async {
