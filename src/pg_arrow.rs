@@ -943,9 +943,9 @@ enum Encoder {
 }
 
 /// The Arrow type a column is cast to before encoding, and the encoder.
-fn encoder_for(col: &PgColumn, elem_oid: u32, elem_typname: &str) -> Result<(DataType, Encoder)> {
+fn encoder_for(col: &PgColumn) -> Result<(DataType, Encoder)> {
     if col.category == 'A' {
-        let (_, elem) = scalar_encoder(elem_typname).ok_or_else(|| {
+        let (_, elem) = scalar_encoder(&col.elem_typname).ok_or_else(|| {
             anyhow!(
                 "column {} has type {}, whose elements cannot be loaded",
                 col.name,
@@ -955,7 +955,7 @@ fn encoder_for(col: &PgColumn, elem_oid: u32, elem_typname: &str) -> Result<(Dat
         return Ok((
             DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
             Encoder::Array {
-                elem_oid,
+                elem_oid: col.elem_oid,
                 elem: Box::new(elem),
             },
         ));
@@ -1252,8 +1252,8 @@ pub fn plan_copy(
             );
             continue;
         }
-        let (cast_to, encoder) = encoder_for(col, col.elem_oid, &col.elem_typname)
-            .with_context(|| format!("cannot load into {qualified_table}"))?;
+        let (cast_to, encoder) =
+            encoder_for(col).with_context(|| format!("cannot load into {qualified_table}"))?;
         names.push(crate::sql::ident(&col.name));
         columns.push((idx, cast_to, encoder, col.name.clone()));
     }
