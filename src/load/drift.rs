@@ -263,37 +263,20 @@ async fn hashes_unchanged(
             )
         })
         .collect();
-    let temps: Vec<String> = checked.iter().map(|(_, c)| c.temp.clone()).collect();
-    let mut opened = Vec::new();
+    let mut uploads = Vec::new();
     for (t, c) in &checked {
         let path = files.copy(&format!("{EXTRACT_DIR}/{}", c.artifact.file))?;
         let columns = [t.table.key.clone(), ROW_HASH_COLUMN.to_string()];
         let (schema, batches) = super::stage::read_parquet(&path, Some(&columns))?;
-        opened.push((path, schema, batches));
+        uploads.push(super::stage::Upload {
+            temp: c.temp.clone(),
+            path,
+            schema,
+            batches,
+            span: tracing::info_span!("row_hashes", table = %t.table.display()),
+        });
     }
-    let ((), found) = crate::pg::pipelined2(
-        async {
-            tx.batch_execute(&creates.join("; "))
-                .await
-                .context("cannot create the tables for the extracted row hashes")
-        },
-        crate::pg_arrow::tables_columns(tx, &temps),
-    )
-    .await?;
-    let mut plans = Vec::new();
-    for ((temp, (path, schema, _)), columns) in temps.iter().zip(&opened).zip(found) {
-        let columns = columns.with_context(|| format!("temporary table {temp} is missing"))?;
-        plans.push(
-            crate::pg_arrow::plan_copy(temp, schema, &columns)
-                .with_context(|| format!("cannot load {}", path.display()))?,
-        );
-    }
-    let copies = crate::pg_arrow::prepare_copies(tx, plans).await?;
-    for (copy, (path, _, batches)) in copies.iter().zip(opened) {
-        crate::pg_arrow::copy_prepared(tx, copy, batches)
-            .await
-            .with_context(|| format!("cannot load {}", path.display()))?;
-    }
+    super::stage::create_and_copy(tx, &creates, uploads, "the extracted row hashes").await?;
     // Per table, rows whose hash differs first, by a hash join over every row (a differing
     // hash is rare), then whether any of them is one the load overwrites or deletes. Asked as
     // EXISTS over the join, the planner picks a nested loop that probes the index once per row.

@@ -12,7 +12,7 @@ use parquet::arrow::ProjectionMask;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokio_postgres::Transaction;
 use tracing::Instrument;
 
@@ -49,53 +49,40 @@ pub async fn copy_all(
         .map(|t| create_temp_sql(&t.qualified(), &t.temp()))
         .collect();
     // The artifacts that exist, opened (each a private copy checked against the approval).
-    let mut opened = Vec::new();
+    let mut uploads = Vec::new();
     for table in &tables {
-        if let Some(e) = stage.artifacts.get(table.stage_artifact()) {
+        let artifact = table.stage_artifact();
+        if let Some(e) = stage.artifacts.get(artifact) {
             let path = files.copy(&format!("{STAGE_DIR}/{}", e.file))?;
             let (schema, batches) = read_parquet(&path, None)?;
-            opened.push((table.temp(), path, schema, batches));
+            uploads.push(Upload {
+                temp: quote_ident(&table.temp()),
+                path,
+                schema,
+                batches: with_pause(batches),
+                span: tracing::info_span!("stage", table = artifact),
+            });
         }
     }
-    // The tables created and their columns read, then every COPY prepared: two round trips.
-    let temps: Vec<String> = opened.iter().map(|(t, ..)| quote_ident(t)).collect();
-    let ((), found) = crate::pg::pipelined2(
-        async {
-            tx.batch_execute(&creates.join("; "))
-                .await
-                .context("cannot create the temporary tables for the staged rows")
-        },
-        pg_arrow::tables_columns(tx, &temps),
-    )
-    .await?;
-    let mut plans = Vec::new();
-    for ((temp, path, schema, _), columns) in opened.iter().zip(found) {
-        let columns = columns.with_context(|| format!("temporary table {temp} is missing"))?;
-        plans.push(
-            pg_arrow::plan_copy(&quote_ident(temp), schema, &columns)
-                .with_context(|| format!("cannot load {}", path.display()))?,
-        );
-    }
-    let mut copies = pg_arrow::prepare_copies(tx, plans).await?.into_iter();
-    let mut opened = opened.into_iter();
+    let columns: Vec<Vec<String>> = uploads
+        .iter()
+        .map(|u| u.schema.fields().iter().map(|f| f.name().clone()).collect())
+        .collect();
+    let rows = create_and_copy(tx, &creates, uploads, "the staged rows").await?;
+    let mut copied = columns.into_iter().zip(rows);
     let mut staged = BTreeMap::new();
     let mut analyze = Vec::new();
     for table in tables {
         let artifact = table.stage_artifact();
         let s = if stage.artifacts.contains_key(artifact) {
-            let (temp, path, schema, batches) = opened.next().expect("opened in this order");
-            let copy = copies.next().expect("prepared in this order");
+            let (columns, rows) = copied.next().expect("copied in this order");
             analyze.push(format!(
                 "ANALYZE {} ({})",
-                quote_ident(&temp),
+                quote_ident(&table.temp()),
                 quote_ident(&table.key)
             ));
-            let rows = copy_batches(tx, &copy, &path, batches)
-                .instrument(tracing::info_span!("stage", table = artifact))
-                .await?;
-            let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
             Staged {
-                temp,
+                temp: table.temp(),
                 columns,
                 rows,
             }
@@ -212,16 +199,60 @@ async fn copy_into(tx: &Transaction<'_>, path: &Path, temp: &str) -> Result<Stag
     })
 }
 
-/// Run a prepared COPY of the batches read from `path`.
-async fn copy_batches(
+/// A Parquet file opened for a COPY into a temporary table ([`create_and_copy`]).
+pub struct Upload<I> {
+    /// The temporary table, quoted.
+    pub temp: String,
+    pub path: PathBuf,
+    pub schema: SchemaRef,
+    pub batches: I,
+    /// The span its COPY runs in.
+    pub span: tracing::Span,
+}
+
+/// Create temporary tables (`creates`, which may create more tables than `uploads` fill) and
+/// COPY each upload into its table, in a few round trips however many there are: the tables
+/// created and their columns read; every COPY prepared; then each COPY's start and end.
+/// `what` names the rows in errors. Returns the rows of each upload.
+pub async fn create_and_copy<I>(
     tx: &Transaction<'_>,
-    copy: &pg_arrow::PreparedCopy,
-    path: &Path,
-    batches: impl Iterator<Item = Result<RecordBatch>>,
-) -> Result<u64> {
-    pg_arrow::copy_prepared(tx, copy, with_pause(batches))
-        .await
-        .with_context(|| format!("cannot load {}", path.display()))
+    creates: &[String],
+    uploads: Vec<Upload<I>>,
+    what: &str,
+) -> Result<Vec<u64>>
+where
+    I: Iterator<Item = Result<RecordBatch>>,
+{
+    let temps: Vec<String> = uploads.iter().map(|u| u.temp.clone()).collect();
+    let ((), found) = crate::pg::pipelined2(
+        async {
+            tx.batch_execute(&creates.join("; "))
+                .await
+                .with_context(|| format!("cannot create the temporary tables for {what}"))
+        },
+        pg_arrow::tables_columns(tx, &temps),
+    )
+    .await?;
+    let mut plans = Vec::new();
+    for (u, columns) in uploads.iter().zip(found) {
+        let columns = columns.with_context(|| format!("temporary table {} is missing", u.temp))?;
+        plans.push(
+            pg_arrow::plan_copy(&u.temp, &u.schema, &columns)
+                .with_context(|| format!("cannot load {}", u.path.display()))?,
+        );
+    }
+    let copies = pg_arrow::prepare_copies(tx, plans).await?;
+    let mut rows = Vec::with_capacity(copies.len());
+    for (copy, u) in copies.iter().zip(uploads) {
+        let path = u.path;
+        rows.push(
+            pg_arrow::copy_prepared(tx, copy, u.batches)
+                .instrument(u.span)
+                .await
+                .with_context(|| format!("cannot load {}", path.display()))?,
+        );
+    }
+    Ok(rows)
 }
 
 /// The batches, paused in the first for the crash test ([`pause_in_copy`]).
