@@ -116,22 +116,22 @@ pub async fn record_writes(
     }
     // Sent at once (pipelined); the server runs them in order, and after a failure the next
     // ones fail too: the first error is the one returned.
-    let ((), ()) =
-        crate::pg::pipelined2(
-            async {
-                crate::pg::pipelined(tables.iter().zip(&statements).map(
-                    |(table, sql)| async move {
-                        tx.batch_execute(sql).await.with_context(|| {
-                            format!("cannot record what the run wrote to {}", table.display())
-                        })
-                    },
-                ))
-                .await
-                .map(drop)
-            },
-            make_private(tx, backup_schema),
+    let records = async {
+        crate::pg::pipelined(
+            tables
+                .iter()
+                .zip(&statements)
+                .map(|(table, sql)| async move {
+                    tx.batch_execute(sql).await.with_context(|| {
+                        format!("cannot record what the run wrote to {}", table.display())
+                    })
+                }),
         )
-        .await?;
+        .await
+        .map(drop)
+    };
+    // The backup's privileges go with them (it runs after them).
+    crate::pg::pipelined2(records, make_private(tx, backup_schema)).await?;
     Ok(())
 }
 

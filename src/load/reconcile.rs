@@ -46,6 +46,25 @@ pub async fn writable_columns(tx: &Transaction<'_>, qualified: &str) -> Result<V
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// The inserted columns an update compares and writes: in [`UpdateMode::Load`] those the load
+/// may overwrite (not the key, the app-owned ones or `updated_at`), in [`UpdateMode::Restore`]
+/// every one but the key.
+fn update_columns(
+    insert_columns: &[String],
+    key: &str,
+    app_owned: &[String],
+    mode: UpdateMode,
+) -> Vec<String> {
+    insert_columns
+        .iter()
+        .filter(|c| match mode {
+            UpdateMode::Load => crate::catalog::may_overwrite(c, key, app_owned),
+            UpdateMode::Restore => c.as_str() != key,
+        })
+        .cloned()
+        .collect()
+}
+
 /// The column lists of `target`'s foreign keys, the one whose parent has the most rows (by the
 /// planner's estimate) first.
 async fn foreign_keys_by_parent_size(
@@ -123,14 +142,7 @@ impl Reconcile {
             .cloned()
             .collect();
         let has_updated_at = table_columns.iter().any(|c| c == "updated_at");
-        let update_columns = insert_columns
-            .iter()
-            .filter(|c| match mode {
-                UpdateMode::Load => crate::catalog::may_overwrite(c, key, app_owned),
-                UpdateMode::Restore => c.as_str() != key,
-            })
-            .cloned()
-            .collect();
+        let update_columns = update_columns(&insert_columns, key, app_owned, mode);
         let insert_order = insert_order(foreign_keys, &insert_columns);
         Ok(Self {
             target: target.to_string(),
@@ -151,12 +163,12 @@ impl Reconcile {
             key: self.key.clone(),
             source: self.source.clone(),
             insert_columns: self.insert_columns.clone(),
-            update_columns: self
-                .insert_columns
-                .iter()
-                .filter(|c| **c != self.key)
-                .cloned()
-                .collect(),
+            update_columns: update_columns(
+                &self.insert_columns,
+                &self.key,
+                &[],
+                UpdateMode::Restore,
+            ),
             insert_order: self.insert_order.clone(),
             touch_updated_at: false,
         }
