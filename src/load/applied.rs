@@ -59,78 +59,136 @@ fn decided_columns(table: &Table, reconciler: Option<&Reconcile>) -> Vec<String>
     columns
 }
 
-/// Fingerprint each table over its columns; `None` for a table one of whose columns no longer
-/// exists. One query reads every table's columns and the fingerprints are asked at once
+/// Fingerprint each relation (quoted, qualified) over its columns; `None` for one that lacks
+/// one of them. One query reads every relation's columns and the fingerprints are asked at once
 /// (pipelined on the one connection), in the order given.
 async fn fingerprints_of(
     tx: &Transaction<'_>,
-    wanted: &[(&Table, &[String])],
+    wanted: &[(String, &[String])],
 ) -> Result<Vec<Option<TableState>>> {
-    let names: Vec<String> = wanted.iter().map(|(t, _)| t.qualified()).collect();
+    let names: Vec<String> = wanted.iter().map(|(name, _)| name.clone()).collect();
     let present = crate::pg_arrow::tables_columns(tx, &names).await?;
     let mut chosen = Vec::with_capacity(wanted.len());
-    for ((table, columns), present) in wanted.iter().zip(present) {
-        let present = present.with_context(|| {
-            format!(
-                "cannot read the columns of {}: no such table",
-                table.display()
-            )
-        })?;
+    for ((name, columns), present) in wanted.iter().zip(present) {
+        let present =
+            present.with_context(|| format!("cannot read the columns of {name}: no such table"))?;
         // A column gone since: no fingerprint to compare, not an error.
-        chosen.push(
-            fingerprint::chosen_columns(&present, &table.qualified(), Coverage::Keys, columns).ok(),
-        );
+        chosen.push(fingerprint::chosen_columns(&present, name, Coverage::Keys, columns).ok());
     }
-    crate::pg::pipelined(wanted.iter().zip(&names).zip(&chosen).map(
-        |(((_, columns), name), chosen)| async move {
-            let Some(chosen) = chosen else {
-                return Ok(None);
-            };
-            let f = fingerprint::compute_over(tx, name, Coverage::Keys, chosen).await?;
-            Ok(Some(TableState {
-                columns: columns.to_vec(),
-                rows: f.rows,
-                digest: f.digest,
-            }))
-        },
-    ))
+    crate::pg::pipelined(
+        wanted
+            .iter()
+            .zip(&chosen)
+            .map(|((name, columns), chosen)| async move {
+                let Some(chosen) = chosen else {
+                    return Ok(None);
+                };
+                let f = fingerprint::compute_over(tx, name, Coverage::Keys, chosen).await?;
+                Ok(Some(TableState {
+                    columns: columns.to_vec(),
+                    rows: f.rows,
+                    digest: f.digest,
+                }))
+            }),
+    )
     .await
 }
 
-/// The state of every catalogue table, taken inside the load's transaction after its writes.
-pub async fn capture(
-    tx: &Transaction<'_>,
-    catalog: &Catalog,
-    reconcilers: &[(String, Reconcile)],
-    run_id: &str,
-) -> Result<State> {
-    let columns: Vec<Vec<String>> = catalog
-        .tables
-        .iter()
-        .map(|table| {
-            let r = reconcilers
+/// The fingerprints a load takes after its writes, before its validation: of the destination
+/// tables over the columns the load decides, and of each reconciled table's staged rows over the
+/// same columns. The validation compares the two ([`Loaded::holds_staged_rows_alone`]); an
+/// applied load records the first as its resulting state ([`Loaded::into_state`]).
+pub struct Loaded {
+    /// By `schema.table`: every catalogue table, or the reconciled ones alone.
+    tables: BTreeMap<String, TableState>,
+    /// By table name (`unified_profiles`); absent when a column could not be read.
+    staged: BTreeMap<String, TableState>,
+    every_table: bool,
+}
+
+impl Loaded {
+    /// Take them inside the load's transaction after its writes: every catalogue table when
+    /// `every_table` (the state an applied load records), else the reconciled ones. One lookup
+    /// reads every relation's columns, then every fingerprint is asked at once.
+    pub async fn take(
+        tx: &Transaction<'_>,
+        catalog: &Catalog,
+        reconcilers: &[(String, Reconcile)],
+        every_table: bool,
+    ) -> Result<Self> {
+        let reconciler = |table: &Table| {
+            reconcilers
                 .iter()
                 .find(|(name, _)| name == &table.name && table.is_reconciled())
-                .map(|(_, r)| r);
-            decided_columns(table, r)
-        })
-        .collect();
-    let wanted: Vec<(&Table, &[String])> = catalog
-        .tables
-        .iter()
-        .zip(&columns)
-        .map(|(t, c)| (t, c.as_slice()))
-        .collect();
-    let mut tables = BTreeMap::new();
-    for ((table, _), s) in wanted.iter().zip(fingerprints_of(tx, &wanted).await?) {
-        let s =
-            s.with_context(|| format!("{} lacks a column it was loaded with", table.display()))?;
-        tables.insert(table.display(), s);
+                .map(|(_, r)| r)
+        };
+        let tables: Vec<(&Table, Option<&Reconcile>, Vec<String>)> = catalog
+            .tables
+            .iter()
+            .map(|table| (table, reconciler(table)))
+            .filter(|(_, r)| every_table || r.is_some())
+            .map(|(table, r)| (table, r, decided_columns(table, r)))
+            .collect();
+        let mut wanted: Vec<(String, &[String])> = tables
+            .iter()
+            .map(|(table, _, columns)| (table.qualified(), columns.as_slice()))
+            .collect();
+        let staged: Vec<(&Table, &Reconcile, &[String])> = tables
+            .iter()
+            .filter_map(|(table, r, columns)| r.map(|r| (*table, r, columns.as_slice())))
+            .collect();
+        wanted.extend(
+            staged
+                .iter()
+                .map(|(_, r, columns)| (r.source.clone(), *columns)),
+        );
+        let mut states = fingerprints_of(tx, &wanted).await?.into_iter();
+        let mut out = Self {
+            tables: BTreeMap::new(),
+            staged: BTreeMap::new(),
+            every_table,
+        };
+        for ((table, _, _), state) in tables.iter().zip(states.by_ref()) {
+            let state = state.with_context(|| {
+                format!("{} lacks a column it was loaded with", table.display())
+            })?;
+            out.tables.insert(table.display(), state);
+        }
+        for ((table, _, _), state) in staged.iter().zip(states) {
+            if let Some(state) = state {
+                out.staged.insert(table.name.clone(), state);
+            }
+        }
+        Ok(out)
     }
-    Ok(State {
-        written_by: run_id.to_string(),
-        tables,
-    })
+
+    /// Rows of a reconciled table now.
+    pub fn rows(&self, table: &Table) -> Option<u64> {
+        self.tables.get(&table.display()).map(|s| s.rows)
+    }
+
+    /// Whether `table` holds exactly its staged rows, compared over the columns the load decides:
+    /// the same number of rows and the same sum of 64-bit row hashes. When it does, every staged
+    /// row is in place as approved (row by row, the comparison could only find none differing);
+    /// when not, or with rows kept beside the staged ones, the validation compares row by row.
+    pub fn holds_staged_rows_alone(&self, table: &Table) -> bool {
+        match (
+            self.tables.get(&table.display()),
+            self.staged.get(&table.name),
+        ) {
+            (Some(now), Some(staged)) => now == staged,
+            _ => false,
+        }
+    }
+
+    /// The state of every catalogue table, as `run_id` leaves them; taken with `every_table`.
+    pub fn into_state(self, run_id: &str) -> State {
+        debug_assert!(self.every_table, "a state needs every catalogue table");
+        State {
+            written_by: run_id.to_string(),
+            tables: self.tables,
+        }
+    }
 }
 
 /// Record `state` in the run's log row, inside the load's transaction (it commits with it).
@@ -181,7 +239,8 @@ pub async fn unchanged_since(
         return Ok(None);
     };
     let mut rows = BTreeMap::new();
-    let mut wanted: Vec<(&Table, &[String])> = Vec::new();
+    let mut wanted: Vec<(String, &[String])> = Vec::new();
+    let mut tables: Vec<&Table> = Vec::new();
     for table in &catalog.tables {
         let Some(then) = state.tables.get(&table.display()) else {
             return Ok(None);
@@ -194,9 +253,10 @@ pub async fn unchanged_since(
             }
             rows.insert(table.name.clone(), then.rows);
         }
-        wanted.push((table, &then.columns));
+        wanted.push((table.qualified(), &then.columns));
+        tables.push(table);
     }
-    for ((table, _), now) in wanted.iter().zip(fingerprints_of(tx, &wanted).await?) {
+    for (table, now) in tables.iter().zip(fingerprints_of(tx, &wanted).await?) {
         if now.as_ref() != state.tables.get(&table.display()) {
             tracing::info!(
                 "{} changed since load {} applied this approval: comparing in full",

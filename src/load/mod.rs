@@ -381,11 +381,12 @@ async fn load<'c>(
     backup::record_writes(&tx, &backup, catalog).await?;
     steps.done("what the run wrote recorded in its backup");
     fk_indexes.drop(&tx).await?;
-    let validation = validate::run(&tx, catalog, validation_sql, &tables, &reconcilers).await?;
+    let loaded = applied::Loaded::take(&tx, catalog, &reconcilers, opts.apply).await?;
+    let validation =
+        validate::run(&tx, catalog, validation_sql, &tables, &reconcilers, &loaded).await?;
     steps.done("validation pack passed");
     if opts.apply {
-        let state = applied::capture(&tx, catalog, &reconcilers, run_id).await?;
-        applied::record(&tx, run_id, &state).await?;
+        applied::record(&tx, run_id, &loaded.into_state(run_id)).await?;
         steps.done("resulting state recorded");
     }
 

@@ -761,6 +761,64 @@ async fn a_trigger_that_changes_an_existing_auth_user_fails_the_validation() {
 }
 
 #[tokio::test]
+async fn a_trigger_that_rewrites_a_loaded_value_fails_the_validation_with_its_rows_counted() {
+    // Guards the check that every staged row is in place as approved. A table whose fingerprint
+    // equals its staged rows' is passed on it; one whose fingerprint differs is compared row by
+    // row, so the count of failing rows is exact.
+    let fx = fixture("load_rewritten_value").await;
+    fx.client
+        .batch_execute(
+            "CREATE FUNCTION public.round_up_amount() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN NEW.amount := NEW.amount + 1; RETURN NEW; END $$; \
+             CREATE TRIGGER round_up_amount BEFORE INSERT OR UPDATE ON public.transactions \
+             FOR EACH ROW EXECUTE FUNCTION public.round_up_amount()",
+        )
+        .await
+        .unwrap();
+    fx.approve();
+    let before = fx.checksums(None).await;
+    let (ok, result, stderr) = fx.load(&["--apply", "-v"]);
+    assert!(!ok);
+    assert_eq!(result["status"], "failed");
+    // The one inserted and the one updated transaction.
+    assert!(
+        stderr.contains("every staged transactions row is loaded as approved (2 failing)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("every staged unified_profiles row")
+            && !stderr.contains("every staged enrollments row"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("transactions: staged rows in place, compared row by row"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("enrollments: staged rows in place, compared by fingerprint"),
+        "{stderr}"
+    );
+    assert_eq!(fx.checksums(None).await, before);
+
+    // Without the trigger the same approval loads, every table passed on its fingerprint.
+    fx.client
+        .batch_execute("DROP TRIGGER round_up_amount ON public.transactions")
+        .await
+        .unwrap();
+    let (ok, result, stderr) = fx.load(&["--apply", "-v"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(result["validation"]["passed"], true);
+    for table in ["unified_profiles", "transactions", "enrollments"] {
+        assert!(
+            stderr.contains(&format!(
+                "{table}: staged rows in place, compared by fingerprint"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_pipelines_load_checks_run_as_approved_and_cannot_write() {
     // Guards: pipeline/load/ runs on the live tables inside the load's transaction. What it
     // finds refuses the commit; a statement of it that would write fails instead; and it runs
