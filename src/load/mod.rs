@@ -415,17 +415,23 @@ async fn finish_unchanged<'c>(
     run_id: &str,
     steps: &Steps,
 ) -> Result<(Report, Tx<'c>)> {
-    auth::remember_existing(&tx).await?;
+    let (catalog, validation_sql) = (stage.catalog()?, stage.load_validation()?);
     let since_run = since.since_run.clone();
     let mut report = Report::unchanged(since, opts.dependents);
-    report.validation = validate::run_unchanged(
-        &tx,
-        stage.catalog()?,
-        stage.load_validation()?,
-        &report.tables,
-        &since_run,
+    // The existing logins remembered and the pack, whose auth checks read them, sent together.
+    let ((), validation) = crate::pg::pipelined2(
+        auth::remember_existing(&tx),
+        validate::run_unchanged(
+            &tx,
+            catalog,
+            validation_sql,
+            &report.tables,
+            &since_run,
+            &state,
+        ),
     )
     .await?;
+    report.validation = validation;
     steps.done("validation pack passed");
     if opts.apply {
         applied::record(&tx, run_id, &state).await?;

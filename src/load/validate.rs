@@ -8,7 +8,7 @@
 //! they have, and is passed on it; any other table (its fingerprint differs, or it keeps rows
 //! beside the staged ones) is compared row by row, so a failure's count is exact.
 
-use super::applied::Loaded;
+use super::applied::{Loaded, State};
 use super::apply::ApplyCounts;
 use super::reconcile::Reconcile;
 use crate::artifacts::LoadValidation;
@@ -74,37 +74,27 @@ pub async fn run(
 
 /// The pack for a load that found the tables as `since_run` left them ([`super::applied`]):
 /// the staged rows were not copied, so that run's check that every one of them is in place
-/// stands for this one (the columns it compared are unchanged since), and is named.
+/// stands for this one (the columns it compared are unchanged since), and is named. The row
+/// counts are those of the fingerprints this load took under its table locks, which matched
+/// `state`; it has written nothing since.
 pub async fn run_unchanged(
     tx: &Transaction<'_>,
     catalog: &Catalog,
     sql: &LoadValidation,
     counts: &ApplyCounts,
     since_run: &str,
+    state: &State,
 ) -> Result<Value> {
-    finish(tx, row_counts(tx, catalog, counts), sql, json!(since_run)).await
-}
-
-async fn row_counts(
-    tx: &Transaction<'_>,
-    catalog: &Catalog,
-    counts: &ApplyCounts,
-) -> Result<Vec<(String, i64)>> {
-    let tables: Vec<_> = catalog.reconciled().collect();
-    let sql: Vec<String> = tables
-        .iter()
-        .map(|table| format!("SELECT count(*) FROM {}", table.qualified()))
-        .collect();
-    let rows = crate::pg::pipelined(
-        sql.iter()
-            .map(|sql| crate::pg::query_one(tx, sql, &[], &[])),
-    )
-    .await?;
-    Ok(tables
-        .iter()
-        .zip(rows)
-        .map(|(table, row)| row_count(table, row.get(0), counts))
-        .collect())
+    let mut checks = Vec::new();
+    for table in catalog.reconciled() {
+        let rows = state
+            .tables
+            .get(&table.display())
+            .with_context(|| format!("no fingerprint of {}", table.display()))?
+            .rows;
+        checks.push(row_count(table, rows as i64, counts));
+    }
+    finish(tx, async { Ok(checks) }, sql, json!(since_run)).await
 }
 
 /// The check that `table` holds `rows`: its staged rows and those kept beside them.
