@@ -664,8 +664,9 @@ impl Jobs {
 /// Copy and fingerprint every table into `dir` on two connections that share the snapshot: the
 /// one that exported it and a second one, as `pg_dump -j` does. Two, not more: each holds a
 /// server connection for the whole extract, and a pooler may have no more to give (the
-/// fingerprints needed the second one already). Each connection decodes on its own task and
-/// encodes on its own thread, so the extract uses two cores.
+/// fingerprints needed the second one already). Each connection decodes on its own task (both
+/// tasks on the runtime's one thread, see [`crate::run`]) and encodes on a thread of its own, so
+/// the extract's client work spreads over the cores the server's COPY leaves.
 async fn copy_and_fingerprint(
     second: AbortOnDrop<Result<tokio_postgres::Client>>,
     txn: &Transaction<'_>,
