@@ -923,14 +923,16 @@ async fn copy_table(
     .with_key(&plan.key_columns);
     let query = format!("SELECT {} FROM {} t", select.join(", "), plan.qualified);
     // Parquet encoding runs on its own thread while this task decodes the next rows; the
-    // channel holds two batches, so memory stays flat. The file is finished only once every
-    // row was read (`all_read`); otherwise it is dropped, and its temporary file with it.
-    let (to_writer, batches) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+    // channel holds two batches, so memory stays flat. A writer that falls behind makes this
+    // task wait on the channel, not the runtime's thread: the other connection's task goes on
+    // decoding meanwhile. The file is finished only once every row was read (`all_read`);
+    // otherwise it is dropped, and its temporary file with it.
+    let (to_writer, mut batches) = tokio::sync::mpsc::channel::<RecordBatch>(2);
     let all_read = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer_path = path.clone();
     let writer_all_read = all_read.clone();
     let writer = std::thread::spawn(move || -> Result<Option<(PathBuf, u64, String)>> {
-        for batch in batches {
+        while let Some(batch) = batches.blocking_recv() {
             file.write(&batch)
                 .with_context(|| format!("cannot write {}", writer_path.display()))?;
         }
@@ -941,17 +943,21 @@ async fn copy_table(
             .with_context(|| format!("cannot write {}", writer_path.display()))
             .map(Some)
     });
+    let file_name: Arc<str> = path.display().to_string().into();
     let copied = pg_arrow::copy_out(txn, &query, decoder, |batch, done| {
-        if to_writer.send(batch).is_err() {
-            bail!("the writer of {} stopped", path.display());
-        }
         if let Some(bar) = &bar {
             if done > bar.length().unwrap_or(0) {
                 bar.set_length(done);
             }
             bar.set_position(done);
         }
-        Ok(())
+        let (to_writer, file_name) = (to_writer.clone(), file_name.clone());
+        async move {
+            if to_writer.send(batch).await.is_err() {
+                bail!("the writer of {file_name} stopped");
+            }
+            Ok(())
+        }
     })
     .await;
     all_read.store(copied.is_ok(), std::sync::atomic::Ordering::SeqCst);

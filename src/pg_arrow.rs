@@ -1372,15 +1372,18 @@ where
     Ok(written)
 }
 
-/// Drain a binary COPY-out stream through a decoder, handing each batch to `sink`.
-pub async fn copy_out<F>(
+/// Drain a binary COPY-out stream through a decoder, handing each batch to `sink` with the rows
+/// read so far. The sink is awaited, so one that waits (a full channel) yields to the runtime's
+/// other tasks instead of holding its thread.
+pub async fn copy_out<F, Fut>(
     client: &impl tokio_postgres::GenericClient,
     query: &str,
     mut decoder: CopyDecoder,
     mut sink: F,
 ) -> Result<u64>
 where
-    F: FnMut(RecordBatch, u64) -> Result<()>,
+    F: FnMut(RecordBatch, u64) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
 {
     let sql = format!("COPY ({query}) TO STDOUT (FORMAT binary)");
     let stream = client
@@ -1392,12 +1395,12 @@ where
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.with_context(|| format!("{}: COPY failed", decoder.table))?;
         for batch in decoder.push(&chunk)? {
-            sink(batch, decoder.rows())?;
+            sink(batch, decoder.rows()).await?;
         }
     }
     let rows = decoder.rows();
     if let Some(batch) = decoder.finish()? {
-        sink(batch, rows)?;
+        sink(batch, rows).await?;
     }
     Ok(rows)
 }

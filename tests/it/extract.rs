@@ -633,3 +633,100 @@ async fn row_hashes_cover_the_columns_a_load_may_overwrite_and_are_postgres_own(
         .unwrap();
     assert_ne!(now(fx.client.query(&sql, &[]).await.unwrap()), extracted);
 }
+
+#[test]
+fn a_copy_whose_sink_waits_leaves_the_thread_to_the_other_tasks() {
+    // The extract's two connections share one thread, each table's batches going to a Parquet
+    // writer on a thread of its own through a channel of two. A writer that falls behind must
+    // make its own copy wait, not the thread, or the other connection's copy stops as well.
+    // Here the sink's reader drains only once another task on the same thread has run a
+    // query: a sink that held the thread would never let that task run.
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _ = done_tx.send(runtime.block_on(copy_beside_a_query()));
+    });
+    let (copied, counted, received) = done
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("the copy and the query did not finish: the waiting sink held the thread");
+    assert_eq!((copied, counted, received), (200_000, 200_000, 200_000));
+}
+
+/// Copy 200,000 rows (seven batches) into a channel of one batch whose reader waits for a
+/// query that another task starts once the channel is full; (rows copied, rows the query
+/// counted, rows the reader received).
+async fn copy_beside_a_query() -> (u64, i64, usize) {
+    use cleanmig::pg_arrow::{self, CopyDecoder, Kind};
+    let url = support::fresh_database("extract_sink_waits").await;
+    let client = support::connect(&url).await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.numbers (n int4 NOT NULL);
+             INSERT INTO public.numbers SELECT generate_series(1, 200000);",
+        )
+        .await
+        .unwrap();
+    let other = support::connect(&url).await;
+    let (to_reader, mut batches) = tokio::sync::mpsc::channel::<arrow::array::RecordBatch>(1);
+    let (query_ran, wait_for_query) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        wait_for_query.recv().unwrap();
+        let mut rows = 0;
+        while let Some(batch) = batches.blocking_recv() {
+            rows += batch.num_rows();
+        }
+        rows
+    });
+    // The query starts once the channel is full, the second batch about to be handed over.
+    let (full, when_full) = tokio::sync::oneshot::channel::<()>();
+    let query = tokio::spawn(async move {
+        when_full.await.unwrap();
+        let counted: i64 = other
+            .query_one("SELECT count(*) FROM public.numbers", &[])
+            .await
+            .unwrap()
+            .get(0);
+        query_ran.send(()).unwrap();
+        counted
+    });
+    let schema = std::sync::Arc::new(Schema::new(vec![pg_arrow::field(
+        "n",
+        &Kind::Int32,
+        "integer",
+        false,
+    )]));
+    let decoder = CopyDecoder::new("public.numbers", schema, vec![Kind::Int32], false);
+    let (mut full, mut handed) = (Some(full), 0);
+    let copied = pg_arrow::copy_out(
+        &client,
+        "SELECT n FROM public.numbers",
+        decoder,
+        |batch, _| {
+            handed += 1;
+            if handed == 2 {
+                full.take().unwrap().send(()).unwrap();
+            }
+            let to_reader = to_reader.clone();
+            async move {
+                to_reader
+                    .send(batch)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the reader stopped"))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    drop(to_reader);
+    let counted = query.await.unwrap();
+    (
+        copied,
+        counted,
+        tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap(),
+    )
+}

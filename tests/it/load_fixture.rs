@@ -185,7 +185,7 @@ async fn export(
         client,
         &format!("SELECT {} FROM {table}", exprs.join(", ")),
         decoder,
-        |batch, _| writer.write(&batch),
+        |batch, _| std::future::ready(writer.write(&batch)),
     )
     .await
     .unwrap();

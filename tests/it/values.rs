@@ -304,7 +304,7 @@ async fn large_values_are_read_in_batches_under_the_byte_cap() {
                             && body.value(i).chars().all(|c| c == expected);
                     }
                     batches.push((batch.num_rows(), body.value_data().len()));
-                    Ok(())
+                    std::future::ready(Ok(()))
                 },
             )
             .await
