@@ -943,7 +943,7 @@ async fn copy_table(
             .with_context(|| format!("cannot write {}", writer_path.display()))
             .map(Some)
     });
-    let file_name: Arc<str> = path.display().to_string().into();
+    let (sender, file) = (&to_writer, &path);
     let copied = pg_arrow::copy_out(txn, &query, decoder, |batch, done| {
         if let Some(bar) = &bar {
             if done > bar.length().unwrap_or(0) {
@@ -951,10 +951,9 @@ async fn copy_table(
             }
             bar.set_position(done);
         }
-        let (to_writer, file_name) = (to_writer.clone(), file_name.clone());
         async move {
-            if to_writer.send(batch).await.is_err() {
-                bail!("the writer of {file_name} stopped");
+            if sender.send(batch).await.is_err() {
+                bail!("the writer of {} stopped", file.display());
             }
             Ok(())
         }
