@@ -101,6 +101,17 @@ struct TablePlan {
     typed_at_copy: Option<Vec<PgColumn>>,
 }
 
+impl TablePlan {
+    /// Whether the table's copy computes its fingerprint ([`fingerprint::KeySum`]): a
+    /// fingerprint of keys the client hashes as Postgres does, so the server need not read the
+    /// table again.
+    fn keys_summed_by_copy(&self) -> bool {
+        self.row_hashes.is_none()
+            && self.coverage == Coverage::Keys
+            && fingerprint::KeySum::covers(&self.fingerprinted)
+    }
+}
+
 /// Map a source table's columns onto its canonical columns.
 fn plan_source(
     schema: &str,
@@ -712,7 +723,12 @@ async fn copy_and_fingerprint(
     let mut copies: Vec<Option<ArtifactEntry>> = (0..n).map(|_| None).collect();
     for d in first {
         match d {
-            Done::Copy(i, written) => copies[i] = Some(written.entry()?),
+            Done::Copy(i, mut written) => {
+                if let Some(fp) = written.fingerprint.take() {
+                    fingerprints[i] = Some(fp);
+                }
+                copies[i] = Some(written.entry()?);
+            }
             Done::Fingerprint(i, fp) => fingerprints[i] = Some(fp),
         }
     }
@@ -743,7 +759,7 @@ async fn job_order(txn: &Transaction<'_>, plans: &[TablePlan]) -> Result<Vec<Job
     let mut jobs: Vec<Job> = order.into_iter().map(Job::Copy).collect();
     jobs.extend(
         (0..plans.len())
-            .filter(|&i| plans[i].row_hashes.is_none())
+            .filter(|&i| plans[i].row_hashes.is_none() && !plans[i].keys_summed_by_copy())
             .map(Job::Fingerprint),
     );
     Ok(jobs)
@@ -847,6 +863,8 @@ struct Written {
     writer: std::thread::JoinHandle<Result<Option<(PathBuf, u64, String)>>>,
     dir: PathBuf,
     rows: u64,
+    /// The table's fingerprint, when its copy computed it ([`TablePlan::keys_summed_by_copy`]).
+    fingerprint: Option<TableFingerprint>,
     schema: arrow::datatypes::SchemaRef,
     notes: Vec<String>,
 }
@@ -922,6 +940,11 @@ async fn copy_table(
     )
     .with_key(&plan.key_columns);
     let query = format!("SELECT {} FROM {} t", select.join(", "), plan.qualified);
+    // The keys' fingerprint, summed from the rows as they pass, when the client can hash them.
+    let mut key_sum = plan
+        .keys_summed_by_copy()
+        .then(|| fingerprint::KeySum::new(&plan.qualified, &plan.fingerprinted, &schema))
+        .transpose()?;
     // Parquet encoding runs on its own thread while this task decodes the next rows; the
     // channel holds two batches, so memory stays flat. A writer that falls behind makes this
     // task wait on the channel, not the runtime's thread: the other connection's task goes on
@@ -951,7 +974,9 @@ async fn copy_table(
             }
             bar.set_position(done);
         }
+        let summed = key_sum.as_mut().map(|k| k.add(&batch)).transpose();
         async move {
+            summed?;
             if sender.send(batch).await.is_err() {
                 bail!("the writer of {} stopped", file.display());
             }
@@ -984,6 +1009,7 @@ async fn copy_table(
         writer,
         dir: dir.to_path_buf(),
         rows,
+        fingerprint: key_sum.map(|k| k.finish()),
         schema,
         notes: notes.clone(),
     })

@@ -4,6 +4,10 @@
 //! the row count and the sum of a 64-bit hash of each row (`hash_record_extended`). Sources are fingerprinted
 //! on their whole row (any change counts); destination tables on their keys only, because the
 //! live app keeps updating columns it owns (progress, activity times) and that is not drift.
+//!
+//! The extract computes a fingerprint of uuid and integer keys itself, from the rows it copies
+//! ([`KeySum`]: Postgres's hash functions for those types, reproduced); every other fingerprint,
+//! and every one a later stage takes, is Postgres's.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -181,4 +185,293 @@ pub async fn compute_over(
         rows: rows as u64,
         digest: hex::encode(Sha256::digest(format!("{rows}:{sum}").as_bytes())),
     })
+}
+
+/// A [`Coverage::Keys`] fingerprint computed by the client from the rows it copies, for keys
+/// whose Postgres hash it reproduces (`uuid`, `int2`, `int4`, `int8`): the same digest as
+/// [`compute_over`], without the server reading the table a second time.
+#[derive(Debug, Clone)]
+pub struct KeySum {
+    /// Each key column's position in the copied rows and its type.
+    columns: Vec<(usize, KeyType)>,
+    rows: u64,
+    /// The exact sum of the signed row hashes, as `sum(bigint)` keeps it.
+    sum: i128,
+}
+
+/// A key column type whose element hash in `hash_record_extended` [`KeySum`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyType {
+    Uuid,
+    Int2,
+    Int4,
+    Int8,
+}
+
+impl KeyType {
+    fn of(typname: &str) -> Option<Self> {
+        Some(match typname {
+            "uuid" => KeyType::Uuid,
+            "int2" => KeyType::Int2,
+            "int4" => KeyType::Int4,
+            "int8" => KeyType::Int8,
+            _ => return None,
+        })
+    }
+}
+
+impl KeySum {
+    /// Whether the client computes the fingerprint over `chosen` (the key columns): every one
+    /// of a type whose hash it reproduces.
+    pub fn covers(chosen: &[crate::pg_arrow::PgColumn]) -> bool {
+        !chosen.is_empty() && chosen.iter().all(|c| KeyType::of(&c.typname).is_some())
+    }
+
+    /// For `chosen` (the key columns, in fingerprint order; [`KeySum::covers`] them), found by
+    /// name in `schema`, the copied rows of `table`.
+    pub fn new(
+        table: &str,
+        chosen: &[crate::pg_arrow::PgColumn],
+        schema: &arrow::datatypes::Schema,
+    ) -> Result<Self> {
+        use arrow::datatypes::DataType;
+        let mut columns = Vec::with_capacity(chosen.len());
+        for c in chosen {
+            let (index, field) = schema
+                .column_with_name(&c.name)
+                .with_context(|| format!("{table}: key column {} is not copied", c.name))?;
+            let ty = KeyType::of(&c.typname)
+                .with_context(|| format!("{table}: key column {} is a {}", c.name, c.typname))?;
+            let expected = match ty {
+                KeyType::Uuid => DataType::Utf8,
+                KeyType::Int2 => DataType::Int16,
+                KeyType::Int4 => DataType::Int32,
+                KeyType::Int8 => DataType::Int64,
+            };
+            if field.data_type() != &expected {
+                anyhow::bail!(
+                    "{table}: key column {} is copied as {}, not {expected}",
+                    c.name,
+                    field.data_type()
+                );
+            }
+            columns.push((index, ty));
+        }
+        Ok(Self {
+            columns,
+            rows: 0,
+            sum: 0,
+        })
+    }
+
+    /// Add a batch of copied rows.
+    pub fn add(&mut self, batch: &arrow::record_batch::RecordBatch) -> Result<()> {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::{Int16Type, Int32Type, Int64Type};
+        let mut hashes = vec![0u64; batch.num_rows()];
+        for &(index, ty) in &self.columns {
+            let column = batch.column(index);
+            let element = |row: usize| -> Result<u64> {
+                Ok(match ty {
+                    KeyType::Uuid => {
+                        let text = column.as_string::<i32>().value(row);
+                        hash_uuid(text).with_context(|| format!("`{text}` is not a uuid"))?
+                    }
+                    KeyType::Int2 => {
+                        hash_uint32(column.as_primitive::<Int16Type>().value(row) as i32 as u32)
+                    }
+                    KeyType::Int4 => {
+                        hash_uint32(column.as_primitive::<Int32Type>().value(row) as u32)
+                    }
+                    KeyType::Int8 => hash_int8(column.as_primitive::<Int64Type>().value(row)),
+                })
+            };
+            for (row, hash) in hashes.iter_mut().enumerate() {
+                let element = if column.is_null(row) {
+                    0
+                } else {
+                    element(row)?
+                };
+                // hash_record_extended: result = (result << 5) - result + element_hash
+                *hash = hash.wrapping_mul(31).wrapping_add(element);
+            }
+        }
+        self.rows += hashes.len() as u64;
+        self.sum += hashes.iter().map(|&h| h as i64 as i128).sum::<i128>();
+        Ok(())
+    }
+
+    /// The fingerprint of the rows added, as [`compute_over`] gives it.
+    pub fn finish(&self) -> TableFingerprint {
+        TableFingerprint {
+            coverage: Coverage::Keys,
+            rows: self.rows,
+            digest: hex::encode(Sha256::digest(
+                format!("{}:{}", self.rows, self.sum).as_bytes(),
+            )),
+        }
+    }
+}
+
+/// `hash_record_extended(ROW(...), 0)` of one row of keys as [`KeySum`] computes it, for a
+/// test against Postgres: each value a uuid, `int2`, `int4` or `int8` as text, or `None`.
+#[cfg(test)]
+fn key_row_hash(values: &[(&str, Option<&str>)]) -> Result<i64> {
+    let mut hash = 0u64;
+    for (typname, value) in values {
+        let element = match (value, KeyType::of(typname)) {
+            (None, _) => 0,
+            (Some(v), Some(KeyType::Uuid)) => hash_uuid(v).context("not a uuid")?,
+            (Some(v), Some(KeyType::Int2)) => hash_uint32(v.parse::<i16>()? as i32 as u32),
+            (Some(v), Some(KeyType::Int4)) => hash_uint32(v.parse::<i32>()? as u32),
+            (Some(v), Some(KeyType::Int8)) => hash_int8(v.parse::<i64>()?),
+            (Some(_), None) => anyhow::bail!("{typname} is not a key type hashed by the client"),
+        };
+        hash = hash.wrapping_mul(31).wrapping_add(element);
+    }
+    Ok(hash as i64)
+}
+
+/// `uuid_hash_extended(u, 0)`: the 16 bytes through `hash_bytes_extended`. `None` for text
+/// that is not a uuid in Postgres's output form.
+fn hash_uuid(text: &str) -> Option<u64> {
+    let mut bytes = [0u8; 16];
+    let hex: Vec<u8> = text.bytes().filter(|&b| b != b'-').collect();
+    if hex.len() != 32 || text.len() != 36 {
+        return None;
+    }
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let digit = |b: u8| (b as char).to_digit(16);
+        bytes[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(hash_bytes(&bytes))
+}
+
+/// `hashint8extended(v, 0)`: the high half folded into the low one, then hashed as 32 bits.
+fn hash_int8(v: i64) -> u64 {
+    let (lo, hi) = (v as u32, (v >> 32) as u32);
+    hash_uint32(if v >= 0 { lo ^ hi } else { lo ^ !hi })
+}
+
+fn rot(x: u32, k: u32) -> u32 {
+    x.rotate_left(k)
+}
+
+/// lookup3's `mix` (Postgres's `src/common/hashfn.c`).
+fn mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+    *a = a.wrapping_sub(*c);
+    *a ^= rot(*c, 4);
+    *c = c.wrapping_add(*b);
+    *b = b.wrapping_sub(*a);
+    *b ^= rot(*a, 6);
+    *a = a.wrapping_add(*c);
+    *c = c.wrapping_sub(*b);
+    *c ^= rot(*b, 8);
+    *b = b.wrapping_add(*a);
+    *a = a.wrapping_sub(*c);
+    *a ^= rot(*c, 16);
+    *c = c.wrapping_add(*b);
+    *b = b.wrapping_sub(*a);
+    *b ^= rot(*a, 19);
+    *a = a.wrapping_add(*c);
+    *c = c.wrapping_sub(*b);
+    *c ^= rot(*b, 4);
+    *b = b.wrapping_add(*a);
+}
+
+/// lookup3's `final`.
+fn final_mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+    *c ^= *b;
+    *c = c.wrapping_sub(rot(*b, 14));
+    *a ^= *c;
+    *a = a.wrapping_sub(rot(*c, 11));
+    *b ^= *a;
+    *b = b.wrapping_sub(rot(*a, 25));
+    *c ^= *b;
+    *c = c.wrapping_sub(rot(*b, 16));
+    *a ^= *c;
+    *a = a.wrapping_sub(rot(*c, 4));
+    *b ^= *a;
+    *b = b.wrapping_sub(rot(*a, 14));
+    *c ^= *b;
+    *c = c.wrapping_sub(rot(*b, 24));
+}
+
+/// `hash_bytes_extended(k, len, 0)` on a little-endian machine.
+fn hash_bytes(k: &[u8]) -> u64 {
+    let init = 0x9e37_79b9u32
+        .wrapping_add(k.len() as u32)
+        .wrapping_add(3_923_095);
+    let (mut a, mut b, mut c) = (init, init, init);
+    let word = |w: &[u8]| -> u32 {
+        w.iter().enumerate().fold(0u32, |acc, (i, &byte)| {
+            acc.wrapping_add((byte as u32) << (8 * i))
+        })
+    };
+    let mut rest = k;
+    while rest.len() >= 12 {
+        a = a.wrapping_add(word(&rest[0..4]));
+        b = b.wrapping_add(word(&rest[4..8]));
+        c = c.wrapping_add(word(&rest[8..12]));
+        mix(&mut a, &mut b, &mut c);
+        rest = &rest[12..];
+    }
+    // The last bytes: c's lowest byte is left for the length.
+    let n = rest.len();
+    if n > 8 {
+        c = c.wrapping_add(word(&rest[8..]) << 8);
+    }
+    if n > 4 {
+        b = b.wrapping_add(word(&rest[4..n.min(8)]));
+    }
+    if n > 0 {
+        a = a.wrapping_add(word(&rest[..n.min(4)]));
+    }
+    final_mix(&mut a, &mut b, &mut c);
+    ((b as u64) << 32) | c as u64
+}
+
+/// `hash_uint32_extended(k, 0)`.
+fn hash_uint32(k: u32) -> u64 {
+    let init = 0x9e37_79b9u32.wrapping_add(4).wrapping_add(3_923_095);
+    let (mut a, mut b, mut c) = (init, init, init);
+    a = a.wrapping_add(k);
+    final_mix(&mut a, &mut b, &mut c);
+    ((b as u64) << 32) | c as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_hashes_are_postgres_hash_record_extended() {
+        // SELECT hash_record_extended(ROW(...), 0) on Postgres 15.
+        type Row<'a> = &'a [(&'a str, Option<&'a str>)];
+        let cases: [(Row, i64); 7] = [
+            (
+                &[("uuid", Some("00000000-0000-0000-0000-000000000000"))],
+                -6859010066814654381,
+            ),
+            (
+                &[("uuid", Some("8dbcc8bd-f2fe-40c8-9727-dbd59937db40"))],
+                -3825900620900395536,
+            ),
+            (&[("int4", Some("1"))], -3670598878359251130),
+            (&[("int8", Some("-5"))], -9082176226831438310),
+            (&[("int8", Some("5000000000"))], -5263616605311196344),
+            (&[("int2", Some("-3"))], -7676986921448237951),
+            (
+                &[
+                    ("int4", Some("7")),
+                    ("uuid", Some("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11")),
+                    ("int8", None),
+                ],
+                6184670732042951130,
+            ),
+        ];
+        for (row, expected) in cases {
+            assert_eq!(key_row_hash(row).unwrap(), expected, "{row:?}");
+        }
+    }
 }

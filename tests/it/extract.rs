@@ -634,6 +634,73 @@ async fn row_hashes_cover_the_columns_a_load_may_overwrite_and_are_postgres_own(
     assert_ne!(now(fx.client.query(&sql, &[]).await.unwrap()), extracted);
 }
 
+#[tokio::test]
+async fn key_fingerprints_the_copy_computes_are_postgres_own() {
+    // The extract hashes uuid and integer keys as it copies them instead of asking the server
+    // to read each table again; a load compares them with the server's own fingerprints.
+    let url = support::supabase_database("extract_key_sums", false).await;
+    let client = support::connect(&url).await;
+    client
+        .batch_execute(
+            r#"
+            CREATE TABLE public.by_uuid (id uuid PRIMARY KEY,
+              profile_id uuid REFERENCES public.unified_profiles (id), note text);
+            INSERT INTO public.by_uuid (id, note)
+              SELECT gen_random_uuid(), 'row ' || n FROM generate_series(1, 5000) n;
+            INSERT INTO public.by_uuid (id) VALUES ('00000000-0000-0000-0000-000000000000'),
+              ('ffffffff-ffff-ffff-ffff-ffffffffffff');
+            CREATE TABLE public.by_ints (small int2, medium int4, big int8,
+              profile_id uuid REFERENCES public.unified_profiles (id),
+              PRIMARY KEY (big, medium, small));
+            INSERT INTO public.by_ints (small, medium, big)
+              SELECT (n % 65536 - 32768)::int2, n * 7919 - 2147483647, n * 3037000493 - 9223372036854775807
+              FROM generate_series(0, 4000) n;
+            INSERT INTO public.by_ints (small, medium, big)
+              VALUES (32767, 2147483647, 9223372036854775807), (0, 0, 0), (-1, -1, -1),
+                     (1, 1, 4294967296), (1, 1, -4294967296);
+            -- no primary key: every column is the key, NULLs included
+            CREATE TABLE public.no_key (ref uuid, n int8,
+              profile_id uuid REFERENCES public.unified_profiles (id));
+            INSERT INTO public.no_key (ref, n)
+              SELECT CASE WHEN n % 3 = 0 THEN NULL ELSE gen_random_uuid() END,
+                     CASE WHEN n % 5 = 0 THEN NULL ELSE n - 1000 END
+              FROM generate_series(1, 3000) n;
+            "#,
+        )
+        .await
+        .unwrap();
+    let dir = extracted(&url).await;
+    let manifest = cleanmig::artifacts::Manifest::read(&dir.path().join("extract")).unwrap();
+    for table in ["by_uuid", "by_ints", "no_key"] {
+        let qualified = format!("\"public\".\"{table}\"");
+        let entry = &manifest.tables[&qualified];
+        let columns = cleanmig::pg_arrow::table_columns(&client, &qualified)
+            .await
+            .unwrap();
+        let keys = cleanmig::fingerprint::chosen_columns(
+            &columns,
+            &qualified,
+            cleanmig::fingerprint::Coverage::Keys,
+            &entry.key_columns,
+        )
+        .unwrap();
+        assert!(cleanmig::fingerprint::KeySum::covers(&keys), "{table}");
+        let server = cleanmig::fingerprint::compute(
+            &client,
+            &qualified,
+            cleanmig::fingerprint::Coverage::Keys,
+            &entry.key_columns,
+        )
+        .await
+        .unwrap();
+        assert_eq!(entry.fingerprint, server, "{table}");
+    }
+    assert_eq!(
+        manifest.tables["\"public\".\"no_key\""].key_columns.len(),
+        3
+    );
+}
+
 #[test]
 fn a_copy_whose_sink_waits_leaves_the_thread_to_the_other_tasks() {
     // The extract's two connections share one thread, each table's batches going to a Parquet
