@@ -333,16 +333,20 @@ fn key_row_hash(values: &[(&str, Option<&str>)]) -> Result<i64> {
 }
 
 /// `uuid_hash_extended(u, 0)`: the 16 bytes through `hash_bytes_extended`. `None` for text
-/// that is not a uuid in Postgres's output form.
+/// that is not a uuid in Postgres's output form (`8-4-4-4-12` hex digits).
 fn hash_uuid(text: &str) -> Option<u64> {
-    let mut bytes = [0u8; 16];
-    let hex: Vec<u8> = text.bytes().filter(|&b| b != b'-').collect();
-    if hex.len() != 32 || text.len() != 36 {
+    let t = text.as_bytes();
+    if t.len() != 36 || [8, 13, 18, 23].iter().any(|&i| t[i] != b'-') {
         return None;
     }
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let digit = |b: u8| (b as char).to_digit(16);
-        bytes[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    let mut digits = t
+        .iter()
+        .filter(|&&b| b != b'-')
+        .map(|&b| (b as char).to_digit(16));
+    let mut bytes = [0u8; 16];
+    for byte in &mut bytes {
+        let (high, low) = (digits.next()??, digits.next()??);
+        *byte = (high * 16 + low) as u8;
     }
     Some(hash_bytes(&bytes))
 }
@@ -472,6 +476,20 @@ mod tests {
         ];
         for (row, expected) in cases {
             assert_eq!(key_row_hash(row).unwrap(), expected, "{row:?}");
+        }
+    }
+
+    #[test]
+    fn a_uuid_is_read_in_postgres_output_form_only() {
+        assert!(hash_uuid("8dbcc8bd-f2fe-40c8-9727-dbd59937db40").is_some());
+        for not_one in [
+            "8dbcc8bdf2fe40c89727dbd59937db40",
+            "8dbcc8bd-f2fe-40c8-9727-dbd59937db4",
+            "8dbcc8bd-f2fe-40c8-9727-dbd59937db4g",
+            "8dbcc8b-df2fe-40c8-9727-dbd59937db40",
+            "8dbcc8bd-f2fe-40c8-9727-dbd59937db-0",
+        ] {
+            assert_eq!(hash_uuid(not_one), None, "{not_one}");
         }
     }
 }
