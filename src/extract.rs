@@ -88,6 +88,10 @@ struct TablePlan {
     coverage: Coverage,
     /// The columns its fingerprint hashes: every column (sources) or the key columns.
     fingerprinted: Vec<PgColumn>,
+    /// Where each of `fingerprinted` is in the copied rows.
+    fingerprinted_at: Vec<usize>,
+    /// Whether the server encodes text as UTF-8 (set once every table is planned).
+    server_utf8: bool,
     select: Vec<String>,
     kinds: Vec<Kind>,
     fields: Vec<Field>,
@@ -102,13 +106,11 @@ struct TablePlan {
 }
 
 impl TablePlan {
-    /// Whether the table's copy computes its fingerprint ([`fingerprint::KeySum`]): a
-    /// fingerprint of keys the client hashes as Postgres does, so the server need not read the
-    /// table again.
-    fn keys_summed_by_copy(&self) -> bool {
+    /// Whether the table's copy computes its fingerprint ([`fingerprint::RowSum`]): over
+    /// columns the client hashes as Postgres does, so the server need not read the table again.
+    fn summed_by_copy(&self) -> bool {
         self.row_hashes.is_none()
-            && self.coverage == Coverage::Keys
-            && fingerprint::KeySum::covers(&self.fingerprinted)
+            && fingerprint::RowSum::covers(&self.fingerprinted, self.server_utf8)
     }
 }
 
@@ -124,8 +126,14 @@ fn plan_source(
     let mut select = Vec::new();
     let mut fields = vec![Field::new("_source_row", DataType::Int64, false)];
     let mut notes = Vec::new();
+    // Where each source column lands in the copied rows, for its fingerprint.
+    let mut copied_at = vec![0; columns.len()];
     for canon in canonical {
+        let before = used.clone();
         let (expr, field) = select_canonical(schema, table, columns, canon, &mut used, &mut notes)?;
+        if let Some(i) = (0..columns.len()).find(|&i| used[i] && !before[i]) {
+            copied_at[i] = fields.len();
+        }
         select.push(expr);
         fields.push(field);
     }
@@ -148,6 +156,7 @@ fn plan_source(
         meta.insert(pg_arrow::PG_TYPE_KEY.to_string(), col.type_name.clone());
         meta.insert(SOURCE_NAME_KEY.to_string(), col.name.clone());
         notes.push(format!("extra column \"{}\" kept as {name}", col.name));
+        copied_at[i] = fields.len();
         fields.push(Field::new(&name, DataType::Utf8, true).with_metadata(meta));
     }
     let kinds = vec![Kind::Text; select.len()];
@@ -158,6 +167,8 @@ fn plan_source(
         key_columns: Vec::new(),
         coverage: Coverage::WholeRow,
         fingerprinted: columns.to_vec(),
+        fingerprinted_at: copied_at,
+        server_utf8: false,
         select,
         kinds,
         fields,
@@ -271,6 +282,16 @@ fn plan_typed(
     };
     let fingerprinted =
         fingerprint::chosen_columns(columns, &qualified, Coverage::Keys, &key_columns)?;
+    // Every column is copied, in table order.
+    let fingerprinted_at = fingerprinted
+        .iter()
+        .map(|f| {
+            columns
+                .iter()
+                .position(|c| c.name == f.name)
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
     Ok(TablePlan {
         qualified,
         artifact: catalog::extract_artifact_name(schema, table),
@@ -278,6 +299,8 @@ fn plan_typed(
         key_columns,
         coverage: Coverage::Keys,
         fingerprinted,
+        fingerprinted_at,
+        server_utf8: false,
         select,
         kinds,
         fields,
@@ -336,6 +359,8 @@ fn plan_row_hashes(table: &catalog::Table, columns: &[PgColumn]) -> Result<Table
         key_columns: vec![table.key.clone()],
         coverage: Coverage::Keys,
         fingerprinted: Vec::new(),
+        fingerprinted_at: Vec::new(),
+        server_utf8: false,
         select: vec![key_expr, fingerprint::row_hash(&hashed)],
         fields: vec![
             pg_arrow::field(&key.name, &key_kind, &key.type_name, !key.not_null),
@@ -465,15 +490,19 @@ pub async fn extract(
     });
     let mut client = conn.connect().await?;
     let txn = snapshot_transaction(&mut client, None).await?;
-    let extracted_at: String = crate::pg::query_one(
+    let row = crate::pg::query_one(
         &*txn,
-        "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+                current_setting('server_encoding') = 'UTF8'",
         &[],
         &[],
     )
-    .await?
-    .get(0);
-    let plans = plan_tables(&txn, pipeline_dir, &catalog).await?;
+    .await?;
+    let (extracted_at, server_utf8): (String, bool) = (row.get(0), row.get(1));
+    let mut plans = plan_tables(&txn, pipeline_dir, &catalog).await?;
+    for plan in &mut plans {
+        plan.server_utf8 = server_utf8;
+    }
 
     // Write into a fresh directory, then swap it in: a failed run leaves the last good extract.
     artifacts::create_private_dir(artifacts_dir)?;
@@ -723,11 +752,12 @@ async fn copy_and_fingerprint(
     let mut copies: Vec<Option<ArtifactEntry>> = (0..n).map(|_| None).collect();
     for d in first {
         match d {
-            Done::Copy(i, mut written) => {
-                if let Some(fp) = written.fingerprint.take() {
-                    fingerprints[i] = Some(fp);
+            Done::Copy(i, written) => {
+                let (entry, fingerprint) = written.entry()?;
+                if fingerprint.is_some() {
+                    fingerprints[i] = fingerprint;
                 }
-                copies[i] = Some(written.entry()?);
+                copies[i] = Some(entry);
             }
             Done::Fingerprint(i, fp) => fingerprints[i] = Some(fp),
         }
@@ -759,7 +789,7 @@ async fn job_order(txn: &Transaction<'_>, plans: &[TablePlan]) -> Result<Vec<Job
     let mut jobs: Vec<Job> = order.into_iter().map(Job::Copy).collect();
     jobs.extend(
         (0..plans.len())
-            .filter(|&i| plans[i].row_hashes.is_none() && !plans[i].keys_summed_by_copy())
+            .filter(|&i| plans[i].row_hashes.is_none() && !plans[i].summed_by_copy())
             .map(Job::Fingerprint),
     );
     Ok(jobs)
@@ -860,19 +890,22 @@ fn manifest_of(
 
 /// A table whose rows have all been read, its file being finished on its writer's thread.
 struct Written {
-    writer: std::thread::JoinHandle<Result<Option<(PathBuf, u64, String)>>>,
+    writer: std::thread::JoinHandle<Result<Option<Finished>>>,
     dir: PathBuf,
     rows: u64,
-    /// The table's fingerprint, when its copy computed it ([`TablePlan::keys_summed_by_copy`]).
-    fingerprint: Option<TableFingerprint>,
     schema: arrow::datatypes::SchemaRef,
     notes: Vec<String>,
 }
 
+/// What a table's writer thread leaves: the file (renamed into place), its rows and SHA-256,
+/// and the table's fingerprint when the writer summed it ([`TablePlan::summed_by_copy`]).
+type Finished = (PathBuf, u64, String, Option<TableFingerprint>);
+
 impl Written {
-    /// Wait for the file (flushed, synced, renamed, hashed as it was written) and describe it.
-    fn entry(self) -> Result<ArtifactEntry> {
-        let (path, rows, sha256) = self
+    /// Wait for the file (flushed, synced, renamed, hashed as it was written) and describe it,
+    /// with the table's fingerprint when its rows were summed on the way.
+    fn entry(self) -> Result<(ArtifactEntry, Option<TableFingerprint>)> {
+        let (path, rows, sha256, fingerprint) = self
             .writer
             .join()
             .map_err(|_| anyhow::anyhow!("a Parquet writer of the extract panicked"))??
@@ -887,7 +920,7 @@ impl Written {
         let mut entry =
             ArtifactEntry::describe_hashed(&self.dir, &path, rows, sha256, &self.schema)?;
         entry.notes = self.notes;
-        Ok(entry)
+        Ok((entry, fingerprint))
     }
 }
 
@@ -940,10 +973,20 @@ async fn copy_table(
     )
     .with_key(&plan.key_columns);
     let query = format!("SELECT {} FROM {} t", select.join(", "), plan.qualified);
-    // The keys' fingerprint, summed from the rows as they pass, when the client can hash them.
-    let mut key_sum = plan
-        .keys_summed_by_copy()
-        .then(|| fingerprint::KeySum::new(&plan.qualified, &plan.fingerprinted, &schema))
+    // The table's fingerprint, summed by the writer from the rows it writes, when the client
+    // can hash them.
+    let mut row_sum = plan
+        .summed_by_copy()
+        .then(|| {
+            fingerprint::RowSum::new(
+                &plan.qualified,
+                plan.coverage,
+                &plan.fingerprinted,
+                &plan.fingerprinted_at,
+                plan.server_utf8,
+                &schema,
+            )
+        })
         .transpose()?;
     // Parquet encoding runs on its own thread while this task decodes the next rows; the
     // channel holds two batches, so memory stays flat. A writer that falls behind makes this
@@ -954,17 +997,22 @@ async fn copy_table(
     let all_read = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer_path = path.clone();
     let writer_all_read = all_read.clone();
-    let writer = std::thread::spawn(move || -> Result<Option<(PathBuf, u64, String)>> {
+    let writer = std::thread::spawn(move || -> Result<Option<Finished>> {
         while let Some(batch) = batches.blocking_recv() {
+            if let Some(sum) = &mut row_sum {
+                sum.add(&batch)
+                    .with_context(|| format!("cannot fingerprint {}", writer_path.display()))?;
+            }
             file.write(&batch)
                 .with_context(|| format!("cannot write {}", writer_path.display()))?;
         }
         if !writer_all_read.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(None);
         }
-        file.finish_hashed()
-            .with_context(|| format!("cannot write {}", writer_path.display()))
-            .map(Some)
+        let (path, rows, sha256) = file
+            .finish_hashed()
+            .with_context(|| format!("cannot write {}", writer_path.display()))?;
+        Ok(Some((path, rows, sha256, row_sum.map(|s| s.finish()))))
     });
     let (sender, file) = (&to_writer, &path);
     let copied = pg_arrow::copy_out(txn, &query, decoder, |batch, done| {
@@ -974,9 +1022,7 @@ async fn copy_table(
             }
             bar.set_position(done);
         }
-        let summed = key_sum.as_mut().map(|k| k.add(&batch)).transpose();
         async move {
-            summed?;
             if sender.send(batch).await.is_err() {
                 bail!("the writer of {} stopped", file.display());
             }
@@ -1009,7 +1055,6 @@ async fn copy_table(
         writer,
         dir: dir.to_path_buf(),
         rows,
-        fingerprint: key_sum.map(|k| k.finish()),
         schema,
         notes: notes.clone(),
     })
@@ -1083,6 +1128,7 @@ mod tests {
             generated: false,
             elem_oid: 0,
             elem_typname: String::new(),
+            collation_deterministic: true,
         }
     }
 

@@ -5,9 +5,9 @@
 //! on their whole row (any change counts); destination tables on their keys only, because the
 //! live app keeps updating columns it owns (progress, activity times) and that is not drift.
 //!
-//! The extract computes a fingerprint of uuid and integer keys itself, from the rows it copies
-//! ([`KeySum`]: Postgres's hash functions for those types, reproduced); every other fingerprint,
-//! and every one a later stage takes, is Postgres's.
+//! The extract computes the fingerprints of columns of uuid, integer and (on a UTF-8 server)
+//! text types itself, from the rows it copies ([`RowSum`]: Postgres's hash functions for those
+//! types, reproduced); every other fingerprint, and every one a later stage takes, is Postgres's.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -187,77 +187,102 @@ pub async fn compute_over(
     })
 }
 
-/// A [`Coverage::Keys`] fingerprint computed by the client from the rows it copies, for keys
-/// whose Postgres hash it reproduces (`uuid`, `int2`, `int4`, `int8`): the same digest as
-/// [`compute_over`], without the server reading the table a second time.
+/// A fingerprint computed by the client from the rows it copies, over columns whose Postgres
+/// hash it reproduces: `uuid`, `int2`, `int4`, `int8`, and `text` and `varchar` when the server
+/// encodes text as UTF-8 (the bytes the client receives are then the bytes Postgres hashes) and
+/// the column's collation is deterministic. The same digest as [`compute_over`], without the
+/// server reading the table a second time.
 #[derive(Debug, Clone)]
-pub struct KeySum {
-    /// Each key column's position in the copied rows and its type.
-    columns: Vec<(usize, KeyType)>,
+pub struct RowSum {
+    coverage: Coverage,
+    /// Each hashed column's position in the copied rows, its type, and whether it is copied as
+    /// its text (a source's columns are) rather than as itself.
+    columns: Vec<(usize, ColumnType, bool)>,
     rows: u64,
     /// The exact sum of the signed row hashes, as `sum(bigint)` keeps it.
     sum: i128,
 }
 
-/// A key column type whose element hash in `hash_record_extended` [`KeySum`] computes.
+/// A column type whose element hash in `hash_record_extended` [`RowSum`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyType {
+enum ColumnType {
     Uuid,
     Int2,
     Int4,
     Int8,
+    Text,
 }
 
-impl KeyType {
-    fn of(typname: &str) -> Option<Self> {
-        Some(match typname {
-            "uuid" => KeyType::Uuid,
-            "int2" => KeyType::Int2,
-            "int4" => KeyType::Int4,
-            "int8" => KeyType::Int8,
+impl ColumnType {
+    /// `utf8`: whether the server's encoding is UTF-8.
+    fn of(column: &crate::pg_arrow::PgColumn, utf8: bool) -> Option<Self> {
+        Some(match column.typname.as_str() {
+            "uuid" => ColumnType::Uuid,
+            "int2" => ColumnType::Int2,
+            "int4" => ColumnType::Int4,
+            "int8" => ColumnType::Int8,
+            "text" | "varchar" if utf8 && column.collation_deterministic => ColumnType::Text,
             _ => return None,
         })
     }
+
+    fn arrow_type(self) -> arrow::datatypes::DataType {
+        use arrow::datatypes::DataType;
+        match self {
+            ColumnType::Uuid | ColumnType::Text => DataType::Utf8,
+            ColumnType::Int2 => DataType::Int16,
+            ColumnType::Int4 => DataType::Int32,
+            ColumnType::Int8 => DataType::Int64,
+        }
+    }
 }
 
-impl KeySum {
-    /// Whether the client computes the fingerprint over `chosen` (the key columns): every one
-    /// of a type whose hash it reproduces.
-    pub fn covers(chosen: &[crate::pg_arrow::PgColumn]) -> bool {
-        !chosen.is_empty() && chosen.iter().all(|c| KeyType::of(&c.typname).is_some())
+impl RowSum {
+    /// Whether the client computes the fingerprint over `chosen` (the hashed columns; `utf8`:
+    /// whether the server's encoding is UTF-8): every one of a type whose hash it reproduces.
+    pub fn covers(chosen: &[crate::pg_arrow::PgColumn], utf8: bool) -> bool {
+        !chosen.is_empty() && chosen.iter().all(|c| ColumnType::of(c, utf8).is_some())
     }
 
-    /// For `chosen` (the key columns, in fingerprint order; [`KeySum::covers`] them), found by
-    /// name in `schema`, the copied rows of `table`.
+    /// For `chosen` (the hashed columns, in fingerprint order; [`RowSum::covers`] them), copied
+    /// at `positions` of `schema`, the copied rows of `table`: each as itself or as its text.
     pub fn new(
         table: &str,
+        coverage: Coverage,
         chosen: &[crate::pg_arrow::PgColumn],
+        positions: &[usize],
+        utf8: bool,
         schema: &arrow::datatypes::Schema,
     ) -> Result<Self> {
-        use arrow::datatypes::DataType;
         let mut columns = Vec::with_capacity(chosen.len());
-        for c in chosen {
-            let (index, field) = schema
-                .column_with_name(&c.name)
-                .with_context(|| format!("{table}: key column {} is not copied", c.name))?;
-            let ty = KeyType::of(&c.typname)
-                .with_context(|| format!("{table}: key column {} is a {}", c.name, c.typname))?;
-            let expected = match ty {
-                KeyType::Uuid => DataType::Utf8,
-                KeyType::Int2 => DataType::Int16,
-                KeyType::Int4 => DataType::Int32,
-                KeyType::Int8 => DataType::Int64,
-            };
-            if field.data_type() != &expected {
+        for (c, &position) in chosen.iter().zip(positions) {
+            let ty = ColumnType::of(c, utf8)
+                .with_context(|| format!("{table}: column {} is a {}", c.name, c.typname))?;
+            let field = schema
+                .fields()
+                .get(position)
+                .with_context(|| format!("{table}: column {} is not copied", c.name))?;
+            let as_text = field.data_type() == &arrow::datatypes::DataType::Utf8;
+            if !as_text && field.data_type() != &ty.arrow_type() {
                 anyhow::bail!(
-                    "{table}: key column {} is copied as {}, not {expected}",
+                    "{table}: column {} is copied as {} ({}), not {}",
                     c.name,
-                    field.data_type()
+                    field.data_type(),
+                    field.name(),
+                    ty.arrow_type()
                 );
             }
-            columns.push((index, ty));
+            columns.push((position, ty, as_text));
+        }
+        if columns.len() != chosen.len() {
+            anyhow::bail!(
+                "{table}: {} columns to hash, {} placed",
+                chosen.len(),
+                columns.len()
+            );
         }
         Ok(Self {
+            coverage,
             columns,
             rows: 0,
             sum: 0,
@@ -269,21 +294,23 @@ impl KeySum {
         use arrow::array::{Array, AsArray};
         use arrow::datatypes::{Int16Type, Int32Type, Int64Type};
         let mut hashes = vec![0u64; batch.num_rows()];
-        for &(index, ty) in &self.columns {
+        for &(index, ty, as_text) in &self.columns {
             let column = batch.column(index);
             let element = |row: usize| -> Result<u64> {
+                if as_text {
+                    return element_hash(ty, column.as_string::<i32>().value(row));
+                }
                 Ok(match ty {
-                    KeyType::Uuid => {
-                        let text = column.as_string::<i32>().value(row);
-                        hash_uuid(text).with_context(|| format!("`{text}` is not a uuid"))?
-                    }
-                    KeyType::Int2 => {
+                    ColumnType::Int2 => {
                         hash_uint32(column.as_primitive::<Int16Type>().value(row) as i32 as u32)
                     }
-                    KeyType::Int4 => {
+                    ColumnType::Int4 => {
                         hash_uint32(column.as_primitive::<Int32Type>().value(row) as u32)
                     }
-                    KeyType::Int8 => hash_int8(column.as_primitive::<Int64Type>().value(row)),
+                    ColumnType::Int8 => hash_int8(column.as_primitive::<Int64Type>().value(row)),
+                    ColumnType::Uuid | ColumnType::Text => {
+                        unreachable!("copied as text, checked in RowSum::new")
+                    }
                 })
             };
             for (row, hash) in hashes.iter_mut().enumerate() {
@@ -304,7 +331,7 @@ impl KeySum {
     /// The fingerprint of the rows added, as [`compute_over`] gives it.
     pub fn finish(&self) -> TableFingerprint {
         TableFingerprint {
-            coverage: Coverage::Keys,
+            coverage: self.coverage,
             rows: self.rows,
             digest: hex::encode(Sha256::digest(
                 format!("{}:{}", self.rows, self.sum).as_bytes(),
@@ -313,19 +340,35 @@ impl KeySum {
     }
 }
 
-/// `hash_record_extended(ROW(...), 0)` of one row of keys as [`KeySum`] computes it, for a
-/// test against Postgres: each value a uuid, `int2`, `int4` or `int8` as text, or `None`.
+/// The element hash of a value of type `ty` given as its text (Postgres's output form).
+fn element_hash(ty: ColumnType, text: &str) -> Result<u64> {
+    let number = || format!("`{text}` is not a {ty:?} in Postgres's output form");
+    Ok(match ty {
+        ColumnType::Uuid => hash_uuid(text).with_context(number)?,
+        ColumnType::Int2 => hash_uint32(text.parse::<i16>().with_context(number)? as i32 as u32),
+        ColumnType::Int4 => hash_uint32(text.parse::<i32>().with_context(number)? as u32),
+        ColumnType::Int8 => hash_int8(text.parse::<i64>().with_context(number)?),
+        ColumnType::Text => hash_bytes(text.as_bytes()),
+    })
+}
+
+/// `hash_record_extended(ROW(...), 0)` of one row as [`RowSum`] computes it, for a test against
+/// Postgres: each value of type `uuid`, `int2`, `int4`, `int8` or `text`, as its text, or `None`.
 #[cfg(test)]
-fn key_row_hash(values: &[(&str, Option<&str>)]) -> Result<i64> {
+fn row_hash_of(values: &[(&str, Option<&str>)]) -> Result<i64> {
     let mut hash = 0u64;
     for (typname, value) in values {
-        let element = match (value, KeyType::of(typname)) {
-            (None, _) => 0,
-            (Some(v), Some(KeyType::Uuid)) => hash_uuid(v).context("not a uuid")?,
-            (Some(v), Some(KeyType::Int2)) => hash_uint32(v.parse::<i16>()? as i32 as u32),
-            (Some(v), Some(KeyType::Int4)) => hash_uint32(v.parse::<i32>()? as u32),
-            (Some(v), Some(KeyType::Int8)) => hash_int8(v.parse::<i64>()?),
-            (Some(_), None) => anyhow::bail!("{typname} is not a key type hashed by the client"),
+        let ty = match *typname {
+            "uuid" => ColumnType::Uuid,
+            "int2" => ColumnType::Int2,
+            "int4" => ColumnType::Int4,
+            "int8" => ColumnType::Int8,
+            "text" => ColumnType::Text,
+            other => anyhow::bail!("{other} is not a type hashed by the client"),
+        };
+        let element = match value {
+            None => 0,
+            Some(v) => element_hash(ty, v)?,
         };
         hash = hash.wrapping_mul(31).wrapping_add(element);
     }
@@ -412,14 +455,16 @@ fn hash_bytes(k: &[u8]) -> u64 {
             acc.wrapping_add((byte as u32) << (8 * i))
         })
     };
-    let mut rest = k;
-    while rest.len() >= 12 {
-        a = a.wrapping_add(word(&rest[0..4]));
-        b = b.wrapping_add(word(&rest[4..8]));
-        c = c.wrapping_add(word(&rest[8..12]));
+    let mut blocks = k.chunks_exact(12);
+    for block in &mut blocks {
+        let le =
+            |i: usize| u32::from_le_bytes([block[i], block[i + 1], block[i + 2], block[i + 3]]);
+        a = a.wrapping_add(le(0));
+        b = b.wrapping_add(le(4));
+        c = c.wrapping_add(le(8));
         mix(&mut a, &mut b, &mut c);
-        rest = &rest[12..];
     }
+    let rest = blocks.remainder();
     // The last bytes: c's lowest byte is left for the length.
     let n = rest.len();
     if n > 8 {
@@ -449,10 +494,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_hashes_are_postgres_hash_record_extended() {
+    fn row_hashes_are_postgres_hash_record_extended() {
         // SELECT hash_record_extended(ROW(...), 0) on Postgres 15.
         type Row<'a> = &'a [(&'a str, Option<&'a str>)];
-        let cases: [(Row, i64); 7] = [
+        let cases: [(Row, i64); 11] = [
+            (&[("text", Some("Peñaflor"))], -6183932010947874288),
+            (&[("text", Some(""))], -6939563903564495251),
+            (
+                &[(
+                    "text",
+                    Some("a longer text with more than twelve bytes, ünïcödé"),
+                )],
+                -563823771739004147,
+            ),
+            (
+                &[
+                    ("text", None),
+                    ("text", Some("x")),
+                    ("text", Some("abcdefghijkl")),
+                    ("text", Some("abcdefghijklm")),
+                ],
+                819197070335295685,
+            ),
             (
                 &[("uuid", Some("00000000-0000-0000-0000-000000000000"))],
                 -6859010066814654381,
@@ -475,7 +538,7 @@ mod tests {
             ),
         ];
         for (row, expected) in cases {
-            assert_eq!(key_row_hash(row).unwrap(), expected, "{row:?}");
+            assert_eq!(row_hash_of(row).unwrap(), expected, "{row:?}");
         }
     }
 

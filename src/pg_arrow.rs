@@ -111,6 +111,9 @@ pub struct PgColumn {
     /// otherwise).
     pub elem_oid: u32,
     pub elem_typname: String,
+    /// Whether the column's collation is deterministic (true for types without one): its
+    /// values then hash as their bytes ([`crate::fingerprint::RowSum`]).
+    pub collation_deterministic: bool,
 }
 
 /// Columns of a table, in order, with their types (an unnamed statement: `cleanmig status`
@@ -137,12 +140,14 @@ pub async fn tables_columns(
         "SELECT u.n::int4, to_regclass(u.t) IS NOT NULL, a.attname::text, \
                 format_type(a.atttypid, a.atttypmod), t.typname::text, t.typcategory::text, \
                 a.atttypmod, a.attnotnull, a.attgenerated <> '', \
-                coalesce(e.oid, 0)::oid, coalesce(e.typname::text, '') \
+                coalesce(e.oid, 0)::oid, coalesce(e.typname::text, ''), \
+                coalesce(co.collisdeterministic, true) \
          FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) \
          LEFT JOIN pg_attribute a ON a.attrelid = to_regclass(u.t) AND a.attnum > 0 \
                                  AND NOT a.attisdropped \
          LEFT JOIN pg_type t ON t.oid = a.atttypid \
          LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
+         LEFT JOIN pg_collation co ON co.oid = a.attcollation \
          ORDER BY u.n, a.attnum",
         &[&qualified_tables],
         &[tokio_postgres::types::Type::TEXT_ARRAY],
@@ -169,6 +174,7 @@ pub async fn tables_columns(
             generated: r.get(8),
             elem_oid: r.get(9),
             elem_typname: r.get(10),
+            collation_deterministic: r.get(11),
         });
     }
     Ok(out)

@@ -635,14 +635,23 @@ async fn row_hashes_cover_the_columns_a_load_may_overwrite_and_are_postgres_own(
 }
 
 #[tokio::test]
-async fn key_fingerprints_the_copy_computes_are_postgres_own() {
-    // The extract hashes uuid and integer keys as it copies them instead of asking the server
-    // to read each table again; a load compares them with the server's own fingerprints.
-    let url = support::supabase_database("extract_key_sums", false).await;
+async fn fingerprints_the_copy_computes_are_postgres_own() {
+    // The extract hashes uuid, integer and text columns as it copies them instead of asking the
+    // server to read each table again; a load compares them with the server's own fingerprints.
+    let url = support::supabase_database("extract_row_sums", true).await;
     let client = support::connect(&url).await;
+    client.batch_execute(LEGACY_ROWS).await.unwrap();
     client
         .batch_execute(
             r#"
+            INSERT INTO public.xendit ("Invoice ID", "Amount", "Customer Name", "Customer Email")
+              SELECT 'inv_' || n, n * 1000 - 5000000, 'Ma. Luisa Peñaflor ' || n,
+                     CASE WHEN n % 7 = 0 THEN NULL ELSE 'luisa' || n || '@example.com' END
+              FROM generate_series(1, 3000) n;
+            INSERT INTO public.xendit ("Invoice ID", "Amount") VALUES
+              ('min', -9223372036854775808), ('max', 9223372036854775807), ('', 0);
+            INSERT INTO public.systemeio ("Email", "Tag")
+              SELECT 'contact' || n || '@example.com', repeat('PaidP2P,', n % 5) FROM generate_series(1, 2000) n;
             CREATE TABLE public.by_uuid (id uuid PRIMARY KEY,
               profile_id uuid REFERENCES public.unified_profiles (id), note text);
             INSERT INTO public.by_uuid (id, note)
@@ -659,45 +668,73 @@ async fn key_fingerprints_the_copy_computes_are_postgres_own() {
               VALUES (32767, 2147483647, 9223372036854775807), (0, 0, 0), (-1, -1, -1),
                      (1, 1, 4294967296), (1, 1, -4294967296);
             -- no primary key: every column is the key, NULLs included
-            CREATE TABLE public.no_key (ref uuid, n int8,
+            CREATE TABLE public.no_key (ref uuid, n int8, label varchar(40),
               profile_id uuid REFERENCES public.unified_profiles (id));
-            INSERT INTO public.no_key (ref, n)
+            INSERT INTO public.no_key (ref, n, label)
               SELECT CASE WHEN n % 3 = 0 THEN NULL ELSE gen_random_uuid() END,
-                     CASE WHEN n % 5 = 0 THEN NULL ELSE n - 1000 END
+                     CASE WHEN n % 5 = 0 THEN NULL ELSE n - 1000 END,
+                     CASE WHEN n % 4 = 0 THEN NULL ELSE 'ñ' || repeat('x', n % 30) END
               FROM generate_series(1, 3000) n;
+            -- a key in a collation that is not deterministic is left to the server
+            CREATE COLLATION case_blind (provider = icu, locale = 'und-u-ks-level2',
+              deterministic = false);
+            CREATE TABLE public.blind (code text COLLATE case_blind PRIMARY KEY,
+              profile_id uuid REFERENCES public.unified_profiles (id));
+            INSERT INTO public.blind (code) VALUES ('a'), ('B'), ('ç');
             "#,
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO auth.users (id, email, aud, role)
+               SELECT gen_random_uuid(), 'user' || n || '@example.com', 'authenticated', 'authenticated'
+               FROM generate_series(1, 50) n;
+             INSERT INTO auth.identities (provider_id, user_id, identity_data, provider, id)
+               SELECT u.id::text, u.id, jsonb_build_object('sub', u.id::text), 'email', gen_random_uuid()
+               FROM auth.users u;",
         )
         .await
         .unwrap();
     let dir = extracted(&url).await;
     let manifest = cleanmig::artifacts::Manifest::read(&dir.path().join("extract")).unwrap();
-    for table in ["by_uuid", "by_ints", "no_key"] {
-        let qualified = format!("\"public\".\"{table}\"");
-        let entry = &manifest.tables[&qualified];
-        let columns = cleanmig::pg_arrow::table_columns(&client, &qualified)
+    let mut summed = Vec::new();
+    for (qualified, entry) in &manifest.tables {
+        let coverage = entry.fingerprint.coverage;
+        let columns = cleanmig::pg_arrow::table_columns(&client, qualified)
             .await
             .unwrap();
-        let keys = cleanmig::fingerprint::chosen_columns(
+        let chosen = cleanmig::fingerprint::chosen_columns(
             &columns,
-            &qualified,
-            cleanmig::fingerprint::Coverage::Keys,
+            qualified,
+            coverage,
             &entry.key_columns,
         )
         .unwrap();
-        assert!(cleanmig::fingerprint::KeySum::covers(&keys), "{table}");
-        let server = cleanmig::fingerprint::compute(
-            &client,
-            &qualified,
-            cleanmig::fingerprint::Coverage::Keys,
-            &entry.key_columns,
-        )
-        .await
-        .unwrap();
-        assert_eq!(entry.fingerprint, server, "{table}");
+        if cleanmig::fingerprint::RowSum::covers(&chosen, true) {
+            summed.push(qualified.clone());
+        }
+        let server =
+            cleanmig::fingerprint::compute(&client, qualified, coverage, &entry.key_columns)
+                .await
+                .unwrap();
+        assert_eq!(entry.fingerprint, server, "{qualified}");
     }
+    for table in [
+        "\"public\".\"by_uuid\"",
+        "\"public\".\"by_ints\"",
+        "\"public\".\"no_key\"",
+        "\"public\".\"systemeio\"",
+        "\"public\".\"xendit\"",
+        "\"auth\".\"users\"",
+        "\"auth\".\"identities\"",
+    ] {
+        assert!(summed.iter().any(|s| s == table), "{table}: {summed:?}");
+    }
+    assert!(!summed.iter().any(|s| s == "\"public\".\"blind\""));
     assert_eq!(
         manifest.tables["\"public\".\"no_key\""].key_columns.len(),
-        3
+        4
     );
 }
 
