@@ -129,9 +129,9 @@ fn plan_source(
     // Where each source column lands in the copied rows, for its fingerprint.
     let mut copied_at = vec![0; columns.len()];
     for canon in canonical {
-        let before = used.clone();
-        let (expr, field) = select_canonical(schema, table, columns, canon, &mut used, &mut notes)?;
-        if let Some(i) = (0..columns.len()).find(|&i| used[i] && !before[i]) {
+        let (expr, field, matched) = select_canonical(schema, table, columns, canon, &mut notes)?;
+        if let Some(i) = matched {
+            used[i] = true;
             copied_at[i] = fields.len();
         }
         select.push(expr);
@@ -180,15 +180,15 @@ fn plan_source(
 }
 
 /// The select expression and field of one canonical column: the one source column that
-/// matches it (noted when renamed), or NULL when it is optional and absent.
+/// matches it (noted when renamed; its index is returned), or NULL when it is optional and
+/// absent.
 fn select_canonical(
     schema: &str,
     table: &str,
     columns: &[PgColumn],
     canon: &CanonicalColumn,
-    used: &mut [bool],
     notes: &mut Vec<String>,
-) -> Result<(String, Field)> {
+) -> Result<(String, Field, Option<usize>)> {
     let accepted: Vec<String> = std::iter::once(canon.name.as_str())
         .chain(canon.aliases.iter().map(String::as_str))
         .map(normalize_name)
@@ -223,7 +223,6 @@ fn select_canonical(
             format!("NULL::text AS {}", quote_ident(&canon.name))
         }
         [i] => {
-            used[*i] = true;
             let col = &columns[*i];
             meta.insert(pg_arrow::PG_TYPE_KEY.to_string(), col.type_name.clone());
             if col.name != canon.name {
@@ -248,6 +247,7 @@ fn select_canonical(
     Ok((
         expr,
         Field::new(&canon.name, DataType::Utf8, true).with_metadata(meta),
+        matches.first().copied(),
     ))
 }
 
