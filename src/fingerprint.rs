@@ -342,12 +342,12 @@ impl RowSum {
 
 /// The element hash of a value of type `ty` given as its text (Postgres's output form).
 fn element_hash(ty: ColumnType, text: &str) -> Result<u64> {
-    let number = || format!("`{text}` is not a {ty:?} in Postgres's output form");
+    let not_one = || format!("`{text}` is not a {ty:?} in Postgres's output form");
     Ok(match ty {
-        ColumnType::Uuid => hash_uuid(text).with_context(number)?,
-        ColumnType::Int2 => hash_uint32(text.parse::<i16>().with_context(number)? as i32 as u32),
-        ColumnType::Int4 => hash_uint32(text.parse::<i32>().with_context(number)? as u32),
-        ColumnType::Int8 => hash_int8(text.parse::<i64>().with_context(number)?),
+        ColumnType::Uuid => hash_uuid(text).with_context(not_one)?,
+        ColumnType::Int2 => hash_uint32(text.parse::<i16>().with_context(not_one)? as i32 as u32),
+        ColumnType::Int4 => hash_uint32(text.parse::<i32>().with_context(not_one)? as u32),
+        ColumnType::Int8 => hash_int8(text.parse::<i64>().with_context(not_one)?),
         ColumnType::Text => hash_bytes(text.as_bytes()),
     })
 }
