@@ -93,19 +93,18 @@ impl Approval {
     /// Check every approved file against the disk; the first difference is
     /// [`Refusal::ArtifactModified`] naming the file.
     pub fn verify(&self, artifacts_dir: &Path) -> Result<()> {
-        for (file, sha) in &self.files {
-            let path = artifacts_dir.join(file);
-            let actual = if path.exists() {
-                artifacts::sha256_file(&path)?
-            } else {
-                "missing".to_string()
-            };
-            if &actual != sha {
-                return Err(Refusal::ArtifactModified {
-                    artifact: file.clone(),
-                }
-                .into());
-            }
+        self.verify_each(artifacts_dir, |file| self.verify_file(artifacts_dir, file))
+    }
+
+    /// [`Approval::verify`], with each approved file (its path relative to the artifacts
+    /// directory) checked by `check`, in the approval's order.
+    pub fn verify_each(
+        &self,
+        artifacts_dir: &Path,
+        mut check: impl FnMut(&str) -> Result<()>,
+    ) -> Result<()> {
+        for file in self.files.keys() {
+            check(file)?;
         }
         // Files that appeared in the stage directory's manifest after approval.
         let stage = Manifest::read(&artifacts_dir.join(STAGE_DIR))?;
@@ -114,6 +113,23 @@ impl Approval {
             if !self.files.contains_key(&rel) {
                 return Err(Refusal::ArtifactModified { artifact: rel }.into());
             }
+        }
+        Ok(())
+    }
+
+    /// Check one approved file (`stage/profiles.parquet`) against the disk.
+    pub fn verify_file(&self, artifacts_dir: &Path, file: &str) -> Result<()> {
+        let path = artifacts_dir.join(file);
+        let actual = if path.exists() {
+            artifacts::sha256_file(&path)?
+        } else {
+            "missing".to_string()
+        };
+        if self.files.get(file) != Some(&actual) {
+            return Err(Refusal::ArtifactModified {
+                artifact: file.to_string(),
+            }
+            .into());
         }
         Ok(())
     }

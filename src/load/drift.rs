@@ -62,7 +62,7 @@ pub async fn check_sources(tx: &Transaction<'_>, extract: &Manifest) -> Result<(
 /// Needs the staged temporary tables.
 pub async fn check_destinations(
     tx: &Transaction<'_>,
-    files: &ApprovedFiles<'_>,
+    files: &ApprovedFiles,
     extract: &Manifest,
     catalog: &Catalog,
     staged: &BTreeMap<String, Staged>,
@@ -234,7 +234,7 @@ fn hash_check<'a>(extract: &'a Manifest, t: &Overwritten<'_>) -> Result<Option<H
 /// a value the app changed from one that already equals the staged one.
 async fn hashes_unchanged(
     tx: &Transaction<'_>,
-    files: &ApprovedFiles<'_>,
+    files: &ApprovedFiles,
     extract: &Manifest,
     tables: &[Overwritten<'_>],
 ) -> Result<Vec<bool>> {
@@ -337,7 +337,7 @@ fn key_columns(entry: &TableEntry) -> Vec<String> {
 /// The extracted key columns of a table into a temporary table shaped like the live one.
 async fn load_extracted_keys(
     tx: &Transaction<'_>,
-    files: &ApprovedFiles<'_>,
+    files: &ApprovedFiles,
     extract: &Manifest,
     entry: &TableEntry,
     keys: &[String],
@@ -424,7 +424,7 @@ fn refuse_if_drifted(
 /// takes the full comparison, which copies the extracted rows back.
 pub async fn check_values(
     tx: &Transaction<'_>,
-    files: &ApprovedFiles<'_>,
+    files: &ApprovedFiles,
     extract: &Manifest,
     catalog: &Catalog,
     reconcilers: &[(String, super::reconcile::Reconcile)],

@@ -86,7 +86,6 @@ impl Inputs {
 fn read_inputs(artifacts_dir: &Path) -> Result<Inputs> {
     let approval = Approval::read(artifacts_dir)?;
     let approval_sha256 = approval_sha256(artifacts_dir)?;
-    approval.verify(artifacts_dir)?;
     let stage = Manifest::read(&artifacts_dir.join(STAGE_DIR))?;
     let extract = Manifest::read(&artifacts_dir.join(EXTRACT_DIR))?;
     if stage.fingerprint != approval.fingerprint || extract.fingerprint != approval.fingerprint {
@@ -312,8 +311,21 @@ async fn load<'c>(
     guard::lock_tables(&tx, catalog).await?;
     steps.done("transaction started, advisory lock held, destination tables locked against writes");
 
-    drift::check_sources(&tx, &inputs.extract).await?;
-    steps.done("sources unchanged since extraction");
+    // Every approved file is checked against the approval once the locks are held (a file
+    // replaced while the load waited for them is refused), on a thread of its own while the
+    // server checks the sources; the staged files are checked as their private copies are made,
+    // and every file is read from its copy.
+    let (files, sources) = tokio::join!(
+        stage::ApprovedFiles::check(
+            &opts.artifacts,
+            &inputs.approval,
+            stage::staged_files(&inputs.stage, catalog)
+        ),
+        drift::check_sources(&tx, &inputs.extract)
+    );
+    let files = files?;
+    sources?;
+    steps.done("approved files unchanged, sources unchanged since extraction");
     let approval = &inputs.approval_sha256;
     if let Some((since, state)) =
         applied::unchanged_since(&tx, catalog, &inputs.stage, approval).await?
@@ -322,8 +334,6 @@ async fn load<'c>(
         return finish_unchanged(tx, &inputs.stage, since, state, opts, run_id, &steps).await;
     }
     align_columns(&tx, catalog).await?;
-    // Every file is read from a private copy checked against the approval as it is made.
-    let files = stage::ApprovedFiles::new(&opts.artifacts, &inputs.approval)?;
     let staged = stage::copy_all(&tx, &files, &inputs.stage, catalog).await?;
     steps.done("approved rows copied into temporary tables");
     drift::check_destinations(&tx, &files, &inputs.extract, catalog, &staged).await?;

@@ -31,7 +31,7 @@ pub struct Staged {
 /// temporary tables are created together, and analysed together once every COPY is done.
 pub async fn copy_all(
     tx: &Transaction<'_>,
-    files: &ApprovedFiles<'_>,
+    files: &ApprovedFiles,
     stage: &Manifest,
     catalog: &Catalog,
 ) -> Result<BTreeMap<String, Staged>> {
@@ -107,6 +107,15 @@ pub async fn copy_all(
             .context("cannot analyse the staged rows")?;
     }
     Ok(staged)
+}
+
+/// The approved files [`copy_all`] stages (`stage/profiles.parquet`, ...).
+pub fn staged_files(stage: &Manifest, catalog: &Catalog) -> Vec<String> {
+    catalog
+        .staged()
+        .filter_map(|table| stage.artifacts.get(table.stage_artifact()))
+        .map(|e| format!("{STAGE_DIR}/{}", e.file))
+        .collect()
 }
 
 /// Open a Parquet file as a schema and a stream of batches, optionally only some columns.
@@ -286,16 +295,16 @@ pub async fn copy_columns(
 /// Private copies of approved files, each hashed while it is copied: the bytes the load reads
 /// are the bytes it checked against the approval, whatever happens to the originals meanwhile
 /// (another `transform` run, a replaced file). Removed when dropped.
-pub struct ApprovedFiles<'a> {
-    artifacts_dir: &'a Path,
-    approval: &'a crate::approve::Approval,
+pub struct ApprovedFiles {
+    artifacts_dir: PathBuf,
+    approval: crate::approve::Approval,
     dir: tempfile::TempDir,
     /// Copies made so far: each file is copied and checked once per run.
     copies: std::sync::Mutex<BTreeMap<String, std::path::PathBuf>>,
 }
 
-impl<'a> ApprovedFiles<'a> {
-    pub fn new(artifacts_dir: &'a Path, approval: &'a crate::approve::Approval) -> Result<Self> {
+impl ApprovedFiles {
+    fn new(artifacts_dir: &Path, approval: &crate::approve::Approval) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(".load.tmp-")
             .tempdir_in(artifacts_dir)
@@ -306,11 +315,34 @@ impl<'a> ApprovedFiles<'a> {
                 )
             })?;
         Ok(Self {
-            artifacts_dir,
-            approval,
+            artifacts_dir: artifacts_dir.to_path_buf(),
+            approval: approval.clone(),
             dir,
             copies: Default::default(),
         })
+    }
+
+    /// Check every approved file against the approval ([`crate::approve::Approval::verify`]),
+    /// on a thread of its own: the files in `copy` as their private copies are made (each file
+    /// is read and hashed once), the others by their hash.
+    pub async fn check(
+        artifacts_dir: &Path,
+        approval: &crate::approve::Approval,
+        copy: Vec<String>,
+    ) -> Result<Self> {
+        let files = Self::new(artifacts_dir, approval)?;
+        tokio::task::spawn_blocking(move || {
+            files.approval.verify_each(&files.artifacts_dir, |rel| {
+                if copy.iter().any(|c| c == rel) {
+                    files.copy(rel).map(drop)
+                } else {
+                    files.approval.verify_file(&files.artifacts_dir, rel)
+                }
+            })?;
+            Ok(files)
+        })
+        .await
+        .context("the check of the approved files stopped")?
     }
 
     /// A private copy of `rel` (`stage/profiles.parquet`), refused unless its bytes are the

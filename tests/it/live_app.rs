@@ -312,7 +312,21 @@ async fn a_row_created_since_that_references_a_row_the_rollback_deletes_is_refus
 #[tokio::test]
 async fn a_staged_file_replaced_while_the_load_waits_for_its_lock_is_refused() {
     // Guards: the bytes loaded are the bytes approved, however long the load waited.
-    let fx = fixture("live_replaced").await;
+    // Another transform run, say, rewrites a staged file meanwhile.
+    replaced_during_lock_wait("live_replaced", "transactions.parquet", "profiles.parquet").await;
+}
+
+#[tokio::test]
+async fn a_reviewed_file_replaced_while_the_load_waits_for_its_lock_is_refused() {
+    // Guards: the approval still holds for every file it covers when the load writes, not only
+    // for the files the load reads (here the report the reviewer read).
+    replaced_during_lock_wait("live_replaced_report", "checks.json", "report.md").await;
+}
+
+/// Hold a lock the load needs, replace `stage/<to>` by `stage/<from>` while the load waits for
+/// it, and check that the load is refused naming the file, with nothing changed.
+async fn replaced_during_lock_wait(name: &str, from: &str, to: &str) {
+    let fx = fixture(name).await;
     fx.approve();
     let before = fx.checksums(None).await;
     let holder = crate::support::connect(&fx.url).await;
@@ -323,19 +337,14 @@ async fn a_staged_file_replaced_while_the_load_waits_for_its_lock_is_refused() {
     let child = fx.spawn(&["load", "--apply", "--lock-timeout-ms", "60000"], None);
     let waiting = fx.wait_for_lock_wait().await;
     assert!(waiting, "the load never waited for the lock");
-    // Another transform run, say, rewrites a staged file meanwhile.
     let stage = fx.artifacts.join("stage");
-    std::fs::copy(
-        stage.join("transactions.parquet"),
-        stage.join("profiles.parquet"),
-    )
-    .unwrap();
+    std::fs::copy(stage.join(from), stage.join(to)).unwrap();
     holder.batch_execute("ROLLBACK").await.unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("artifact stage/profiles.parquet changed after approval"),
+        stderr.contains(&format!("artifact stage/{to} changed after approval")),
         "{stderr}"
     );
     assert_eq!(fx.checksums(None).await, before);

@@ -958,7 +958,7 @@ async fn a_load_prints_each_step_with_the_time_since_it_started_and_each_tables_
     assert!(ok, "{stderr}");
     let expected = [
         "transaction started, advisory lock held, destination tables locked against writes",
-        "sources unchanged since extraction",
+        "approved files unchanged, sources unchanged since extraction",
         "approved rows copied into temporary tables",
         "destination tables gained or lost no rows since extraction",
         "rows to delete found",
