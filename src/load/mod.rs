@@ -313,8 +313,8 @@ async fn load<'c>(
 
     // Every approved file is checked against the approval once the locks are held (a file
     // replaced while the load waited for them is refused), on a thread of its own while the
-    // server checks the sources; the staged files are checked as their private copies are made,
-    // and every file is read from its copy.
+    // server checks the sources. The staged files are checked as their private copies are
+    // made; every Parquet file the load reads comes from such a copy.
     let (files, sources) = tokio::join!(
         stage::ApprovedFiles::check(
             &opts.artifacts,
