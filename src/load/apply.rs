@@ -10,6 +10,7 @@
 
 use super::deletes::{self, ForeignKey};
 use super::fk_index::ForeignKeyIndexes;
+use super::insert_checks::InsertChecks;
 use super::reconcile::{Reconcile, TableCounts, UpdateMode};
 use crate::catalog::Catalog;
 use anyhow::{Context, Result};
@@ -121,6 +122,13 @@ pub async fn reconcilers(
     .await
 }
 
+/// What the inserts of [`apply_in_fk_order`] go by: the rows to adopt (inserted during the run
+/// by a trigger) and how the inserts check their foreign keys.
+pub struct Inserts<'a> {
+    pub adopt: &'a [Adopt],
+    pub checks: &'a InsertChecks,
+}
+
 /// Apply the clean copies (the delete sets must be computed already). Returns what changed.
 pub async fn apply_in_fk_order(
     tx: &Transaction<'_>,
@@ -128,9 +136,10 @@ pub async fn apply_in_fk_order(
     keys: DeleteKeys<'_>,
     clean: &BTreeMap<String, CleanRows>,
     reconcilers: &[(String, Reconcile)],
-    adopt: &[Adopt],
+    inserts: Inserts<'_>,
     steps: &super::Steps,
 ) -> Result<ApplyCounts> {
+    let Inserts { adopt, checks } = inserts;
     let mut counts = ApplyCounts::default();
     for table in catalog.reconciled() {
         let c = counts.table(&table.name);
@@ -159,7 +168,7 @@ pub async fn apply_in_fk_order(
         let c = counts.table(name);
         c.updated = r.update(tx).await?;
         steps.done(&format!("{name}: rows updated"));
-        c.inserted += r.insert(tx).await?;
+        c.inserted += r.insert(tx, checks).await?;
         steps.done(&format!("{name}: rows inserted"));
     }
     // The set-aside indexes whose parent still has rows to delete come back for the deletes.

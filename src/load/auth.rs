@@ -1,6 +1,7 @@
 //! Logins: the auth users and identities the staged data needs and the database lacks. The
 //! load only creates them; an existing login is never changed or removed.
 
+use super::insert_checks::{Insert, InsertChecks};
 use super::reconcile::writable_columns;
 use super::stage::Staged;
 use crate::catalog::Catalog;
@@ -31,6 +32,7 @@ pub async fn create(
     catalog: &Catalog,
     staged: &BTreeMap<String, Staged>,
     backup: &str,
+    checks: &InsertChecks,
 ) -> Result<(u64, u64)> {
     let Some(users) = catalog
         .get(USERS)
@@ -72,15 +74,22 @@ pub async fn create(
         t = ident(&users.temp),
         b = ident(backup)
     );
-    let create_identities = identities.zip(identity_cols).map(|(ids, cols)| {
-        format!(
-            "INSERT INTO auth.identities ({cols}) SELECT {cols} FROM {t} s \
-             WHERE NOT EXISTS (SELECT 1 FROM auth.identities i \
-                               WHERE i.provider = s.provider AND i.provider_id = s.provider_id)",
-            t = ident(&ids.temp)
-        )
+    // Identities the database lacks; their foreign key to the users is checked as `checks`
+    // says (the users are inserted first, so it finds them).
+    let identity_inserts = identities.zip(identity_cols).map(|(ids, cols)| {
+        let temp = ident(&ids.temp);
+        let new = "NOT EXISTS (SELECT 1 FROM auth.identities i \
+                   WHERE i.provider = s.provider AND i.provider_id = s.provider_id)"
+            .to_string();
+        let sql =
+            format!("INSERT INTO {IDENTITIES} ({cols}) SELECT {cols} FROM {temp} s WHERE {new}");
+        (temp, new, sql)
     });
-    // Users first: the server runs the two in the order sent.
+    let identity_checks = match &identity_inserts {
+        Some(_) => checks.table(tx, IDENTITIES).await?,
+        None => Default::default(),
+    };
+    // Users first: the server runs the statements in the order sent.
     crate::pg::pipelined2(
         async {
             crate::pg::execute(tx, &create_users, &[], &[])
@@ -88,8 +97,17 @@ pub async fn create(
                 .context("cannot create the auth users")
         },
         async {
-            match &create_identities {
-                Some(sql) => crate::pg::execute(tx, sql, &[], &[])
+            match &identity_inserts {
+                Some((source, new, sql)) => identity_checks
+                    .insert(
+                        tx,
+                        &Insert {
+                            target: IDENTITIES,
+                            source,
+                            new,
+                            sql,
+                        },
+                    )
                     .await
                     .context("cannot create the auth identities"),
                 None => Ok(0),

@@ -16,6 +16,7 @@ mod dependents;
 mod drift;
 mod fk_index;
 pub mod guard;
+pub mod insert_checks;
 pub mod oplog;
 pub mod reconcile;
 pub mod rollback;
@@ -377,8 +378,9 @@ async fn load<'c>(
     } else {
         Vec::new()
     };
+    let checks = insert_checks::InsertChecks::probe(&tx).await?;
     let (auth_users_created, auth_identities_created) =
-        auth::create(&tx, catalog, &staged, &backup).await?;
+        auth::create(&tx, catalog, &staged, &backup, &checks).await?;
     let adopt = adopt_new_rows(catalog, &reconcilers, &backup);
     steps.done("auth users created");
     let (internal, clean) = (&plan.internal, &plan.clean);
@@ -386,8 +388,19 @@ async fn load<'c>(
         internal,
         indexes: &mut fk_indexes,
     };
-    let tables =
-        apply::apply_in_fk_order(&tx, catalog, keys, clean, &reconcilers, &adopt, &steps).await?;
+    let tables = apply::apply_in_fk_order(
+        &tx,
+        catalog,
+        keys,
+        clean,
+        &reconcilers,
+        apply::Inserts {
+            adopt: &adopt,
+            checks: &checks,
+        },
+        &steps,
+    )
+    .await?;
     backup::record_writes(&tx, &backup, catalog).await?;
     steps.done("what the run wrote recorded in its backup");
     fk_indexes.drop(&tx).await?;

@@ -2,6 +2,7 @@
 //! the load, backed-up rows for the rollback), matching on the catalogue's key. The SQL only;
 //! [`super::apply`] runs it in foreign-key order.
 
+use super::insert_checks::{Insert, InsertChecks};
 use crate::sql::ident;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -241,11 +242,19 @@ impl Reconcile {
             format!(" ORDER BY {}", by.join(", "))
         };
         format!(
-            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {source} s \
-             WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{k} = s.{k}){order}",
-            k = ident(&self.key),
+            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {source} s WHERE {new}{order}",
             target = self.target,
             source = self.source,
+            new = self.missing(),
+        )
+    }
+
+    /// SQL condition: the clean row (alias `s`) is missing from the table.
+    fn missing(&self) -> String {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{k} = s.{k})",
+            k = ident(&self.key),
+            target = self.target,
         )
     }
 
@@ -274,10 +283,20 @@ impl Reconcile {
     }
 
     #[tracing::instrument(name = "insert", skip_all, fields(table = %self.target))]
-    pub async fn insert(&self, tx: &Transaction<'_>) -> Result<u64> {
-        crate::pg::execute(tx, &self.insert_sql(), &[], &[])
+    /// Insert the clean rows that are missing, their foreign keys checked as `checks` says.
+    pub async fn insert(&self, tx: &Transaction<'_>, checks: &InsertChecks) -> Result<u64> {
+        let (sql, new) = (self.insert_sql(), self.missing());
+        let insert = Insert {
+            target: &self.target,
+            source: &self.source,
+            new: &new,
+            sql: &sql,
+        };
+        checks
+            .table(tx, &self.target)
+            .await?
+            .insert(tx, &insert)
             .await
-            .with_context(|| format!("cannot insert into {}", self.target))
     }
 
     pub async fn mismatches(&self, tx: &Transaction<'_>) -> Result<i64> {

@@ -19,6 +19,7 @@ use super::changes::{differing_values, row_changes, Changes, Versions};
 use super::deletes;
 use super::dependents;
 use super::guard::{self, GuardedRun, LogFields, Timeouts};
+use super::insert_checks::InsertChecks;
 use super::reconcile::{Reconcile, TableCounts, UpdateMode};
 use crate::catalog::Catalog;
 use crate::connect::ConnInfo;
@@ -196,8 +197,19 @@ async fn rollback<'c>(
         internal: &internal,
         indexes: &mut fk_indexes,
     };
-    let tables =
-        apply::apply_in_fk_order(&tx, &catalog, keys, &clean, &reconcilers, &[], &steps).await?;
+    let tables = apply::apply_in_fk_order(
+        &tx,
+        &catalog,
+        keys,
+        &clean,
+        &reconcilers,
+        apply::Inserts {
+            adopt: &[],
+            checks: &InsertChecks::per_row(),
+        },
+        &steps,
+    )
+    .await?;
     let dependents_restored = restore_dependents(&tx, backup).await?;
     if opts.remove_created_users {
         // Removing the users the load created deletes from auth.users, whose referencing

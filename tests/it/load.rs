@@ -874,6 +874,7 @@ async fn new_rows_are_inserted_in_the_order_of_the_largest_parents_foreign_key()
     // Guards the insert order: the foreign key to the parent with the most rows, and only one
     // whose columns the clean rows carry; the missing rows go in in that key's order (the clean
     // rows lie in the opposite order), each as staged.
+    use cleanmig::load::insert_checks::InsertChecks;
     use cleanmig::load::reconcile::{Reconcile, UpdateMode};
     let url = crate::support::fresh_database("load_insert_order").await;
     let mut client = crate::support::connect(&url).await;
@@ -922,7 +923,8 @@ async fn new_rows_are_inserted_in_the_order_of_the_largest_parents_foreign_key()
         vec!["big_id".to_string()]
     );
     assert!(reconcile(&["id"]).await.insert_order.is_empty());
-    assert_eq!(r.insert(&tx).await.unwrap(), 499);
+    let checks = InsertChecks::probe(&tx).await.unwrap();
+    assert_eq!(r.insert(&tx, &checks).await.unwrap(), 499);
     let rows: i64 = tx
         .query_one(
             &format!(

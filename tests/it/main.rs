@@ -10,6 +10,7 @@ mod demo_data;
 mod devdb;
 mod extract;
 mod fingerprint;
+mod insert_checks;
 mod live_app;
 mod load;
 mod load_fixture;
