@@ -165,10 +165,13 @@ pub async fn apply_in_fk_order(
             );
             counts.table(name).inserted += a.full.update_where(tx, &new).await?;
         }
+        // How the insert checks its foreign keys, asked beside the update (pipelined).
+        let (updated, table_checks) =
+            crate::pg::pipelined2(r.update(tx), checks.table(tx, &r.target)).await?;
         let c = counts.table(name);
-        c.updated = r.update(tx).await?;
+        c.updated = updated;
         steps.done(&format!("{name}: rows updated"));
-        c.inserted += r.insert(tx, checks).await?;
+        c.inserted += r.insert(tx, &table_checks).await?;
         steps.done(&format!("{name}: rows inserted"));
     }
     // The set-aside indexes whose parent still has rows to delete come back for the deletes.

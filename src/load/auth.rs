@@ -53,17 +53,26 @@ pub async fn create(
         }
         with_id
     });
-    // The check and both tables' columns asked at once (pipelined), then both inserts.
-    let ((), (user_cols, identity_cols)) = crate::pg::pipelined2(
+    // The check, both tables' columns and how the identities' foreign key is checked, asked at
+    // once (pipelined), then both inserts.
+    let ((), ((user_cols, identity_cols), identity_checks)) = crate::pg::pipelined2(
         refuse_email_conflicts(tx, &users.temp),
-        crate::pg::pipelined2(insert_columns(tx, USERS, users, &users.columns), async {
-            match (identities, &identity_columns) {
-                (Some(ids), Some(with_id)) => {
-                    Ok(Some(insert_columns(tx, IDENTITIES, ids, with_id).await?))
+        crate::pg::pipelined2(
+            crate::pg::pipelined2(insert_columns(tx, USERS, users, &users.columns), async {
+                match (identities, &identity_columns) {
+                    (Some(ids), Some(with_id)) => {
+                        Ok(Some(insert_columns(tx, IDENTITIES, ids, with_id).await?))
+                    }
+                    _ => Ok(None),
                 }
-                _ => Ok(None),
-            }
-        }),
+            }),
+            async {
+                match identities {
+                    Some(_) => checks.table(tx, IDENTITIES).await,
+                    None => Ok(Default::default()),
+                }
+            },
+        ),
     )
     .await?;
     let create_users = format!(
@@ -76,19 +85,14 @@ pub async fn create(
     );
     // Identities the database lacks; their foreign key to the users is checked as `checks`
     // says (the users are inserted first, so it finds them).
-    let identity_inserts = identities.zip(identity_cols).map(|(ids, cols)| {
-        let temp = ident(&ids.temp);
-        let new = "NOT EXISTS (SELECT 1 FROM auth.identities i \
-                   WHERE i.provider = s.provider AND i.provider_id = s.provider_id)"
-            .to_string();
-        let sql =
-            format!("INSERT INTO {IDENTITIES} ({cols}) SELECT {cols} FROM {temp} s WHERE {new}");
-        (temp, new, sql)
+    let create_identities = identities.zip(identity_cols).map(|(ids, cols)| {
+        format!(
+            "INSERT INTO {IDENTITIES} ({cols}) SELECT {cols} FROM {t} s \
+             WHERE NOT EXISTS (SELECT 1 FROM auth.identities i \
+                               WHERE i.provider = s.provider AND i.provider_id = s.provider_id)",
+            t = ident(&ids.temp)
+        )
     });
-    let identity_checks = match &identity_inserts {
-        Some(_) => checks.table(tx, IDENTITIES).await?,
-        None => Default::default(),
-    };
     // Users first: the server runs the statements in the order sent.
     crate::pg::pipelined2(
         async {
@@ -97,14 +101,12 @@ pub async fn create(
                 .context("cannot create the auth users")
         },
         async {
-            match &identity_inserts {
-                Some((source, new, sql)) => identity_checks
+            match &create_identities {
+                Some(sql) => identity_checks
                     .insert(
                         tx,
                         &Insert {
                             target: IDENTITIES,
-                            source,
-                            new,
                             sql,
                         },
                     )

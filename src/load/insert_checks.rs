@@ -4,13 +4,13 @@
 //! for the load's bulk inserts that is most of their time. When the session may set
 //! `session_replication_role` (a superuser, a role granted `SET` on it, or hosted Supabase's
 //! `postgres`), an insert into a table whose only insert triggers are those checks runs with
-//! triggers off (`replica`), right after statements that do the triggers' work for all its
-//! rows at once:
+//! triggers off (`replica`), and statements right after it do the triggers' work for all
+//! its rows at once, before anything can commit:
 //! - the parent rows the new rows reference are locked `FOR KEY SHARE`, as each check locks
 //!   its parent, unless the run's own table lock or its own write of the row already keeps
 //!   others from changing them;
-//! - a new row whose parent does not exist refuses the load, naming the key and a value, as
-//!   the trigger would have refused the insert.
+//! - a new row whose parent does not exist (by then) refuses the load, naming the key and a
+//!   value, as the trigger would have refused the insert.
 //!
 //! Everything else keeps its triggers: other tables, updates and deletes (whose triggers keep
 //! children consistent), and every insert of a session that may not set the parameter.
@@ -44,13 +44,10 @@ pub struct TableChecks {
     keys: Vec<Key>,
 }
 
-/// Rows to insert into `target`: those of `source` (alias `s`) that meet `new`.
+/// An `INSERT INTO target ... SELECT ...` statement (no `RETURNING`).
 pub struct Insert<'a> {
     /// Quoted, schema-qualified.
     pub target: &'a str,
-    pub source: &'a str,
-    pub new: &'a str,
-    /// The statement itself.
     pub sql: &'a str,
 }
 
@@ -67,9 +64,19 @@ impl InsertChecks {
             )
             .await;
         let per_statement = match set {
-            Ok(()) => true,
+            Ok(()) => {
+                tracing::info!(
+                    "inserts check their foreign keys once per statement where a table's only \
+                     insert triggers are those checks"
+                );
+                true
+            }
             Err(e) => {
-                tracing::debug!("foreign keys checked row by row: {e}");
+                tracing::info!(
+                    "inserts check their foreign keys row by row: this role may not set \
+                     session_replication_role"
+                );
+                tracing::debug!("{e}");
                 tx.batch_execute(
                     "ROLLBACK TO SAVEPOINT cm_replica_role; RELEASE SAVEPOINT cm_replica_role",
                 )
@@ -138,54 +145,68 @@ impl InsertChecks {
     }
 }
 
+/// The temporary table of the foreign-key columns of the rows one insert wrote.
+const INSERTED_KEYS: &str = "cm_inserted_keys";
+
 impl TableChecks {
+    /// The key columns, each once.
+    fn columns(&self) -> String {
+        let mut columns: Vec<&str> = self.keys.iter().map(|k| k.column.as_str()).collect();
+        columns.sort_unstable();
+        columns.dedup();
+        columns
+            .iter()
+            .map(|c| ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The statements that lock the parent rows that no table lock of the run covers and that
     /// the run did not write itself (nobody else can change or delete a row version this
     /// transaction wrote until it ends).
-    fn lock_sql(&self, insert: &Insert<'_>) -> Vec<String> {
+    fn lock_sql(&self) -> Vec<String> {
         self.keys
             .iter()
             .filter(|k| !k.parent_locked)
             .map(|k| {
                 format!(
                     "SELECT count(*) FROM (SELECT 1 FROM ONLY {parent} p WHERE p.{pc} IN \
-                     (SELECT s.{c} FROM {source} s WHERE {new}) \
+                     (SELECT k.{c} FROM {INSERTED_KEYS} k) \
                      AND p.xmin <> pg_current_xact_id()::xid FOR KEY SHARE OF p) locked",
                     parent = k.parent,
                     pc = ident(&k.parent_column),
                     c = ident(&k.column),
-                    source = insert.source,
-                    new = insert.new,
                 )
             })
             .collect()
     }
 
-    /// One statement: per key, the new rows whose parent does not exist, and the least value.
-    fn missing_sql(&self, insert: &Insert<'_>) -> String {
+    /// One statement: per key, the inserted rows whose parent does not exist, and the least
+    /// value.
+    fn missing_sql(&self) -> String {
         self.keys
             .iter()
             .map(|k| {
                 format!(
-                    "SELECT {name}::text, count(*), min(s.{c}::text) FROM {source} s \
-                     WHERE ({new}) AND s.{c} IS NOT NULL \
-                     AND NOT EXISTS (SELECT 1 FROM ONLY {parent} p WHERE p.{pc} = s.{c})",
+                    "SELECT {name}::text, count(*), min(k.{c}::text) FROM {INSERTED_KEYS} k \
+                     WHERE k.{c} IS NOT NULL \
+                     AND NOT EXISTS (SELECT 1 FROM ONLY {parent} p WHERE p.{pc} = k.{c})",
                     name = literal(&k.name),
                     c = ident(&k.column),
                     pc = ident(&k.parent_column),
                     parent = k.parent,
-                    source = insert.source,
-                    new = insert.new,
                 )
             })
             .collect::<Vec<_>>()
             .join(" UNION ALL ")
     }
 
-    /// Run `insert`: with its triggers when this table's keys are checked row by row; else,
-    /// in order and sent at once, the locks, the check, the insert without triggers. Returns
-    /// the rows inserted; refuses (the transaction must then roll back) when a new row has no
-    /// parent.
+    /// Run `insert`: with its triggers when this table's keys are checked row by row. Else,
+    /// sent at once and run in this order: the insert without triggers, keeping the key
+    /// columns of the rows it wrote aside; the parents' locks; the check that every parent
+    /// exists, in a statement of its own so that it sees a parent deleted by another session
+    /// before the lock. Returns the rows inserted; refuses (the transaction must then roll
+    /// back) when one has no parent.
     pub async fn insert(&self, tx: &Transaction<'_>, insert: &Insert<'_>) -> Result<u64> {
         let what = || format!("cannot insert into {}", insert.target);
         if self.keys.is_empty() {
@@ -193,42 +214,57 @@ impl TableChecks {
                 .await
                 .with_context(what);
         }
-        let locks = self.lock_sql(insert);
-        let missing = self.missing_sql(insert);
-        let set_role = |role: &'static str| async move {
-            tx.batch_execute(&format!("SET LOCAL session_replication_role = {role}"))
-                .await
-                .with_context(|| format!("cannot set session_replication_role to {role}"))
+        let columns = self.columns();
+        let before = format!(
+            "CREATE TEMP TABLE {INSERTED_KEYS} ON COMMIT DROP AS \
+             SELECT {columns} FROM {target} WITH NO DATA; \
+             SET LOCAL session_replication_role = replica",
+            target = insert.target
+        );
+        let write = format!(
+            "WITH inserted AS ({sql} RETURNING {columns}) \
+             INSERT INTO {INSERTED_KEYS} SELECT {columns} FROM inserted",
+            sql = insert.sql
+        );
+        let mut after = vec![
+            "SET LOCAL session_replication_role = origin".to_string(),
+            format!("ANALYZE {INSERTED_KEYS}"),
+        ];
+        after.extend(self.lock_sql());
+        let after = after.join("; ");
+        let missing = self.missing_sql();
+        let batch = |sql: String, context: String| async move {
+            tx.batch_execute(&sql).await.context(context)
         };
         // Each statement is a future of its own, so that all go out in this order.
-        let ((), (rows, ((), (inserted, ())))) = crate::pg::pipelined2(
-            async {
-                crate::pg::pipelined(
-                    locks
-                        .iter()
-                        .map(|sql| async move { crate::pg::query(tx, sql, &[], &[]).await }),
-                )
-                .await
-                .map(drop)
-                .with_context(|| format!("cannot lock the rows {} references", insert.target))
-            },
+        let ((), (inserted, ((), (rows, ())))) = crate::pg::pipelined2(
+            batch(
+                before,
+                format!("cannot prepare the insert into {}", insert.target),
+            ),
             crate::pg::pipelined2(
                 async {
-                    crate::pg::query(tx, &missing, &[], &[])
+                    crate::pg::execute(tx, &write, &[], &[])
                         .await
-                        .with_context(|| {
-                            format!("cannot check the foreign keys of {}", insert.target)
-                        })
+                        .with_context(what)
                 },
                 crate::pg::pipelined2(
-                    set_role("replica"),
+                    batch(
+                        after,
+                        format!("cannot lock the rows {} references", insert.target),
+                    ),
                     crate::pg::pipelined2(
                         async {
-                            crate::pg::execute(tx, insert.sql, &[], &[])
+                            crate::pg::query(tx, &missing, &[], &[])
                                 .await
-                                .with_context(what)
+                                .with_context(|| {
+                                    format!("cannot check the foreign keys of {}", insert.target)
+                                })
                         },
-                        set_role("origin"),
+                        batch(
+                            format!("DROP TABLE {INSERTED_KEYS}"),
+                            format!("cannot drop {INSERTED_KEYS}"),
+                        ),
                     ),
                 ),
             ),

@@ -2,7 +2,7 @@
 //! the load, backed-up rows for the rollback), matching on the catalogue's key. The SQL only;
 //! [`super::apply`] runs it in foreign-key order.
 
-use super::insert_checks::{Insert, InsertChecks};
+use super::insert_checks::{Insert, TableChecks};
 use crate::sql::ident;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -282,21 +282,16 @@ impl Reconcile {
             .with_context(|| format!("cannot update {}", self.target))
     }
 
+    /// Insert the clean rows that are missing, their foreign keys checked as `checks` (this
+    /// table's, from [`super::insert_checks::InsertChecks::table`]) says.
     #[tracing::instrument(name = "insert", skip_all, fields(table = %self.target))]
-    /// Insert the clean rows that are missing, their foreign keys checked as `checks` says.
-    pub async fn insert(&self, tx: &Transaction<'_>, checks: &InsertChecks) -> Result<u64> {
-        let (sql, new) = (self.insert_sql(), self.missing());
+    pub async fn insert(&self, tx: &Transaction<'_>, checks: &TableChecks) -> Result<u64> {
+        let sql = self.insert_sql();
         let insert = Insert {
             target: &self.target,
-            source: &self.source,
-            new: &new,
             sql: &sql,
         };
-        checks
-            .table(tx, &self.target)
-            .await?
-            .insert(tx, &insert)
-            .await
+        checks.insert(tx, &insert).await
     }
 
     pub async fn mismatches(&self, tx: &Transaction<'_>) -> Result<i64> {

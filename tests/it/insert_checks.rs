@@ -23,15 +23,12 @@ async fn parent_and_child(prefix: &str, clean: &str) -> (String, Client) {
     (url, client)
 }
 
-const NEW: &str = "NOT EXISTS (SELECT 1 FROM child t WHERE t.id = s.id)";
 const SQL: &str =
     "INSERT INTO child SELECT * FROM clean s WHERE NOT EXISTS (SELECT 1 FROM child t WHERE t.id = s.id)";
 
 fn child_insert() -> Insert<'static> {
     Insert {
         target: "public.child",
-        source: "clean",
-        new: NEW,
         sql: SQL,
     }
 }

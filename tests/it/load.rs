@@ -923,7 +923,12 @@ async fn new_rows_are_inserted_in_the_order_of_the_largest_parents_foreign_key()
         vec!["big_id".to_string()]
     );
     assert!(reconcile(&["id"]).await.insert_order.is_empty());
-    let checks = InsertChecks::probe(&tx).await.unwrap();
+    let checks = InsertChecks::probe(&tx)
+        .await
+        .unwrap()
+        .table(&tx, "public.child")
+        .await
+        .unwrap();
     assert_eq!(r.insert(&tx, &checks).await.unwrap(), 499);
     let rows: i64 = tx
         .query_one(
