@@ -242,19 +242,11 @@ impl Reconcile {
             format!(" ORDER BY {}", by.join(", "))
         };
         format!(
-            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {source} s WHERE {new}{order}",
-            target = self.target,
-            source = self.source,
-            new = self.missing(),
-        )
-    }
-
-    /// SQL condition: the clean row (alias `s`) is missing from the table.
-    fn missing(&self) -> String {
-        format!(
-            "NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{k} = s.{k})",
+            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {source} s \
+             WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{k} = s.{k}){order}",
             k = ident(&self.key),
             target = self.target,
+            source = self.source,
         )
     }
 
