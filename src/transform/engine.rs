@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::logical_expr::{Expr, SortExpr};
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 use futures_util::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
@@ -236,17 +236,31 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    let baseline = ctx.runtime_env().memory_pool.reserved();
     match attempt().await {
         Err(e) if is_memory_exhausted(&e) => {
             tracing::info!(
                 "{what} outgrew the memory pool; running it again with sort-merge joins in place of hash joins, which cannot spill"
             );
+            settle(ctx, baseline).await;
             set_option(ctx, "datafusion.optimizer.prefer_hash_join", false).await?;
             let result = attempt().await;
             set_option(ctx, "datafusion.optimizer.prefer_hash_join", true).await?;
             result
         }
         other => other,
+    }
+}
+
+/// Wait, a second at most, until the memory pool holds no more than `baseline` bytes, what it
+/// held before a query that failed for want of memory. The failed query's operators give their
+/// memory back as their tasks wind down, a moment after its error comes back; run again at
+/// once, it could find part of the pool still taken by its own first attempt.
+async fn settle(ctx: &SessionContext, baseline: usize) {
+    let pool = &ctx.runtime_env().memory_pool;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    while pool.reserved() > baseline && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 
@@ -275,6 +289,7 @@ where
     Fut: std::future::Future<Output = Result<T>> + Send + 'static,
 {
     use tracing::Instrument;
+    let baseline = ctx.runtime_env().memory_pool.reserved();
     let attempts: Vec<Result<T>> = futures_util::stream::iter(items.iter().cloned())
         .map(|item| {
             let task = tokio::spawn(query(ctx.clone(), item).in_current_span());
@@ -292,6 +307,7 @@ where
                     "{what} outgrew the memory pool beside other queries; running it again alone"
                 );
                 tracing::debug!("{what}: {e:#}");
+                settle(ctx, baseline).await;
                 let again =
                     with_spilling_joins(ctx, &what, || query(ctx.clone(), item.clone())).await?;
                 out.push(again);
@@ -312,6 +328,32 @@ where
     set_option(ctx, "datafusion.execution.target_partitions", 1).await?;
     let result = attempt.await;
     set_option(ctx, "datafusion.execution.target_partitions", partitions).await?;
+    result
+}
+
+/// Run `attempt` with every hash join building one table from its whole build side, so that
+/// each partition of its probe side comes out in the order it went in: a write whose sort
+/// that order already gives (the rejects, in the order of the extracted rows,
+/// [`read_in_order`]) then merges its partitions instead of sorting every row. The build
+/// sides are held whole; one that outgrows the pool fails as any join does, and the caller's
+/// fallback applies.
+pub async fn with_probe_order_kept<T, Fut>(ctx: &SessionContext, attempt: Fut) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    const BYTES: &str = "datafusion.optimizer.hash_join_single_partition_threshold";
+    const ROWS: &str = "datafusion.optimizer.hash_join_single_partition_threshold_rows";
+    let optimizer = ctx.state().config().options().optimizer.clone();
+    set_option(ctx, BYTES, i64::MAX).await?;
+    set_option(ctx, ROWS, i64::MAX).await?;
+    let result = attempt.await;
+    set_option(ctx, BYTES, optimizer.hash_join_single_partition_threshold).await?;
+    set_option(
+        ctx,
+        ROWS,
+        optimizer.hash_join_single_partition_threshold_rows,
+    )
+    .await?;
     result
 }
 
@@ -439,6 +481,64 @@ pub fn parquet_schema(path: &Path) -> Result<SchemaRef> {
     Ok(builder.schema().clone())
 }
 
+/// The Parquet file `path`, its rows declared to the planner as ascending by the `Int64`
+/// column `column` when they are (checked here, on that column alone): a join that keeps its
+/// probe side's order and a write sorted by that column then need no sort. Read as it is
+/// otherwise.
+pub async fn read_in_order(ctx: &SessionContext, path: &Path, column: &str) -> Result<DataFrame> {
+    let options = ParquetReadOptions::default();
+    let options = if ascending(path, column)? {
+        options.file_sort_order(vec![vec![
+            datafusion::prelude::col(column).sort(true, false)
+        ]])
+    } else {
+        tracing::debug!(
+            "{}: `{column}` does not ascend row by row; read without an order",
+            path.display()
+        );
+        options
+    };
+    ctx.read_parquet(path.to_string_lossy().as_ref(), options)
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Whether the `Int64` column `column` of the Parquet file `path` has no NULL and rises
+/// strictly from each row to the next.
+fn ascending(path: &Path, column: &str) -> Result<bool> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a Parquet file", path.display()))?;
+    let Ok(index) = builder.schema().index_of(column) else {
+        return Ok(false);
+    };
+    if builder.schema().field(index).data_type() != &DataType::Int64 {
+        return Ok(false);
+    }
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [index]);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut last: Option<i64> = None;
+    for batch in reader {
+        let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
+        let values = batch.column(0).as_primitive::<Int64Type>();
+        if values.null_count() > 0 {
+            return Ok(false);
+        }
+        for &v in values.values() {
+            if last.is_some_and(|l| v <= l) {
+                return Ok(false);
+            }
+            last = Some(v);
+        }
+    }
+    Ok(true)
+}
+
 /// Register one Parquet file as a table (replacing one of the same name).
 pub async fn register_parquet_file(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
     let _ = ctx.deregister_table(name)?;
@@ -512,7 +612,10 @@ async fn write_sorted_by(
     } else {
         df.sort(keys).with_context(context)?
     };
-    let mut stream = df.execute_stream().await.with_context(context)?;
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await.with_context(context)?;
+    let mut stream =
+        datafusion::physical_plan::execute_stream(plan.clone(), task).with_context(context)?;
     // Ties only matter when the sort left columns out.
     let mut ties = (by < width)
         .then(|| Ties::new(&stream.schema(), by))
@@ -541,6 +644,12 @@ async fn write_sorted_by(
         out.write(&batch).with_context(write_error)?;
     }
     let (_, rows) = out.finish()?;
+    // `-vv`: the plan each operator ran, with its rows, time, memory and spills
+    tracing::trace!(
+        "{what} plan:\n{}",
+        datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref())
+            .indent(true)
+    );
     Ok(Some((rows, schema)))
 }
 
@@ -1388,6 +1497,94 @@ mod tests {
         }
         assert_eq!(out.len(), cases.len());
         out
+    }
+
+    #[tokio::test]
+    async fn a_file_is_read_in_order_only_when_its_rows_ascend() {
+        // Guards the rejects' order: with the probe sides' order kept, a write sorted by a
+        // column declared ascending merges instead of sorting, so a declared order the rows do
+        // not have would write them out of order.
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[i64], bool); 3] = [
+            ("ascending", &[1, 2, 5, 9, 12], true),
+            ("one step down", &[1, 5, 2, 9, 12], false),
+            ("a repeat", &[1, 2, 2, 9, 12], false),
+        ];
+        for (what, rows, declared) in cases {
+            let path = dir.path().join("source.parquet");
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("_source_row", DataType::Int64, false),
+                Field::new("v", DataType::Utf8, false),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(arrow::array::Int64Array::from(rows.to_vec())),
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|r| format!("v{r}")),
+                    )),
+                ],
+            )
+            .unwrap();
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), schema, None)
+                    .unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+
+            let ctx = session();
+            let df = read_in_order(&ctx, &path, "_source_row").await.unwrap();
+            let plan = df.clone().create_physical_plan().await.unwrap();
+            assert_eq!(
+                plan.properties().output_ordering().is_some(),
+                declared,
+                "{what}"
+            );
+            ctx.register_table("source", df.into_view()).unwrap();
+            ctx.sql("CREATE TABLE judged AS SELECT * FROM (VALUES (12), (2), (9), (5)) AS j(r)")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let query = "SELECT s._source_row, s.v FROM judged AS j \
+                         JOIN source AS s ON s._source_row = j.r ORDER BY s._source_row";
+            let (plan, batches) = with_probe_order_kept(&ctx, async {
+                let df = ctx.sql(query).await?;
+                let plan = df.clone().create_physical_plan().await?;
+                Ok((plan, df.collect().await?))
+            })
+            .await
+            .unwrap();
+            let sorts = datafusion::physical_plan::displayable(plan.as_ref())
+                .indent(false)
+                .to_string()
+                .matches("SortExec")
+                .count();
+            assert_eq!(
+                sorts == 0,
+                declared,
+                "{what}: a sort only where no order is declared"
+            );
+            let got: Vec<i64> = batches
+                .iter()
+                .flat_map(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .unwrap()
+                        .values()
+                        .to_vec()
+                })
+                .collect();
+            let mut want: Vec<i64> = rows
+                .iter()
+                .copied()
+                .filter(|r| [12, 2, 9, 5].contains(r))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "{what}");
+        }
     }
 
     #[tokio::test]

@@ -271,11 +271,17 @@ async fn write_rule_output(
     out: &str,
     rule: &SqlFile,
     shape: &dyn Fn(&RecordBatch) -> Result<RecordBatch>,
+    build: BuildSides,
 ) -> Result<ArtifactEntry> {
     if !kept_as_plan(run, &rule.name).await {
         return write_sorted(run, out, &rule.name, shape).await;
     }
-    match write_sorted_as(run, out, &rule.name, shape, Joins::AsPlanned).await {
+    let attempt = write_sorted_as(run, out, &rule.name, shape, Joins::AsPlanned);
+    let attempt = match build {
+        BuildSides::AsPlanned => attempt.await,
+        BuildSides::Whole => engine::with_probe_order_kept(&run.ctx, attempt).await,
+    };
+    match attempt {
         Err(e) if engine::is_memory_exhausted(&e) => {
             tracing::info!(
                 "{out}: computing {} while sorting it outgrew the memory pool; writing it to a scratch file first, then sorting that",
@@ -287,6 +293,16 @@ async fn write_rule_output(
         }
         other => other,
     }
+}
+
+/// How the hash joins of a rule kept as a plan are built while its output is written.
+#[derive(Clone, Copy)]
+enum BuildSides {
+    /// As the planner chooses: a large join hashes both sides into partitions by key.
+    AsPlanned,
+    /// Each from its whole build side ([`engine::with_probe_order_kept`]), so that rows read
+    /// in the output's order stay in it: the rejects, in the order of the extracted rows.
+    Whole,
 }
 
 /// Whether `name` is a rule result kept as a plan (a view), not yet computed.
@@ -334,10 +350,16 @@ async fn write_table_outputs(
             .unwrap_or_default();
         let shape = |b: &RecordBatch| engine::conform(b, &target, &not_written, &file.path);
         // A rule no later file reads runs here: an error names its file.
-        let entry = write_rule_output(run, &format!("{name}.parquet"), file, &shape)
-            .instrument(tracing::info_span!("output", table = name))
-            .await
-            .with_context(|| file.path.display().to_string())?;
+        let entry = write_rule_output(
+            run,
+            &format!("{name}.parquet"),
+            file,
+            &shape,
+            BuildSides::AsPlanned,
+        )
+        .instrument(tracing::info_span!("output", table = name))
+        .await
+        .with_context(|| file.path.display().to_string())?;
         written.insert(name.to_string(), entry);
     }
     for name in OTHER_OUTPUTS {
@@ -348,9 +370,15 @@ async fn write_table_outputs(
             RecordBatch::try_new(engine::plain_schema(&b.schema()), b.columns().to_vec())
                 .with_context(|| format!("{}", file.path.display()))
         };
-        let entry = write_rule_output(run, &format!("{name}.parquet"), file, &shape)
-            .await
-            .with_context(|| file.path.display().to_string())?;
+        let entry = write_rule_output(
+            run,
+            &format!("{name}.parquet"),
+            file,
+            &shape,
+            BuildSides::Whole,
+        )
+        .await
+        .with_context(|| file.path.display().to_string())?;
         written.insert(name.to_string(), entry);
     }
     Ok(written)
@@ -463,11 +491,14 @@ async fn register_raw_json(
             )
         })
         .collect();
-    let sql = format!(
-        "SELECT _source_row, json_object({}) AS raw FROM {table}",
-        pairs.join(", ")
-    );
-    let df = ctx.sql(&sql).await?;
+    // The extract numbers a source's rows as it copies them, so they ascend by `_source_row`
+    // in its file; with that order declared, the rejects (written in it) need no sort of
+    // their JSON.
+    let df = engine::read_in_order(ctx, path, "_source_row").await?;
+    let raw = df
+        .parse_sql_expr(&format!("json_object({})", pairs.join(", ")))?
+        .alias("raw");
+    let df = df.select(vec![datafusion::prelude::col("_source_row"), raw])?;
     ctx.register_table(format!("raw_{source}").as_str(), df.into_view())?;
     Ok(())
 }
@@ -655,7 +686,14 @@ mod tests {
     async fn a_rule_kept_as_a_plan_that_outgrows_the_pool_is_written_from_a_scratch_file() {
         // Guards bounded memory: a rule no later file reads is computed as its output is
         // written; when its hash join and the output's sort outgrow the pool together, it goes
-        // to a scratch file (with sort-merge joins) and the output is sorted from there.
+        // to a scratch file (with sort-merge joins) and the output is sorted from there. So
+        // too when its joins hold their build sides whole.
+        for build in [BuildSides::AsPlanned, BuildSides::Whole] {
+            written_from_a_scratch_file(build).await;
+        }
+    }
+
+    async fn written_from_a_scratch_file(build: BuildSides) {
         let dir = tempfile::tempdir().unwrap();
         let run = run_with_two_tables(dir.path(), 8 << 20).await;
         let rule = engine::write_sql_file(
@@ -666,7 +704,7 @@ mod tests {
         let df = run.ctx.sql(&rule.sql).await.unwrap();
         engine::register_view(&run.ctx, &rule.name, df).unwrap();
         let keep = |b: &RecordBatch| Ok(b.clone());
-        let entry = write_rule_output(&run, "joined.parquet", &rule, &keep)
+        let entry = write_rule_output(&run, "joined.parquet", &rule, &keep, build)
             .await
             .unwrap();
         assert_eq!(entry.rows, 200_000);
