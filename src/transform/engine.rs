@@ -1419,6 +1419,22 @@ pub(crate) fn write_sql_file(dir: &Path, file: &str, sql: &str) -> SqlFile {
     SqlFile::read(&path).unwrap()
 }
 
+/// The first column of `batches`, an `Int64` one, in one vector.
+#[cfg(test)]
+pub(crate) fn first_i64_column(batches: &[RecordBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .expect("an Int64 column")
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
 /// The result of `sql` as a printed table.
 #[cfg(test)]
 pub(crate) async fn shown(ctx: &SessionContext, sql: &str) -> String {
@@ -1566,17 +1582,7 @@ mod tests {
                 declared,
                 "{what}: a sort only where no order is declared"
             );
-            let got: Vec<i64> = batches
-                .iter()
-                .flat_map(|b| {
-                    b.column(0)
-                        .as_any()
-                        .downcast_ref::<arrow::array::Int64Array>()
-                        .unwrap()
-                        .values()
-                        .to_vec()
-                })
-                .collect();
+            let got = first_i64_column(&batches);
             let mut want: Vec<i64> = rows
                 .iter()
                 .copied()

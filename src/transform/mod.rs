@@ -728,17 +728,8 @@ mod tests {
             .unwrap()
             .build()
             .unwrap();
-        let keys: Vec<i64> = written
-            .flat_map(|b| {
-                let b = b.unwrap();
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<arrow::array::Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
+        let batches: Vec<RecordBatch> = written.map(|b| b.unwrap()).collect();
+        let keys = engine::first_i64_column(&batches);
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
     }
 
